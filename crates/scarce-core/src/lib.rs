@@ -1,0 +1,39 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations)]
+
+pub mod backbone;
+pub mod checkpoint;
+pub mod device;
+pub mod error;
+pub mod fixture;
+pub mod gradcheck;
+pub mod model;
+pub mod ops;
+pub mod optim;
+pub mod params;
+pub mod rng;
+pub mod second_order;
+
+pub use candle_core::{DType, Device, Tensor};
+pub use device::{device, Pref};
+pub use error::{Error, Result};
+pub use model::{Ctx, Mode, Model};
+pub use params::Params;
+pub use rng::Stream;
+
+#[cfg(test)]
+mod tests {
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn public_types_are_send_and_sync() {
+        send_sync::<crate::Params>();
+        send_sync::<crate::Ctx>();
+        send_sync::<crate::Stream>();
+        send_sync::<crate::backbone::Conv4>();
+        send_sync::<crate::backbone::ResNet12>();
+        send_sync::<crate::optim::Adam>();
+        send_sync::<crate::Error>();
+    }
+}

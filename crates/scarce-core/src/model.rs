@@ -1,0 +1,95 @@
+//! The functional `Model` trait and its context.
+//!
+//! A model holds only its shape (a config); weights come in as [`Params`] on every call, so
+//! one backbone serves ordinary training, MAML inner loops (adapted copies of the weights),
+//! federated clients and GAN discriminators alike. Mutable state that is not learnt (batch-
+//! norm running statistics) lives in [`Ctx::buffers`].
+
+use crate::ops::{batch_norm_eval, batch_norm_train};
+use crate::rng::Stream;
+use crate::{Error, Params, Result};
+use candle_core::{Device, Tensor};
+
+/// Training or evaluation behaviour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Mode {
+    /// Batch statistics in batch norm (and running averages updated when tracked).
+    Train,
+    /// Running statistics in batch norm.
+    Eval,
+}
+
+/// What a forward pass may read and change besides the weights.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// Train or eval.
+    pub mode: Mode,
+    /// Non-learnt state by name (`<layer>.running_mean`, `<layer>.running_var`).
+    pub buffers: Params,
+    /// In train mode, update running statistics found in `buffers`. Off gives MAML's
+    /// transductive batch norm: batch statistics at every call, nothing remembered.
+    pub update_running_stats: bool,
+    /// Weight of the new batch in running averages (PyTorch's `momentum`, 0.1).
+    pub bn_momentum: f64,
+}
+
+impl Ctx {
+    /// Train mode with running-statistics updates into `buffers`.
+    pub fn train(buffers: Params) -> Self {
+        Ctx { mode: Mode::Train, buffers, update_running_stats: true, bn_momentum: 0.1 }
+    }
+
+    /// Train mode that uses batch statistics and remembers nothing (MAML's transductive
+    /// batch norm).
+    pub fn transductive() -> Self {
+        Ctx { mode: Mode::Train, buffers: Params::new(), update_running_stats: false, bn_momentum: 0.1 }
+    }
+
+    /// Eval mode with the running statistics in `buffers`.
+    pub fn eval(buffers: Params) -> Self {
+        Ctx { mode: Mode::Eval, buffers, update_running_stats: false, bn_momentum: 0.1 }
+    }
+
+    /// Batch norm for layer `prefix` (weights `<prefix>.weight`, `<prefix>.bias` in `p`;
+    /// buffers `<prefix>.running_mean`, `<prefix>.running_var`), following the mode.
+    pub fn batch_norm(&mut self, p: &Params, prefix: &str, x: &Tensor, eps: f64) -> Result<Tensor> {
+        let w = p.require(&format!("{prefix}.weight"))?;
+        let b = p.require(&format!("{prefix}.bias"))?;
+        let (rm, rv) = (format!("{prefix}.running_mean"), format!("{prefix}.running_var"));
+        match self.mode {
+            Mode::Train => {
+                let (y, stats) = batch_norm_train(x, Some(w), Some(b), eps)?;
+                if self.update_running_stats {
+                    if let (Some(m), Some(v)) = (self.buffers.get(&rm), self.buffers.get(&rv)) {
+                        let k = self.bn_momentum;
+                        let unbiased = (stats.var * (stats.count as f64 / (stats.count.max(2) - 1) as f64))?;
+                        let m = ((m * (1.0 - k))? + (stats.mean.to_dtype(m.dtype())? * k)?)?;
+                        let v = ((v * (1.0 - k))? + (unbiased.to_dtype(v.dtype())? * k)?)?;
+                        self.buffers.insert(rm, m);
+                        self.buffers.insert(rv, v);
+                    }
+                }
+                Ok(y)
+            }
+            Mode::Eval => {
+                let m = self.buffers.get(&rm).ok_or_else(|| Error::Missing { name: rm.clone(), what: "buffers (eval mode)".into() })?;
+                let v = self.buffers.get(&rv).ok_or_else(|| Error::Missing { name: rv.clone(), what: "buffers (eval mode)".into() })?;
+                batch_norm_eval(x, &m.to_dtype(x.dtype())?, &v.to_dtype(x.dtype())?, Some(w), Some(b), eps)
+            }
+        }
+    }
+}
+
+/// A network written once as a pure function of its weights.
+pub trait Model: Send + Sync + std::fmt::Debug {
+    /// Fresh weights drawn from `rng` (f32, PyTorch's default initialisers).
+    fn init(&self, rng: &Stream, device: &Device) -> Result<Params>;
+
+    /// Fresh non-learnt state (batch-norm running mean 0 and variance 1). Empty by default.
+    fn buffers(&self, _device: &Device) -> Result<Params> {
+        Ok(Params::new())
+    }
+
+    /// The forward pass with weights `p`.
+    fn forward(&self, p: &Params, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor>;
+}

@@ -1,0 +1,221 @@
+//! Convolutions: conv2d, conv3d and conv_transpose2d as `im2col` + matmul.
+//!
+//! One code path for 2D and 3D (2D is 3D with depth 1). The forward is
+//! `W[g, O/g, C/g·k] @ cols[g, C/g·k, N·L]`; the backward that candle derives from it is two
+//! matmuls and one `col2im`, and the second order is again matmuls, `im2col` and `col2im`, so
+//! every order is exact and runs at matrix-multiply speed. Candle's own conv backward (a
+//! direct loop on the CPU) is never used.
+
+use super::im2col::{col2im, im2col, Geom};
+use crate::{Error, Result};
+use candle_core::Tensor;
+
+/// Settings of a convolution over `D` spatial axes (PyTorch's meaning and defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvOpts<const D: usize> {
+    /// Step between output positions, per axis.
+    pub stride: [usize; D],
+    /// Zero padding added on both sides, per axis.
+    pub padding: [usize; D],
+    /// Spacing between kernel taps, per axis.
+    pub dilation: [usize; D],
+    /// Channel groups: input channel block `i` feeds output channel block `i`.
+    pub groups: usize,
+    /// Transposed convolutions only: extra size added on one side of the output.
+    pub output_padding: [usize; D],
+}
+
+impl<const D: usize> Default for ConvOpts<D> {
+    fn default() -> Self {
+        ConvOpts { stride: [1; D], padding: [0; D], dilation: [1; D], groups: 1, output_padding: [0; D] }
+    }
+}
+
+impl<const D: usize> ConvOpts<D> {
+    /// The same stride on every axis.
+    pub fn stride(mut self, s: usize) -> Self {
+        self.stride = [s; D];
+        self
+    }
+    /// The same padding on every axis.
+    pub fn padding(mut self, p: usize) -> Self {
+        self.padding = [p; D];
+        self
+    }
+    /// The same dilation on every axis.
+    pub fn dilation(mut self, d: usize) -> Self {
+        self.dilation = [d; D];
+        self
+    }
+    /// The number of groups.
+    pub fn groups(mut self, g: usize) -> Self {
+        self.groups = g;
+        self
+    }
+    /// The same output padding on every axis (transposed convolutions).
+    pub fn output_padding(mut self, p: usize) -> Self {
+        self.output_padding = [p; D];
+        self
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.groups == 0 {
+            return Err(Error::param("groups", "must be at least 1"));
+        }
+        if self.stride.contains(&0) {
+            return Err(Error::param("stride", format!("{:?} has a zero", self.stride)));
+        }
+        if self.dilation.contains(&0) {
+            return Err(Error::param("dilation", format!("{:?} has a zero", self.dilation)));
+        }
+        Ok(())
+    }
+
+    /// Padded to three axes (leading depth axis of size 1 for 2D).
+    fn lift(&self) -> ([usize; 3], [usize; 3], [usize; 3], [usize; 3]) {
+        let mut s = [1; 3];
+        let mut p = [0; 3];
+        let mut d = [1; 3];
+        let mut op = [0; 3];
+        s[3 - D..].copy_from_slice(&self.stride);
+        p[3 - D..].copy_from_slice(&self.padding);
+        d[3 - D..].copy_from_slice(&self.dilation);
+        op[3 - D..].copy_from_slice(&self.output_padding);
+        (s, p, d, op)
+    }
+}
+
+fn lift_dims<const D: usize>(name: &str, t: &Tensor) -> Result<(usize, usize, [usize; 3])> {
+    let dims = t.dims();
+    if dims.len() != D + 2 {
+        return Err(Error::shape(name, format!("{}-d [N, C, {}spatial]", D + 2, D), dims));
+    }
+    let mut sp = [1; 3];
+    sp[3 - D..].copy_from_slice(&dims[2..]);
+    Ok((dims[0], dims[1], sp))
+}
+
+fn add_bias<const D: usize>(y: Tensor, b: Option<&Tensor>, c_out: usize) -> Result<Tensor> {
+    match b {
+        None => Ok(y),
+        Some(b) => {
+            if b.dims() != [c_out] {
+                return Err(Error::shape("bias", format!("[{c_out}]"), b.dims()));
+            }
+            let mut shape = vec![1, c_out];
+            shape.extend([1; D]);
+            Ok(y.broadcast_add(&b.reshape(shape)?)?)
+        }
+    }
+}
+
+/// Convolution over `D` spatial axes (cross-correlation, zero padding), the one
+/// implementation behind [`conv2d`] and [`conv3d`].
+///
+/// `x`: `[N, C, *spatial]`, `w`: `[O, C/groups, *kernel]`, `b`: `[O]`; returns
+/// `[N, O, *out]` with `out = floor((in + 2p - d(k-1) - 1)/s) + 1`.
+pub fn conv<const D: usize>(x: &Tensor, w: &Tensor, b: Option<&Tensor>, opts: &ConvOpts<D>) -> Result<Tensor> {
+    opts.check()?;
+    let (n, c, input) = lift_dims::<D>("x", x)?;
+    let (o, cg, kernel) = lift_dims::<D>("w", w)?;
+    let g = opts.groups;
+    if c % g != 0 || o % g != 0 || cg * g != c {
+        return Err(Error::shape(
+            "w",
+            format!("[O, C/groups = {}/{g}, ...] with O divisible by groups", c),
+            w.dims(),
+        ));
+    }
+    let (stride, pad, dil, _) = opts.lift();
+    let mut output = [0; 3];
+    for a in 0..3 {
+        let span = dil[a] * (kernel[a] - 1) + 1;
+        if input[a] + 2 * pad[a] < span {
+            return Err(Error::param(
+                "x",
+                format!("spatial size {:?} is smaller than the dilated kernel {:?}", &x.dims()[2..], &w.dims()[2..]),
+            ));
+        }
+        output[a] = (input[a] + 2 * pad[a] - span) / stride[a] + 1;
+    }
+    let geom = Geom { n, c, input, kernel, stride, pad, dil, output };
+    let (rows, cols_n) = (geom.rows(), geom.cols());
+    let x5 = x.reshape((n, c, input[0], input[1], input[2]))?;
+    let cols = im2col(&x5, geom)?;
+    let y = if g == 1 {
+        w.reshape((o, rows))?.matmul(&cols)?
+    } else {
+        let wg = w.reshape((g, o / g, rows / g))?;
+        wg.matmul(&cols.reshape((g, rows / g, cols_n))?)?.reshape((o, cols_n))?
+    };
+    let mut shape = vec![o, n];
+    shape.extend_from_slice(&output[3 - D..]);
+    let y = y.reshape(shape)?.transpose(0, 1)?.contiguous()?;
+    add_bias::<D>(y, b, o)
+}
+
+/// 2D convolution, PyTorch's `conv2d`: `x` `[N, C, H, W]`, `w` `[O, C/groups, kH, kW]`.
+pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, opts: &ConvOpts<2>) -> Result<Tensor> {
+    conv(x, w, b, opts)
+}
+
+/// 3D convolution, PyTorch's `conv3d`: `x` `[N, C, D, H, W]`, `w` `[O, C/groups, kD, kH, kW]`.
+pub fn conv3d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, opts: &ConvOpts<3>) -> Result<Tensor> {
+    conv(x, w, b, opts)
+}
+
+/// Transposed convolution over `D` axes, the adjoint of [`conv`] in `x` (plus bias).
+///
+/// `x`: `[N, C_in, *spatial]`, `w`: `[C_in, C_out/groups, *kernel]` (PyTorch's layout),
+/// output size `(in-1)s - 2p + d(k-1) + output_padding + 1`.
+pub fn conv_transpose<const D: usize>(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    opts: &ConvOpts<D>,
+) -> Result<Tensor> {
+    opts.check()?;
+    let (n, c_in, input) = lift_dims::<D>("x", x)?;
+    let (wc, og, kernel) = lift_dims::<D>("w", w)?;
+    let g = opts.groups;
+    if wc != c_in || c_in % g != 0 {
+        return Err(Error::shape("w", format!("[C_in = {c_in}, C_out/groups, ...]"), w.dims()));
+    }
+    let c_out = og * g;
+    let (stride, pad, dil, out_pad) = opts.lift();
+    let mut output = [0; 3];
+    for a in 0..3 {
+        if out_pad[a] >= stride[a] && out_pad[a] >= dil[a] {
+            return Err(Error::param("output_padding", "must be smaller than stride or dilation"));
+        }
+        let full = (input[a] - 1) * stride[a] + dil[a] * (kernel[a] - 1) + out_pad[a] + 1;
+        if full <= 2 * pad[a] {
+            return Err(Error::param("padding", format!("{:?} leaves no output", opts.padding)));
+        }
+        output[a] = full - 2 * pad[a];
+    }
+    // The columns of the adjoint convolution, which maps the output size back to `input`.
+    let geom = Geom { n, c: c_out, input: output, kernel, stride, pad, dil, output: input };
+    let (rows, cols_n) = (geom.rows(), geom.cols());
+    let xm = x.reshape((n, c_in, cols_n / n))?.transpose(0, 1)?.contiguous()?.reshape((c_in, cols_n))?;
+    let cols = if g == 1 {
+        w.reshape((c_in, rows))?.t()?.matmul(&xm)?
+    } else {
+        let wg = w.reshape((g, c_in / g, rows / g))?.transpose(1, 2)?;
+        wg.matmul(&xm.reshape((g, c_in / g, cols_n))?)?.reshape((rows, cols_n))?
+    };
+    let y = col2im(&cols, geom)?;
+    let mut shape = vec![n, c_out];
+    shape.extend_from_slice(&output[3 - D..]);
+    add_bias::<D>(y.reshape(shape)?, b, c_out)
+}
+
+/// 2D transposed convolution, PyTorch's `conv_transpose2d`.
+pub fn conv_transpose2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, opts: &ConvOpts<2>) -> Result<Tensor> {
+    conv_transpose(x, w, b, opts)
+}
+
+/// 3D transposed convolution, PyTorch's `conv_transpose3d`.
+pub fn conv_transpose3d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, opts: &ConvOpts<3>) -> Result<Tensor> {
+    conv_transpose(x, w, b, opts)
+}

@@ -1,0 +1,292 @@
+//! `im2col` and its adjoint `col2im` as one pair of candle custom ops.
+//!
+//! Each op's backward is the other op applied to the incoming gradient, so autodiff through
+//! them is exact at every order (the ops are linear and each is the other's transpose). With
+//! the products done by candle's matmul, convolution forward and backward run at
+//! matrix-multiply speed on the CPU. On other devices the same map is an `index_select`
+//! with precomputed indices (whose backward, `index_add`, has `index_select` as backward).
+
+use crate::Result;
+use candle_core::{bail, CpuStorage, CustomOp1, Layout, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// Geometry of a convolution over three spatial axes; 2D convolutions use depth 1 with a
+/// kernel, stride and dilation of 1 and no padding along depth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Geom {
+    pub n: usize,
+    pub c: usize,
+    pub input: [usize; 3],
+    pub kernel: [usize; 3],
+    pub stride: [usize; 3],
+    pub pad: [usize; 3],
+    pub dil: [usize; 3],
+    pub output: [usize; 3],
+}
+
+impl Geom {
+    pub fn kernel_len(&self) -> usize {
+        self.kernel.iter().product()
+    }
+    pub fn out_len(&self) -> usize {
+        self.output.iter().product()
+    }
+    pub fn in_len(&self) -> usize {
+        self.input.iter().product()
+    }
+    /// Rows of the column matrix: `C * prod(kernel)`.
+    pub fn rows(&self) -> usize {
+        self.c * self.kernel_len()
+    }
+    /// Columns of the column matrix: `N * prod(output)`.
+    pub fn cols(&self) -> usize {
+        self.n * self.out_len()
+    }
+    fn input_shape(&self) -> Shape {
+        Shape::from(vec![self.n, self.c, self.input[0], self.input[1], self.input[2]])
+    }
+    fn cols_shape(&self) -> Shape {
+        Shape::from((self.rows(), self.cols()))
+    }
+}
+
+/// The output positions `o` along one axis whose input coordinate `o*s + off` lies in
+/// `0..len`, as a half-open range.
+fn valid(out: usize, s: usize, off: isize, len: usize) -> (usize, usize) {
+    let lo = if off >= 0 { 0 } else { ((-off) as usize).div_ceil(s) };
+    let hi = if (len as isize) <= off { 0 } else { ((len as isize - off) as usize).div_ceil(s) };
+    (lo.min(out), hi.min(out).max(lo.min(out)))
+}
+
+/// For kernel offset `k` on axis `a`: the offset `k*dil - pad`.
+fn offset(g: &Geom, a: usize, k: usize) -> isize {
+    (k * g.dil[a]) as isize - g.pad[a] as isize
+}
+
+/// Calls `f(row, kd, kh, kw)` style decomposition of a row index.
+fn split_row(g: &Geom, r: usize) -> (usize, [usize; 3]) {
+    let [_, kh, kw] = g.kernel;
+    let klen = g.kernel_len();
+    let c = r / klen;
+    let k = r % klen;
+    (c, [k / (kh * kw), (k / kw) % kh, k % kw])
+}
+
+fn im2col_cpu<T: WithDType>(g: &Geom, x: &[T]) -> Vec<T> {
+    let [od, oh, ow] = g.output;
+    let [id, ih, iw] = g.input;
+    let out_len = g.out_len();
+    let mut cols = vec![T::zero(); g.rows() * g.cols()];
+    cols.par_chunks_mut(g.cols()).enumerate().for_each(|(r, row)| {
+        let (c, k) = split_row(g, r);
+        let off = [offset(g, 0, k[0]), offset(g, 1, k[1]), offset(g, 2, k[2])];
+        let rd = valid(od, g.stride[0], off[0], id);
+        let rh = valid(oh, g.stride[1], off[1], ih);
+        let rw = valid(ow, g.stride[2], off[2], iw);
+        for n in 0..g.n {
+            let plane = &x[(n * g.c + c) * g.in_len()..][..g.in_len()];
+            let dst = &mut row[n * out_len..][..out_len];
+            for d in rd.0..rd.1 {
+                let zd = (d * g.stride[0]) as isize + off[0];
+                for h in rh.0..rh.1 {
+                    let zh = (h * g.stride[1]) as isize + off[1];
+                    let src = &plane[(zd as usize * ih + zh as usize) * iw..][..iw];
+                    let drow = &mut dst[(d * oh + h) * ow..][..ow];
+                    if g.stride[2] == 1 {
+                        let start = (rw.0 as isize + off[2]) as usize;
+                        drow[rw.0..rw.1].copy_from_slice(&src[start..start + (rw.1 - rw.0)]);
+                    } else {
+                        for w in rw.0..rw.1 {
+                            drow[w] = src[((w * g.stride[2]) as isize + off[2]) as usize];
+                        }
+                    }
+                }
+            }
+        }
+    });
+    cols
+}
+
+fn col2im_cpu<T: WithDType>(g: &Geom, cols: &[T]) -> Vec<T> {
+    let [od, oh, ow] = g.output;
+    let [id, ih, iw] = g.input;
+    let out_len = g.out_len();
+    let klen = g.kernel_len();
+    let mut x = vec![T::zero(); g.n * g.c * g.in_len()];
+    x.par_chunks_mut(g.in_len()).enumerate().for_each(|(p, plane)| {
+        let (n, c) = (p / g.c, p % g.c);
+        for k in 0..klen {
+            let r = c * klen + k;
+            let (_, kk) = split_row(g, r);
+            let off = [offset(g, 0, kk[0]), offset(g, 1, kk[1]), offset(g, 2, kk[2])];
+            let rd = valid(od, g.stride[0], off[0], id);
+            let rh = valid(oh, g.stride[1], off[1], ih);
+            let rw = valid(ow, g.stride[2], off[2], iw);
+            let src_row = &cols[r * g.cols() + n * out_len..][..out_len];
+            for d in rd.0..rd.1 {
+                let zd = (d * g.stride[0]) as isize + off[0];
+                for h in rh.0..rh.1 {
+                    let zh = (h * g.stride[1]) as isize + off[1];
+                    let dst = &mut plane[(zd as usize * ih + zh as usize) * iw..][..iw];
+                    let src = &src_row[(d * oh + h) * ow..][..ow];
+                    for w in rw.0..rw.1 {
+                        let zw = ((w * g.stride[2]) as isize + off[2]) as usize;
+                        dst[zw] += src[w];
+                    }
+                }
+            }
+        }
+    });
+    x
+}
+
+/// Flat indices into the input followed by one zero sentinel (index `N*C*prod(input)`),
+/// in the column matrix's order; the device-generic form of `im2col`.
+fn im2col_indices(g: &Geom) -> Vec<u32> {
+    let sentinel = (g.n * g.c * g.in_len()) as u32;
+    let [od, oh, ow] = g.output;
+    let mut idx = Vec::with_capacity(g.rows() * g.cols());
+    for r in 0..g.rows() {
+        let (c, k) = split_row(g, r);
+        for n in 0..g.n {
+            for d in 0..od {
+                for h in 0..oh {
+                    for w in 0..ow {
+                        let z = [
+                            (d * g.stride[0]) as isize + offset(g, 0, k[0]),
+                            (h * g.stride[1]) as isize + offset(g, 1, k[1]),
+                            (w * g.stride[2]) as isize + offset(g, 2, k[2]),
+                        ];
+                        let inside = z.iter().zip(g.input.iter()).all(|(&z, &l)| z >= 0 && (z as usize) < l);
+                        idx.push(if inside {
+                            (((n * g.c + c) * g.input[0] + z[0] as usize) * g.input[1] + z[1] as usize) as u32
+                                * g.input[2] as u32
+                                + z[2] as u32
+                        } else {
+                            sentinel
+                        });
+                    }
+                }
+            }
+        }
+    }
+    idx
+}
+
+/// The custom op: `im2col` when `adjoint` is false, `col2im` when true.
+struct Im2Col {
+    geom: Arc<Geom>,
+    adjoint: bool,
+}
+
+impl CustomOp1 for Im2Col {
+    fn name(&self) -> &'static str {
+        if self.adjoint {
+            "scarce-col2im"
+        } else {
+            "scarce-im2col"
+        }
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            bail!("{}: input must be contiguous", self.name())
+        };
+        let g = &self.geom;
+        let (expect, out_shape) = if self.adjoint {
+            (g.cols_shape(), g.input_shape())
+        } else {
+            (g.input_shape(), g.cols_shape())
+        };
+        if layout.shape() != &expect {
+            bail!("{}: expected shape {expect:?}, got {:?}", self.name(), layout.shape())
+        }
+        fn run<T: WithDType>(op: &Im2Col, v: &[T]) -> Vec<T> {
+            if op.adjoint {
+                col2im_cpu(&op.geom, v)
+            } else {
+                im2col_cpu(&op.geom, v)
+            }
+        }
+        let out = match storage {
+            CpuStorage::F32(v) => CpuStorage::F32(run(self, &v[start..end])),
+            CpuStorage::F64(v) => CpuStorage::F64(run(self, &v[start..end])),
+            CpuStorage::BF16(v) => CpuStorage::BF16(run(self, &v[start..end])),
+            CpuStorage::F16(v) => CpuStorage::F16(run(self, &v[start..end])),
+            other => bail!("{}: unsupported dtype {:?}", self.name(), candle_core::backend::BackendStorage::dtype(other)),
+        };
+        Ok((out, out_shape))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let op = Im2Col { geom: self.geom.clone(), adjoint: !self.adjoint };
+        Ok(Some(apply(&grad.contiguous()?, op)?))
+    }
+}
+
+/// Applies the op: the custom op on the CPU, an `index_select` (or its adjoint `index_add`)
+/// on other devices, so every device differentiates the same linear map.
+fn apply(t: &Tensor, op: Im2Col) -> candle_core::Result<Tensor> {
+    if t.device().is_cpu() {
+        return t.apply_op1(op);
+    }
+    let g = &op.geom;
+    let idx = Tensor::from_vec(im2col_indices(g), g.rows() * g.cols(), t.device())?;
+    let numel = g.n * g.c * g.in_len();
+    if op.adjoint {
+        let zeros = Tensor::zeros(numel + 1, t.dtype(), t.device())?;
+        zeros.index_add(&idx, &t.flatten_all()?, 0)?.narrow(0, 0, numel)?.reshape(g.input_shape())
+    } else {
+        let ext = Tensor::cat(&[t.flatten_all()?, Tensor::zeros(1, t.dtype(), t.device())?], 0)?;
+        ext.index_select(&idx, 0)?.reshape(g.cols_shape())
+    }
+}
+
+/// `[N, C, D, H, W]` → `[C·kD·kH·kW, N·Do·Ho·Wo]`: row `(c, kd, kh, kw)`, column `(n, od, oh, ow)`.
+pub(crate) fn im2col(x: &Tensor, geom: Geom) -> Result<Tensor> {
+    Ok(apply(&x.contiguous()?, Im2Col { geom: Arc::new(geom), adjoint: false })?)
+}
+
+/// The adjoint of [`im2col`]: sums columns back into `[N, C, D, H, W]`.
+pub(crate) fn col2im(cols: &Tensor, geom: Geom) -> Result<Tensor> {
+    Ok(apply(&cols.contiguous()?, Im2Col { geom: Arc::new(geom), adjoint: true })?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    fn geom() -> Geom {
+        Geom {
+            n: 2,
+            c: 3,
+            input: [3, 5, 6],
+            kernel: [2, 3, 2],
+            stride: [1, 2, 3],
+            pad: [1, 1, 2],
+            dil: [2, 1, 2],
+            output: [2, 3, 3],
+        }
+    }
+
+    #[test]
+    fn matches_index_form_and_is_adjoint() {
+        // <im2col(x), c> == <x, col2im(c)> for random x, c, and the loop kernel equals the
+        // index form used on other devices.
+        let g = geom();
+        let s = crate::rng::Stream::new(0, "im2col-test");
+        let x = s.at(0).normal_tensor(g.input_shape(), 0., 1., DType::F64, &Device::Cpu).unwrap();
+        let c = s.at(1).normal_tensor(g.cols_shape(), 0., 1., DType::F64, &Device::Cpu).unwrap();
+        let cols = im2col(&x, g.clone()).unwrap();
+        let idx = Tensor::from_vec(im2col_indices(&g), g.rows() * g.cols(), &Device::Cpu).unwrap();
+        let ext = Tensor::cat(&[x.flatten_all().unwrap(), Tensor::zeros(1, DType::F64, &Device::Cpu).unwrap()], 0).unwrap();
+        let by_index = ext.index_select(&idx, 0).unwrap().reshape(g.cols_shape()).unwrap();
+        assert_eq!(crate::fixture::rel_err(&cols, &by_index).unwrap(), 0.0);
+        let lhs = (cols * &c).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
+        let back = col2im(&c, g).unwrap();
+        let rhs = (back * &x).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
+        assert!((lhs - rhs).abs() < 1e-12 * lhs.abs().max(1.0), "{lhs} vs {rhs}");
+    }
+}

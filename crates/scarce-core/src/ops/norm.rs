@@ -1,0 +1,141 @@
+//! Batch, group and layer normalisation, composed from candle ops whose gradients are
+//! correct at first and second order (candle's fused `layer_norm` / `rms_norm` return no
+//! gradient at all, so they are never used). Variances are biased, as in PyTorch.
+
+use crate::{Error, Result};
+use candle_core::Tensor;
+
+/// `(x - mean) / sqrt(var + eps)` over the axes `dims` (keepdim), plus the mean and biased
+/// variance.
+fn standardise(x: &Tensor, dims: &[usize], eps: f64) -> Result<(Tensor, Tensor, Tensor)> {
+    let count: usize = dims.iter().map(|&d| x.dims()[d]).product();
+    let mean = (x.sum_keepdim(dims)? / count as f64)?;
+    let centred = x.broadcast_sub(&mean)?;
+    let var = (centred.sqr()?.sum_keepdim(dims)? / count as f64)?;
+    let y = centred.broadcast_div(&(var.clone() + eps)?.sqrt()?)?;
+    Ok((y, mean, var))
+}
+
+/// Per-channel affine `y·w[c] + b[c]` for channel axis 1.
+fn channel_affine(y: Tensor, w: Option<&Tensor>, b: Option<&Tensor>) -> Result<Tensor> {
+    let c = y.dim(1)?;
+    let mut shape = vec![1; y.rank()];
+    shape[1] = c;
+    let mut y = y;
+    if let Some(w) = w {
+        if w.dims() != [c] {
+            return Err(Error::shape("weight", format!("[{c}]"), w.dims()));
+        }
+        y = y.broadcast_mul(&w.reshape(shape.clone())?)?;
+    }
+    if let Some(b) = b {
+        if b.dims() != [c] {
+            return Err(Error::shape("bias", format!("[{c}]"), b.dims()));
+        }
+        y = y.broadcast_add(&b.reshape(shape)?)?;
+    }
+    Ok(y)
+}
+
+/// The statistics a training-mode batch norm computed, for running-average updates.
+#[derive(Debug, Clone)]
+pub struct BatchStats {
+    /// Per-channel mean, `[C]`, detached.
+    pub mean: Tensor,
+    /// Per-channel biased variance, `[C]`, detached.
+    pub var: Tensor,
+    /// Elements per channel (`N · prod(spatial)`), to unbias the variance.
+    pub count: usize,
+}
+
+/// Batch normalisation with batch statistics (training mode): per channel (axis 1) over
+/// `N` and the spatial axes. Gradients flow through the statistics. `x`: `[N, C, ...]`.
+pub fn batch_norm_train(
+    x: &Tensor,
+    w: Option<&Tensor>,
+    b: Option<&Tensor>,
+    eps: f64,
+) -> Result<(Tensor, BatchStats)> {
+    if x.rank() < 2 {
+        return Err(Error::shape("x", "[N, C, ...]", x.dims()));
+    }
+    let dims: Vec<usize> = (0..x.rank()).filter(|&d| d != 1).collect();
+    let count = dims.iter().map(|&d| x.dims()[d]).product();
+    let (y, mean, var) = standardise(x, &dims, eps)?;
+    let stats = BatchStats { mean: mean.flatten_all()?.detach(), var: var.flatten_all()?.detach(), count };
+    Ok((channel_affine(y, w, b)?, stats))
+}
+
+/// Batch normalisation with given (running) statistics (evaluation mode).
+pub fn batch_norm_eval(
+    x: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    w: Option<&Tensor>,
+    b: Option<&Tensor>,
+    eps: f64,
+) -> Result<Tensor> {
+    if x.rank() < 2 {
+        return Err(Error::shape("x", "[N, C, ...]", x.dims()));
+    }
+    let c = x.dim(1)?;
+    let mut shape = vec![1; x.rank()];
+    shape[1] = c;
+    for (name, t) in [("running_mean", mean), ("running_var", var)] {
+        if t.dims() != [c] {
+            return Err(Error::shape(name, format!("[{c}]"), t.dims()));
+        }
+    }
+    let inv = (var.reshape(shape.clone())? + eps)?.sqrt()?;
+    let y = x.broadcast_sub(&mean.reshape(shape)?)?.broadcast_div(&inv)?;
+    channel_affine(y, w, b)
+}
+
+/// Group normalisation: channels split into `groups` contiguous groups, statistics per
+/// sample and group; per-channel affine. `x`: `[N, C, ...]`.
+pub fn group_norm(x: &Tensor, groups: usize, w: Option<&Tensor>, b: Option<&Tensor>, eps: f64) -> Result<Tensor> {
+    if x.rank() < 2 {
+        return Err(Error::shape("x", "[N, C, ...]", x.dims()));
+    }
+    let (n, c) = (x.dim(0)?, x.dim(1)?);
+    if groups == 0 || c % groups != 0 {
+        return Err(Error::param("groups", format!("{groups} does not divide {c} channels")));
+    }
+    let xg = x.reshape((n, groups, ()))?;
+    let (y, _, _) = standardise(&xg, &[2], eps)?;
+    channel_affine(y.reshape(x.shape())?, w, b)
+}
+
+/// Layer normalisation over the trailing `normalized_ndim` axes, with elementwise affine
+/// `w`, `b` of those axes' shape.
+pub fn layer_norm(
+    x: &Tensor,
+    normalized_ndim: usize,
+    w: Option<&Tensor>,
+    b: Option<&Tensor>,
+    eps: f64,
+) -> Result<Tensor> {
+    if normalized_ndim == 0 || normalized_ndim > x.rank() {
+        return Err(Error::param("normalized_ndim", format!("{normalized_ndim} for a rank-{} input", x.rank())));
+    }
+    let lead = x.rank() - normalized_ndim;
+    let tail = &x.dims()[lead..];
+    let flat = x.reshape(x.dims()[..lead].iter().copied().chain([tail.iter().product()]).collect::<Vec<_>>())?;
+    let (y, _, _) = standardise(&flat, &[lead], eps)?;
+    let mut y = y.reshape(x.shape())?;
+    for (name, t) in [("weight", w), ("bias", b)] {
+        if let Some(t) = t {
+            if t.dims() != tail {
+                return Err(Error::shape(name, format!("{tail:?}"), t.dims()));
+            }
+        }
+    }
+    if let Some(w) = w {
+        y = y.broadcast_mul(w)?;
+    }
+    if let Some(b) = b {
+        y = y.broadcast_add(b)?;
+    }
+    Ok(y)
+}
+

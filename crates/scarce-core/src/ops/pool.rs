@@ -1,0 +1,223 @@
+//! Max, average and adaptive average pooling in 2D and 3D, PyTorch semantics, exact
+//! gradients at every order (see [`super::taps`]: a box pool is a product of one-axis pools).
+
+use super::taps::{self, AxisTaps};
+use crate::{Error, Result};
+use candle_core::Tensor;
+
+/// Settings of a pooling window over `D` spatial axes (PyTorch's meaning).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PoolOpts<const D: usize> {
+    /// Window size per axis.
+    pub kernel: [usize; D],
+    /// Step per axis (PyTorch's default: the kernel size).
+    pub stride: [usize; D],
+    /// Implicit padding on both sides (`-inf` for max, zeros for average); at most half the
+    /// kernel, as in PyTorch.
+    pub padding: [usize; D],
+    /// Spacing between window taps (max pooling only).
+    pub dilation: [usize; D],
+    /// Use `ceil` instead of `floor` for the output size (a last, partial window).
+    pub ceil_mode: bool,
+    /// Average pooling: count padded positions in the divisor.
+    pub count_include_pad: bool,
+    /// Average pooling: divide by this instead of the window size.
+    pub divisor_override: Option<usize>,
+}
+
+impl<const D: usize> PoolOpts<D> {
+    /// A `k`-window with stride `k`, no padding, floor mode (`nn.MaxPool2d(k)`).
+    pub fn new(k: usize) -> Self {
+        Self::window([k; D])
+    }
+
+    /// A window with stride equal to it.
+    pub fn window(kernel: [usize; D]) -> Self {
+        PoolOpts {
+            kernel,
+            stride: kernel,
+            padding: [0; D],
+            dilation: [1; D],
+            ceil_mode: false,
+            count_include_pad: true,
+            divisor_override: None,
+        }
+    }
+
+    /// The same stride on every axis.
+    pub fn stride(mut self, s: usize) -> Self {
+        self.stride = [s; D];
+        self
+    }
+
+    /// The same padding on every axis.
+    pub fn padding(mut self, p: usize) -> Self {
+        self.padding = [p; D];
+        self
+    }
+
+    /// Ceil mode on or off.
+    pub fn ceil_mode(mut self, on: bool) -> Self {
+        self.ceil_mode = on;
+        self
+    }
+
+    fn check(&self, x: &Tensor) -> Result<()> {
+        if x.rank() != D + 2 {
+            return Err(Error::shape("x", format!("{}-d [N, C, {D} spatial]", D + 2), x.dims()));
+        }
+        for a in 0..D {
+            if self.kernel[a] == 0 || self.stride[a] == 0 || self.dilation[a] == 0 {
+                return Err(Error::param("kernel/stride/dilation", "must be positive"));
+            }
+            if 2 * self.padding[a] > self.kernel[a] {
+                return Err(Error::param(
+                    "padding",
+                    format!("{:?} must be at most half the kernel {:?}", self.padding, self.kernel),
+                ));
+            }
+            if self.divisor_override == Some(0) {
+                return Err(Error::param("divisor_override", "must be positive"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// PyTorch's `pooling_output_shape`.
+fn out_size(input: usize, k: usize, s: usize, p: usize, d: usize, ceil: bool) -> Result<usize> {
+    let span = d * (k - 1) + 1;
+    let num = (input + 2 * p) as isize - span as isize + if ceil { s as isize - 1 } else { 0 };
+    if num < 0 {
+        return Err(Error::param("kernel", format!("window {span} larger than padded input {}", input + 2 * p)));
+    }
+    let mut out = num as usize / s + 1;
+    if ceil && (out - 1) * s >= input + p {
+        out -= 1;
+    }
+    Ok(out)
+}
+
+fn max_taps(input: usize, k: usize, s: usize, p: usize, d: usize, ceil: bool) -> Result<AxisTaps> {
+    let out_len = out_size(input, k, s, p, d, ceil)?;
+    let mut idx = Vec::with_capacity(out_len * k);
+    for o in 0..out_len {
+        for t in 0..k {
+            let pos = (o * s + t * d) as isize - p as isize;
+            idx.push(if pos >= 0 && (pos as usize) < input { pos as u32 } else { input as u32 });
+        }
+    }
+    Ok(AxisTaps { out_len, t: k, idx, w: vec![] })
+}
+
+fn avg_taps(input: usize, k: usize, s: usize, p: usize, ceil: bool, include_pad: bool, unit: bool) -> Result<AxisTaps> {
+    let out_len = out_size(input, k, s, p, 1, ceil)?;
+    let (mut idx, mut w) = (Vec::with_capacity(out_len * k), Vec::with_capacity(out_len * k));
+    for o in 0..out_len {
+        let start = (o * s) as isize - p as isize;
+        let end = (start + k as isize).min((input + p) as isize);
+        let (lo, hi) = (start.max(0), end.min(input as isize));
+        let div = if include_pad { end - start } else { hi - lo };
+        for t in 0..k as isize {
+            let pos = lo + t;
+            if pos < hi {
+                idx.push(pos as u32);
+                w.push(if unit { 1.0 } else { 1.0 / div as f64 });
+            } else {
+                idx.push(input as u32);
+                w.push(0.0);
+            }
+        }
+    }
+    Ok(AxisTaps { out_len, t: k, idx, w })
+}
+
+fn adaptive_taps(input: usize, out_len: usize) -> Result<AxisTaps> {
+    if out_len == 0 {
+        return Err(Error::param("output_size", "must be positive"));
+    }
+    let bin = |i: usize| (i * input / out_len, ((i + 1) * input).div_ceil(out_len));
+    let t = (0..out_len).map(|i| bin(i).1 - bin(i).0).max().unwrap_or(1);
+    let (mut idx, mut w) = (Vec::new(), Vec::new());
+    for o in 0..out_len {
+        let (lo, hi) = bin(o);
+        for j in 0..t {
+            let pos = lo + j;
+            idx.push(if pos < hi { pos as u32 } else { input as u32 });
+            w.push(if pos < hi { 1.0 / (hi - lo) as f64 } else { 0.0 });
+        }
+    }
+    Ok(AxisTaps { out_len, t, idx, w })
+}
+
+/// Max pooling over `D` spatial axes. `x`: `[N, C, *spatial]`.
+pub fn max_pool<const D: usize>(x: &Tensor, opts: &PoolOpts<D>) -> Result<Tensor> {
+    opts.check(x)?;
+    let mut y = x.clone();
+    for a in 0..D {
+        let t = max_taps(x.dim(a + 2)?, opts.kernel[a], opts.stride[a], opts.padding[a], opts.dilation[a], opts.ceil_mode)?;
+        y = taps::max(&y, a + 2, &t)?;
+    }
+    Ok(y)
+}
+
+/// 2D max pooling (`F.max_pool2d`).
+pub fn max_pool2d(x: &Tensor, opts: &PoolOpts<2>) -> Result<Tensor> {
+    max_pool(x, opts)
+}
+
+/// 3D max pooling (`F.max_pool3d`).
+pub fn max_pool3d(x: &Tensor, opts: &PoolOpts<3>) -> Result<Tensor> {
+    max_pool(x, opts)
+}
+
+/// Average pooling over `D` spatial axes (`dilation` must be 1, as in PyTorch).
+pub fn avg_pool<const D: usize>(x: &Tensor, opts: &PoolOpts<D>) -> Result<Tensor> {
+    opts.check(x)?;
+    if opts.dilation.iter().any(|&d| d != 1) {
+        return Err(Error::param("dilation", "average pooling has no dilation"));
+    }
+    let unit = opts.divisor_override.is_some();
+    let mut y = x.clone();
+    for a in 0..D {
+        let t = avg_taps(x.dim(a + 2)?, opts.kernel[a], opts.stride[a], opts.padding[a], opts.ceil_mode, opts.count_include_pad, unit)?;
+        y = taps::weighted(&y, a + 2, &t)?;
+    }
+    match opts.divisor_override {
+        Some(d) => Ok((y / d as f64)?),
+        None => Ok(y),
+    }
+}
+
+/// 2D average pooling (`F.avg_pool2d`).
+pub fn avg_pool2d(x: &Tensor, opts: &PoolOpts<2>) -> Result<Tensor> {
+    avg_pool(x, opts)
+}
+
+/// 3D average pooling (`F.avg_pool3d`).
+pub fn avg_pool3d(x: &Tensor, opts: &PoolOpts<3>) -> Result<Tensor> {
+    avg_pool(x, opts)
+}
+
+/// Adaptive average pooling to `size` (`F.adaptive_avg_pool2d/3d`): bin `i` of an axis
+/// covers `[floor(i·in/out), ceil((i+1)·in/out))`.
+pub fn adaptive_avg_pool<const D: usize>(x: &Tensor, size: [usize; D]) -> Result<Tensor> {
+    if x.rank() != D + 2 {
+        return Err(Error::shape("x", format!("{}-d [N, C, {D} spatial]", D + 2), x.dims()));
+    }
+    let mut y = x.clone();
+    for (a, &s) in size.iter().enumerate() {
+        y = taps::weighted(&y, a + 2, &adaptive_taps(x.dim(a + 2)?, s)?)?;
+    }
+    Ok(y)
+}
+
+/// 2D adaptive average pooling.
+pub fn adaptive_avg_pool2d(x: &Tensor, size: [usize; 2]) -> Result<Tensor> {
+    adaptive_avg_pool(x, size)
+}
+
+/// 3D adaptive average pooling.
+pub fn adaptive_avg_pool3d(x: &Tensor, size: [usize; 3]) -> Result<Tensor> {
+    adaptive_avg_pool(x, size)
+}

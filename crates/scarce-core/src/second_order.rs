@@ -1,0 +1,62 @@
+//! The second-order guard.
+//!
+//! candle computes grad-of-grad only when `CANDLE_GRAD_DO_NOT_DETACH=1` is set, and reads
+//! that variable once per thread, lazily, at the thread's first `backward`. Without it the
+//! result is silently partial. Code that needs second order calls [`ensure`] and gets an
+//! error instead of a first-order answer.
+
+use crate::{Error, Result};
+use candle_core::{DType, Device, Tensor, Var};
+
+/// True when grad-of-grad is live on this thread: checks `d²(x³)/dx² = 6x` at `x = 2`.
+pub fn is_live() -> Result<bool> {
+    let x = Var::from_tensor(&Tensor::new(2f64, &Device::Cpu)?)?;
+    let y = x.as_tensor().powf(3.0)?;
+    let Some(g) = y.backward()?.get(x.as_tensor()).cloned() else {
+        return Ok(false);
+    };
+    let gg = g.backward()?.get(x.as_tensor()).map(|t| t.to_dtype(DType::F64)?.to_scalar::<f64>()).transpose()?;
+    Ok(matches!(gg, Some(v) if (v - 12.0).abs() < 1e-9))
+}
+
+/// `Ok(())` when second-order gradients are live on this thread, else an error that says
+/// how to turn them on.
+pub fn ensure() -> Result<()> {
+    if is_live()? {
+        return Ok(());
+    }
+    let set = std::env::var("CANDLE_GRAD_DO_NOT_DETACH").unwrap_or_default();
+    Err(Error::SecondOrderOff(format!(
+        "CANDLE_GRAD_DO_NOT_DETACH is {:?} for this thread; set CANDLE_GRAD_DO_NOT_DETACH=1 in the \
+         environment before the process starts (candle reads it once per thread, at that thread's \
+         first backward), or call scarce_core::second_order::enable() at the top of main",
+        set
+    )))
+}
+
+/// Sets `CANDLE_GRAD_DO_NOT_DETACH=1` for threads that have not yet run a backward, then
+/// checks this thread with [`ensure`]. Call it first thing in `main`, before other threads
+/// start (changing the environment while other threads read it is a data race on some
+/// platforms).
+pub fn enable() -> Result<()> {
+    if std::env::var("CANDLE_GRAD_DO_NOT_DETACH").as_deref() != Ok("1") {
+        std::env::set_var("CANDLE_GRAD_DO_NOT_DETACH", "1");
+    }
+    ensure()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn off_without_the_variable_and_said_so() {
+        // A fresh thread with the variable unset must report second order as off.
+        let live_env = std::env::var("CANDLE_GRAD_DO_NOT_DETACH").as_deref() == Ok("1");
+        let (live, err) = std::thread::spawn(|| (super::is_live().unwrap(), super::ensure().err().map(|e| e.to_string())))
+            .join()
+            .unwrap();
+        assert_eq!(live, live_env);
+        if !live {
+            assert!(err.unwrap().contains("CANDLE_GRAD_DO_NOT_DETACH=1"));
+        }
+    }
+}
