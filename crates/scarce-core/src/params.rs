@@ -260,7 +260,7 @@ mod tests {
     #[test]
     fn grads_and_varmap_roundtrip() {
         let p = sample().to_vars().unwrap();
-        let loss = (p.require("b.weight").unwrap().sqr().unwrap().sum_all().unwrap()).unwrap();
+        let loss = p.require("b.weight").unwrap().sqr().unwrap().sum_all().unwrap();
         let g = p.grads(&loss.backward().unwrap()).unwrap();
         assert_eq!(g.require("b.weight").unwrap().to_vec2::<f64>().unwrap(), [[2., 4.], [6., 8.]]);
         assert_eq!(g.require("a.bias").unwrap().to_vec1::<f64>().unwrap(), [0., 0.]);
