@@ -6,6 +6,7 @@
 //! every order is exact and runs at matrix-multiply speed. Candle's own conv backward (a
 //! direct loop on the CPU) is never used.
 
+use super::channel::channel_expand;
 use super::im2col::{col2im, im2col, Geom};
 use crate::{Error, Result};
 use candle_core::Tensor;
@@ -95,16 +96,14 @@ fn lift_dims<const D: usize>(name: &str, t: &Tensor) -> Result<(usize, usize, [u
     Ok((dims[0], dims[1], sp))
 }
 
-fn add_bias<const D: usize>(y: Tensor, b: Option<&Tensor>, c_out: usize) -> Result<Tensor> {
+fn add_bias(y: Tensor, b: Option<&Tensor>, c_out: usize) -> Result<Tensor> {
     match b {
         None => Ok(y),
         Some(b) => {
             if b.dims() != [c_out] {
                 return Err(Error::shape("bias", format!("[{c_out}]"), b.dims()));
             }
-            let mut shape = vec![1, c_out];
-            shape.extend([1; D]);
-            Ok(y.broadcast_add(&b.reshape(shape)?)?)
+            Ok((channel_expand(b, y.dims())? + y)?)
         }
     }
 }
@@ -151,7 +150,7 @@ pub fn conv<const D: usize>(x: &Tensor, w: &Tensor, b: Option<&Tensor>, opts: &C
     let mut shape = vec![o, n];
     shape.extend_from_slice(&output[3 - D..]);
     let y = y.reshape(shape)?.transpose(0, 1)?.contiguous()?;
-    add_bias::<D>(y, b, o)
+    add_bias(y, b, o)
 }
 
 /// 2D convolution, PyTorch's `conv2d`: `x` `[N, C, H, W]`, `w` `[O, C/groups, kH, kW]`.
@@ -207,7 +206,7 @@ pub fn conv_transpose<const D: usize>(
     let y = col2im(&cols, geom)?;
     let mut shape = vec![n, c_out];
     shape.extend_from_slice(&output[3 - D..]);
-    add_bias::<D>(y.reshape(shape)?, b, c_out)
+    add_bias(y.reshape(shape)?, b, c_out)
 }
 
 /// 2D transposed convolution, PyTorch's `conv_transpose2d`.

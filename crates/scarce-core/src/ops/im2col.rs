@@ -1,13 +1,12 @@
-//! `im2col` and its adjoint `col2im` as one pair of candle custom ops.
-//!
-//! Each op's backward is the other op applied to the incoming gradient, so autodiff through
-//! them is exact at every order (the ops are linear and each is the other's transpose). With
+//! `im2col` and its adjoint `col2im`, a [`LinearMap`]: each one's backward is the other, so
+//! autodiff through them is exact at every order. With
 //! the products done by candle's matmul, convolution forward and backward run at
 //! matrix-multiply speed on the CPU. On other devices the same map is an `index_select`
 //! with precomputed indices (whose backward, `index_add`, has `index_select` as backward).
 
+use super::linear::{apply, apply_adjoint, LinearMap};
 use crate::Result;
-use candle_core::{bail, CpuStorage, CustomOp1, Layout, Shape, Tensor, WithDType};
+use candle_core::{Shape, Tensor, WithDType};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -160,9 +159,8 @@ fn im2col_indices(g: &Geom) -> Vec<u32> {
                         ];
                         let inside = z.iter().zip(g.input.iter()).all(|(&z, &l)| z >= 0 && (z as usize) < l);
                         idx.push(if inside {
-                            (((n * g.c + c) * g.input[0] + z[0] as usize) * g.input[1] + z[1] as usize) as u32
-                                * g.input[2] as u32
-                                + z[2] as u32
+                            let plane = (n * g.c + c) * g.in_len();
+                            (plane + (z[0] as usize * g.input[1] + z[1] as usize) * g.input[2] + z[2] as usize) as u32
                         } else {
                             sentinel
                         });
@@ -174,83 +172,50 @@ fn im2col_indices(g: &Geom) -> Vec<u32> {
     idx
 }
 
-/// The custom op: `im2col` when `adjoint` is false, `col2im` when true.
-struct Im2Col {
-    geom: Arc<Geom>,
-    adjoint: bool,
-}
-
-impl CustomOp1 for Im2Col {
-    fn name(&self) -> &'static str {
-        if self.adjoint {
+impl LinearMap for Geom {
+    fn name(&self, adjoint: bool) -> &'static str {
+        if adjoint {
             "scarce-col2im"
         } else {
             "scarce-im2col"
         }
     }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            bail!("{}: input must be contiguous", self.name())
-        };
-        let g = &self.geom;
-        let (expect, out_shape) = if self.adjoint {
-            (g.cols_shape(), g.input_shape())
+    fn in_shape(&self) -> Shape {
+        self.input_shape()
+    }
+    fn out_shape(&self) -> Shape {
+        self.cols_shape()
+    }
+    fn cpu<T: WithDType>(&self, x: &[T], adjoint: bool) -> Vec<T> {
+        if adjoint {
+            col2im_cpu(self, x)
         } else {
-            (g.input_shape(), g.cols_shape())
-        };
-        if layout.shape() != &expect {
-            bail!("{}: expected shape {expect:?}, got {:?}", self.name(), layout.shape())
+            im2col_cpu(self, x)
         }
-        fn run<T: WithDType>(op: &Im2Col, v: &[T]) -> Vec<T> {
-            if op.adjoint {
-                col2im_cpu(&op.geom, v)
-            } else {
-                im2col_cpu(&op.geom, v)
-            }
+    }
+    /// `index_select` with precomputed indices (adjoint: `index_add`), whose candle
+    /// backward passes are each other.
+    fn device(&self, t: &Tensor, adjoint: bool) -> candle_core::Result<Tensor> {
+        let idx = Tensor::from_vec(im2col_indices(self), self.rows() * self.cols(), t.device())?;
+        let numel = self.n * self.c * self.in_len();
+        if adjoint {
+            let zeros = Tensor::zeros(numel + 1, t.dtype(), t.device())?;
+            zeros.index_add(&idx, &t.flatten_all()?, 0)?.narrow(0, 0, numel)?.reshape(self.input_shape())
+        } else {
+            let ext = Tensor::cat(&[t.flatten_all()?, Tensor::zeros(1, t.dtype(), t.device())?], 0)?;
+            ext.index_select(&idx, 0)?.reshape(self.cols_shape())
         }
-        let out = match storage {
-            CpuStorage::F32(v) => CpuStorage::F32(run(self, &v[start..end])),
-            CpuStorage::F64(v) => CpuStorage::F64(run(self, &v[start..end])),
-            CpuStorage::BF16(v) => CpuStorage::BF16(run(self, &v[start..end])),
-            CpuStorage::F16(v) => CpuStorage::F16(run(self, &v[start..end])),
-            other => bail!("{}: unsupported dtype {:?}", self.name(), candle_core::backend::BackendStorage::dtype(other)),
-        };
-        Ok((out, out_shape))
-    }
-
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let op = Im2Col { geom: self.geom.clone(), adjoint: !self.adjoint };
-        Ok(Some(apply(&grad.contiguous()?, op)?))
-    }
-}
-
-/// Applies the op: the custom op on the CPU, an `index_select` (or its adjoint `index_add`)
-/// on other devices, so every device differentiates the same linear map.
-fn apply(t: &Tensor, op: Im2Col) -> candle_core::Result<Tensor> {
-    if t.device().is_cpu() {
-        return t.apply_op1(op);
-    }
-    let g = &op.geom;
-    let idx = Tensor::from_vec(im2col_indices(g), g.rows() * g.cols(), t.device())?;
-    let numel = g.n * g.c * g.in_len();
-    if op.adjoint {
-        let zeros = Tensor::zeros(numel + 1, t.dtype(), t.device())?;
-        zeros.index_add(&idx, &t.flatten_all()?, 0)?.narrow(0, 0, numel)?.reshape(g.input_shape())
-    } else {
-        let ext = Tensor::cat(&[t.flatten_all()?, Tensor::zeros(1, t.dtype(), t.device())?], 0)?;
-        ext.index_select(&idx, 0)?.reshape(g.cols_shape())
     }
 }
 
 /// `[N, C, D, H, W]` → `[C·kD·kH·kW, N·Do·Ho·Wo]`: row `(c, kd, kh, kw)`, column `(n, od, oh, ow)`.
 pub(crate) fn im2col(x: &Tensor, geom: Geom) -> Result<Tensor> {
-    Ok(apply(&x.contiguous()?, Im2Col { geom: Arc::new(geom), adjoint: false })?)
+    apply(x, &Arc::new(geom))
 }
 
 /// The adjoint of [`im2col`]: sums columns back into `[N, C, D, H, W]`.
 pub(crate) fn col2im(cols: &Tensor, geom: Geom) -> Result<Tensor> {
-    Ok(apply(&cols.contiguous()?, Im2Col { geom: Arc::new(geom), adjoint: true })?)
+    apply_adjoint(cols, &Arc::new(geom))
 }
 
 #[cfg(test)]
@@ -280,12 +245,11 @@ mod tests {
         let x = s.at(0).normal_tensor(g.input_shape(), 0., 1., DType::F64, &Device::Cpu).unwrap();
         let c = s.at(1).normal_tensor(g.cols_shape(), 0., 1., DType::F64, &Device::Cpu).unwrap();
         let cols = im2col(&x, g.clone()).unwrap();
-        let idx = Tensor::from_vec(im2col_indices(&g), g.rows() * g.cols(), &Device::Cpu).unwrap();
-        let ext = Tensor::cat(&[x.flatten_all().unwrap(), Tensor::zeros(1, DType::F64, &Device::Cpu).unwrap()], 0).unwrap();
-        let by_index = ext.index_select(&idx, 0).unwrap().reshape(g.cols_shape()).unwrap();
+        let by_index = g.device(&x, false).unwrap();
         assert_eq!(crate::fixture::rel_err(&cols, &by_index).unwrap(), 0.0);
         let lhs = (cols * &c).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
-        let back = col2im(&c, g).unwrap();
+        let back = col2im(&c, g.clone()).unwrap();
+        assert!(crate::fixture::rel_err(&back, &g.device(&c, true).unwrap()).unwrap() < 1e-15);
         let rhs = (back * &x).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
         assert!((lhs - rhs).abs() < 1e-12 * lhs.abs().max(1.0), "{lhs} vs {rhs}");
     }

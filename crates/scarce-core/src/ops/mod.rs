@@ -7,15 +7,21 @@
 //! elementwise arithmetic, reductions, `index_select`/`index_add`, and the `im2col`/`col2im`
 //! pair. Every op is checked against PyTorch (`shared/fixtures/ops`) and by f64 gradcheck.
 
+mod bn_fused;
+mod channel;
 mod conv;
+mod gate;
+mod gather;
 mod grid_sample;
 mod im2col;
 mod interp;
+mod linear;
 mod norm;
 mod pool;
 mod softmax;
 mod taps;
 
+pub use channel::{channel_expand, channel_sum};
 pub use conv::{conv, conv2d, conv3d, conv_transpose, conv_transpose2d, conv_transpose3d, ConvOpts};
 pub use grid_sample::{grid_sample, Padding, SampleMode};
 pub use interp::{interpolate, InterpMode, Resize};
@@ -29,18 +35,15 @@ pub use softmax::{cross_entropy, log_softmax, one_hot, softmax};
 use crate::Result;
 use candle_core::Tensor;
 
-/// `max(x, slope·x)`: leaky ReLU (ReLU for slope 0), written with `where` so the gradient is
-/// exact at both orders and 0 at x ≤ 0 for slope 0, as in PyTorch.
+/// Leaky ReLU, `x` for `x > 0` else `slope·x`; exact at every order, one pass each way.
 pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
-    let pos = x.gt(0.0)?;
-    Ok(pos.where_cond(x, &(x * slope)?)?)
+    gate::leaky(x, slope)
 }
 
 /// ReLU with PyTorch's gradient convention (0 at x = 0; candle's own `relu` passes the
-/// gradient at 0).
+/// gradient at 0 and takes four passes to do it).
 pub fn relu(x: &Tensor) -> Result<Tensor> {
-    let zeros = x.zeros_like()?;
-    Ok(x.gt(0.0)?.where_cond(x, &zeros)?)
+    gate::leaky(x, 0.0)
 }
 
 /// `x @ w^T + b` for `x` `[..., in]`, `w` `[out, in]`, `b` `[out]` (`nn.Linear`).

@@ -2,8 +2,10 @@
 //! correct at first and second order (candle's fused `layer_norm` / `rms_norm` return no
 //! gradient at all, so they are never used). Variances are biased, as in PyTorch.
 
+use super::bn_fused::bn_train_cpu;
+use super::channel::{channel_expand, channel_sum};
 use crate::{Error, Result};
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 
 /// `(x - mean) / sqrt(var + eps)` over the axes `dims` (keepdim), plus the mean and biased
 /// variance.
@@ -18,23 +20,8 @@ fn standardise(x: &Tensor, dims: &[usize], eps: f64) -> Result<(Tensor, Tensor, 
 
 /// Per-channel affine `y·w[c] + b[c]` for channel axis 1.
 fn channel_affine(y: Tensor, w: Option<&Tensor>, b: Option<&Tensor>) -> Result<Tensor> {
-    let c = y.dim(1)?;
-    let mut shape = vec![1; y.rank()];
-    shape[1] = c;
-    let mut y = y;
-    if let Some(w) = w {
-        if w.dims() != [c] {
-            return Err(Error::shape("weight", format!("[{c}]"), w.dims()));
-        }
-        y = y.broadcast_mul(&w.reshape(shape.clone())?)?;
-    }
-    if let Some(b) = b {
-        if b.dims() != [c] {
-            return Err(Error::shape("bias", format!("[{c}]"), b.dims()));
-        }
-        y = y.broadcast_add(&b.reshape(shape)?)?;
-    }
-    Ok(y)
+    let ones = Tensor::ones(y.dim(1)?, y.dtype(), y.device())?;
+    scale_shift(&y, &ones, w, b)
 }
 
 /// The statistics a training-mode batch norm computed, for running-average updates.
@@ -50,6 +37,9 @@ pub struct BatchStats {
 
 /// Batch normalisation with batch statistics (training mode): per channel (axis 1) over
 /// `N` and the spatial axes. Gradients flow through the statistics. `x`: `[N, C, ...]`.
+///
+/// The per-channel reductions and broadcasts go through [`channel_sum`] / [`channel_expand`]
+/// (candle's multi-axis reduction is a slow strided loop on the CPU).
 pub fn batch_norm_train(
     x: &Tensor,
     w: Option<&Tensor>,
@@ -59,11 +49,62 @@ pub fn batch_norm_train(
     if x.rank() < 2 {
         return Err(Error::shape("x", "[N, C, ...]", x.dims()));
     }
-    let dims: Vec<usize> = (0..x.rank()).filter(|&d| d != 1).collect();
-    let count = dims.iter().map(|&d| x.dims()[d]).product();
-    let (y, mean, var) = standardise(x, &dims, eps)?;
-    let stats = BatchStats { mean: mean.flatten_all()?.detach(), var: var.flatten_all()?.detach(), count };
-    Ok((channel_affine(y, w, b)?, stats))
+    let c = x.dim(1)?;
+    let count = x.elem_count() / c.max(1);
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        let ones;
+        let zeros;
+        let w = match w {
+            Some(w) => w,
+            None => {
+                ones = Tensor::ones(c, x.dtype(), x.device())?;
+                &ones
+            }
+        };
+        let b = match b {
+            Some(b) => b,
+            None => {
+                zeros = Tensor::zeros(c, x.dtype(), x.device())?;
+                &zeros
+            }
+        };
+        for (name, t) in [("weight", w), ("bias", b)] {
+            if t.dims() != [c] || t.dtype() != x.dtype() {
+                return Err(Error::shape(name, format!("[{c}] of {:?}", x.dtype()), t.dims()));
+            }
+        }
+        let (y, st) = bn_train_cpu(x, w, b, eps)?;
+        let mean = Tensor::from_vec(st.mean, c, x.device())?.to_dtype(x.dtype())?;
+        let var = Tensor::from_vec(st.var, c, x.device())?.to_dtype(x.dtype())?;
+        return Ok((y, BatchStats { mean, var, count }));
+    }
+    let mean = (channel_sum(x)? / count as f64)?;
+    let centred = (x - channel_expand(&mean, x.dims())?)?;
+    let var = (channel_sum(&centred.sqr()?)? / count as f64)?;
+    let stats = BatchStats { mean: mean.detach(), var: var.detach(), count };
+    let inv = (var + eps)?.sqrt()?.recip()?;
+    Ok((scale_shift(&centred, &inv, w, b)?, stats))
+}
+
+/// `x · expand(inv · w) + expand(b)` per channel.
+fn scale_shift(x: &Tensor, inv: &Tensor, w: Option<&Tensor>, b: Option<&Tensor>) -> Result<Tensor> {
+    let c = x.dim(1)?;
+    for (name, t) in [("weight", w), ("bias", b)] {
+        if let Some(t) = t {
+            if t.dims() != [c] {
+                return Err(Error::shape(name, format!("[{c}]"), t.dims()));
+            }
+        }
+    }
+    let scale = match w {
+        Some(w) => (inv * w)?,
+        None => inv.clone(),
+    };
+    let y = (x * channel_expand(&scale, x.dims())?)?;
+    Ok(match b {
+        Some(b) => (y + channel_expand(b, x.dims())?)?,
+        None => y,
+    })
 }
 
 /// Batch normalisation with given (running) statistics (evaluation mode).
@@ -79,16 +120,14 @@ pub fn batch_norm_eval(
         return Err(Error::shape("x", "[N, C, ...]", x.dims()));
     }
     let c = x.dim(1)?;
-    let mut shape = vec![1; x.rank()];
-    shape[1] = c;
     for (name, t) in [("running_mean", mean), ("running_var", var)] {
         if t.dims() != [c] {
             return Err(Error::shape(name, format!("[{c}]"), t.dims()));
         }
     }
-    let inv = (var.reshape(shape.clone())? + eps)?.sqrt()?;
-    let y = x.broadcast_sub(&mean.reshape(shape)?)?.broadcast_div(&inv)?;
-    channel_affine(y, w, b)
+    let centred = (x - channel_expand(mean, x.dims())?)?;
+    let inv = (var + eps)?.sqrt()?.recip()?;
+    scale_shift(&centred, &inv, w, b)
 }
 
 /// Group normalisation: channels split into `groups` contiguous groups, statistics per

@@ -1,9 +1,11 @@
 //! Max, average and adaptive average pooling in 2D and 3D, PyTorch semantics, exact
 //! gradients at every order (see [`super::taps`]: a box pool is a product of one-axis pools).
 
+use super::gather::gather;
 use super::taps::{self, AxisTaps};
 use crate::{Error, Result};
-use candle_core::Tensor;
+use candle_core::{DType, Tensor, WithDType};
+use rayon::prelude::*;
 
 /// Settings of a pooling window over `D` spatial axes (PyTorch's meaning).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -151,14 +153,104 @@ fn adaptive_taps(input: usize, out_len: usize) -> Result<AxisTaps> {
 }
 
 /// Max pooling over `D` spatial axes. `x`: `[N, C, *spatial]`.
+///
+/// The gradient goes to the first maximal element of each window in scan order (PyTorch's
+/// rule). On the CPU one kernel finds each window's argmax and the values are read through
+/// [`super::gather`]; elsewhere a box max is taken one axis at a time with candle ops (the
+/// same result: the first maximum of a box is the first maximum along its last axis within
+/// the first row holding the maximum).
 pub fn max_pool<const D: usize>(x: &Tensor, opts: &PoolOpts<D>) -> Result<Tensor> {
     opts.check(x)?;
+    let axes = (0..D)
+        .map(|a| max_taps(x.dim(a + 2)?, opts.kernel[a], opts.stride[a], opts.padding[a], opts.dilation[a], opts.ceil_mode))
+        .collect::<Result<Vec<_>>>()?;
+    if x.device().is_cpu() {
+        let (idx, out_dims) = window_argmax(x, &axes)?;
+        return gather(x, idx, out_dims);
+    }
+    max_pool_by_axes(x, &axes)
+}
+
+/// The device-generic form of [`max_pool`]: one axis at a time.
+fn max_pool_by_axes(x: &Tensor, axes: &[AxisTaps]) -> Result<Tensor> {
     let mut y = x.clone();
-    for a in 0..D {
-        let t = max_taps(x.dim(a + 2)?, opts.kernel[a], opts.stride[a], opts.padding[a], opts.dilation[a], opts.ceil_mode)?;
-        y = taps::max(&y, a + 2, &t)?;
+    for (a, t) in axes.iter().enumerate() {
+        y = taps::max(&y, a + 2, t)?;
     }
     Ok(y)
+}
+
+/// Flat input index of the first maximum of every window, and the output dims.
+fn window_argmax(x: &Tensor, axes: &[AxisTaps]) -> Result<(Vec<u32>, Vec<usize>)> {
+    struct Argmax<'a> {
+        axes: &'a [AxisTaps],
+    }
+    impl Argmax<'_> {
+        fn run<T: WithDType>(&self, x: &[T], dims: &[usize]) -> Vec<u32> {
+            // Pad the geometry to three axes; an absent axis has one position and one tap.
+            let unit = AxisTaps { out_len: 1, t: 1, idx: vec![0], w: vec![] };
+            let mut ax: Vec<&AxisTaps> = vec![&unit; 3 - self.axes.len()];
+            ax.extend(self.axes.iter());
+            let mut sp = vec![1usize; 3 - self.axes.len()];
+            sp.extend_from_slice(&dims[2..]);
+            let plane: usize = sp.iter().product();
+            let out_plane: usize = ax.iter().map(|a| a.out_len).product();
+            let planes = dims[0] * dims[1];
+            let mut idx = vec![0u32; planes * out_plane];
+            idx.par_chunks_mut(out_plane).enumerate().for_each(|(p, out)| {
+                let base = p * plane;
+                let xp = &x[base..base + plane];
+                let mut o = 0;
+                for od in 0..ax[0].out_len {
+                    for oh in 0..ax[1].out_len {
+                        for ow in 0..ax[2].out_len {
+                            let mut best: Option<(T, usize)> = None;
+                            for &zd in &ax[0].idx[od * ax[0].t..][..ax[0].t] {
+                                if zd as usize >= sp[0] {
+                                    continue;
+                                }
+                                for &zh in &ax[1].idx[oh * ax[1].t..][..ax[1].t] {
+                                    if zh as usize >= sp[1] {
+                                        continue;
+                                    }
+                                    let row = (zd as usize * sp[1] + zh as usize) * sp[2];
+                                    for &zw in &ax[2].idx[ow * ax[2].t..][..ax[2].t] {
+                                        if zw as usize >= sp[2] {
+                                            continue;
+                                        }
+                                        let i = row + zw as usize;
+                                        let v = xp[i];
+                                        // First strict maximum; NaN wins, as in PyTorch.
+                                        let better = match best {
+                                            None => true,
+                                            Some((b, _)) => v > b || (v != v && b == b),
+                                        };
+                                        if better {
+                                            best = Some((v, i));
+                                        }
+                                    }
+                                }
+                            }
+                            out[o] = (base + best.map_or(0, |b| b.1)) as u32;
+                            o += 1;
+                        }
+                    }
+                }
+            });
+            idx
+        }
+    }
+    let x = x.contiguous()?;
+    let dims = x.dims().to_vec();
+    let op = Argmax { axes };
+    let idx = match x.dtype() {
+        DType::F32 => op.run(&x.flatten_all()?.to_vec1::<f32>()?, &dims),
+        DType::F64 => op.run(&x.flatten_all()?.to_vec1::<f64>()?, &dims),
+        d => return Err(Error::param("x", format!("max pooling supports f32 and f64, not {d:?}"))),
+    };
+    let mut out_dims = dims[..2].to_vec();
+    out_dims.extend(axes.iter().map(|a| a.out_len));
+    Ok((idx, out_dims))
 }
 
 /// 2D max pooling (`F.max_pool2d`).
