@@ -7,9 +7,10 @@
 //! direct loop on the CPU) is never used.
 
 use super::channel::channel_expand;
+use super::conv_cpu::{conv_forward, conv_input_grad, ConvSpec};
 use super::im2col::{col2im, im2col, Geom};
 use crate::{Error, Result};
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 
 /// Settings of a convolution over `D` spatial axes (PyTorch's meaning and defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,19 +139,32 @@ pub fn conv<const D: usize>(x: &Tensor, w: &Tensor, b: Option<&Tensor>, opts: &C
         output[a] = (input[a] + 2 * pad[a] - span) / stride[a] + 1;
     }
     let geom = Geom { n, c, input, kernel, stride, pad, dil, output };
-    let (rows, cols_n) = (geom.rows(), geom.cols());
     let x5 = x.reshape((n, c, input[0], input[1], input[2]))?;
-    let cols = im2col(&x5, geom)?;
-    let y = if g == 1 {
-        w.reshape((o, rows))?.matmul(&cols)?
+    let w5 = w.reshape((o, cg, kernel[0], kernel[1], kernel[2]))?;
+    let y = if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        conv_forward(ConvSpec { geom, out_channels: o, groups: g }, &x5, &w5)?
     } else {
-        let wg = w.reshape((g, o / g, rows / g))?;
+        conv_by_columns(&x5, &w5, geom, g)?
+    };
+    let mut shape = vec![n, o];
+    shape.extend_from_slice(&output[3 - D..]);
+    add_bias(y.reshape(shape)?, b, o)
+}
+
+/// The device-generic convolution: the column matrix, one matmul, a transpose. Its
+/// backward is matmuls and `col2im` (exact at every order).
+fn conv_by_columns(x5: &Tensor, w5: &Tensor, geom: Geom, g: usize) -> Result<Tensor> {
+    let (n, o) = (geom.n, w5.dim(0)?);
+    let (rows, cols_n) = (geom.rows(), geom.cols());
+    let output = geom.output;
+    let cols = im2col(x5, geom)?;
+    let y = if g == 1 {
+        w5.reshape((o, rows))?.matmul(&cols)?
+    } else {
+        let wg = w5.reshape((g, o / g, rows / g))?;
         wg.matmul(&cols.reshape((g, rows / g, cols_n))?)?.reshape((o, cols_n))?
     };
-    let mut shape = vec![o, n];
-    shape.extend_from_slice(&output[3 - D..]);
-    let y = y.reshape(shape)?.transpose(0, 1)?.contiguous()?;
-    add_bias(y, b, o)
+    Ok(y.reshape((o, n, output[0], output[1], output[2]))?.transpose(0, 1)?.contiguous()?)
 }
 
 /// 2D convolution, PyTorch's `conv2d`: `x` `[N, C, H, W]`, `w` `[O, C/groups, kH, kW]`.
@@ -193,20 +207,32 @@ pub fn conv_transpose<const D: usize>(
         }
         output[a] = full - 2 * pad[a];
     }
-    // The columns of the adjoint convolution, which maps the output size back to `input`.
+    // The adjoint of the convolution that maps the output size back to `input`.
     let geom = Geom { n, c: c_out, input: output, kernel, stride, pad, dil, output: input };
-    let (rows, cols_n) = (geom.rows(), geom.cols());
-    let xm = x.reshape((n, c_in, cols_n / n))?.transpose(0, 1)?.contiguous()?.reshape((c_in, cols_n))?;
-    let cols = if g == 1 {
-        w.reshape((c_in, rows))?.t()?.matmul(&xm)?
+    let x5 = x.reshape((n, c_in, input[0], input[1], input[2]))?;
+    let w5 = w.reshape((c_in, og, kernel[0], kernel[1], kernel[2]))?;
+    let y = if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        conv_input_grad(ConvSpec { geom, out_channels: c_in, groups: g }, &x5, &w5)?
     } else {
-        let wg = w.reshape((g, c_in / g, rows / g))?.transpose(1, 2)?;
-        wg.matmul(&xm.reshape((g, c_in / g, cols_n))?)?.reshape((rows, cols_n))?
+        conv_transpose_by_columns(&x5, &w5, geom, g)?
     };
-    let y = col2im(&cols, geom)?;
     let mut shape = vec![n, c_out];
     shape.extend_from_slice(&output[3 - D..]);
     add_bias(y.reshape(shape)?, b, c_out)
+}
+
+/// The device-generic transposed convolution: one matmul and `col2im`.
+fn conv_transpose_by_columns(x5: &Tensor, w5: &Tensor, geom: Geom, g: usize) -> Result<Tensor> {
+    let (n, c_in) = (geom.n, x5.dim(1)?);
+    let (rows, cols_n) = (geom.rows(), geom.cols());
+    let xm = x5.reshape((n, c_in, cols_n / n))?.transpose(0, 1)?.contiguous()?.reshape((c_in, cols_n))?;
+    let cols = if g == 1 {
+        w5.reshape((c_in, rows))?.t()?.matmul(&xm)?
+    } else {
+        let wg = w5.reshape((g, c_in / g, rows / g))?.transpose(1, 2)?;
+        wg.matmul(&xm.reshape((g, c_in / g, cols_n))?)?.reshape((rows, cols_n))?
+    };
+    col2im(&cols, geom)
 }
 
 /// 2D transposed convolution, PyTorch's `conv_transpose2d`.

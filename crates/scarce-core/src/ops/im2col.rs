@@ -72,71 +72,94 @@ fn split_row(g: &Geom, r: usize) -> (usize, [usize; 3]) {
     (c, [k / (kh * kw), (k / kw) % kh, k % kw])
 }
 
-fn im2col_cpu<T: WithDType>(g: &Geom, x: &[T]) -> Vec<T> {
+/// Fills row `r` of the column matrix (all `N` samples) from the contiguous input `x`.
+fn fill_row<T: WithDType>(g: &Geom, x: &[T], r: usize, row: &mut [T]) {
     let [od, oh, ow] = g.output;
     let [id, ih, iw] = g.input;
     let out_len = g.out_len();
-    let mut cols = vec![T::zero(); g.rows() * g.cols()];
-    cols.par_chunks_mut(g.cols()).enumerate().for_each(|(r, row)| {
-        let (c, k) = split_row(g, r);
-        let off = [offset(g, 0, k[0]), offset(g, 1, k[1]), offset(g, 2, k[2])];
-        let rd = valid(od, g.stride[0], off[0], id);
-        let rh = valid(oh, g.stride[1], off[1], ih);
-        let rw = valid(ow, g.stride[2], off[2], iw);
-        for n in 0..g.n {
-            let plane = &x[(n * g.c + c) * g.in_len()..][..g.in_len()];
-            let dst = &mut row[n * out_len..][..out_len];
-            for d in rd.0..rd.1 {
-                let zd = (d * g.stride[0]) as isize + off[0];
-                for h in rh.0..rh.1 {
-                    let zh = (h * g.stride[1]) as isize + off[1];
-                    let src = &plane[(zd as usize * ih + zh as usize) * iw..][..iw];
-                    let drow = &mut dst[(d * oh + h) * ow..][..ow];
-                    if g.stride[2] == 1 {
-                        let start = (rw.0 as isize + off[2]) as usize;
-                        drow[rw.0..rw.1].copy_from_slice(&src[start..start + (rw.1 - rw.0)]);
-                    } else {
-                        for w in rw.0..rw.1 {
-                            drow[w] = src[((w * g.stride[2]) as isize + off[2]) as usize];
-                        }
+    let (c, k) = split_row(g, r);
+    let off = [offset(g, 0, k[0]), offset(g, 1, k[1]), offset(g, 2, k[2])];
+    let rd = valid(od, g.stride[0], off[0], id);
+    let rh = valid(oh, g.stride[1], off[1], ih);
+    let rw = valid(ow, g.stride[2], off[2], iw);
+    for n in 0..g.n {
+        let plane = &x[(n * g.c + c) * g.in_len()..][..g.in_len()];
+        let dst = &mut row[n * out_len..][..out_len];
+        for d in rd.0..rd.1 {
+            let zd = (d * g.stride[0]) as isize + off[0];
+            for h in rh.0..rh.1 {
+                let zh = (h * g.stride[1]) as isize + off[1];
+                let src = &plane[(zd as usize * ih + zh as usize) * iw..][..iw];
+                let drow = &mut dst[(d * oh + h) * ow..][..ow];
+                if g.stride[2] == 1 {
+                    let start = (rw.0 as isize + off[2]) as usize;
+                    drow[rw.0..rw.1].copy_from_slice(&src[start..start + (rw.1 - rw.0)]);
+                } else {
+                    for w in rw.0..rw.1 {
+                        drow[w] = src[((w * g.stride[2]) as isize + off[2]) as usize];
                     }
                 }
             }
         }
-    });
-    cols
+    }
 }
 
-fn col2im_cpu<T: WithDType>(g: &Geom, cols: &[T]) -> Vec<T> {
+/// Adds the columns of sample `n`, channel `c` back into that input plane.
+fn add_plane<T: WithDType>(g: &Geom, cols: &[T], n: usize, c: usize, plane: &mut [T]) {
     let [od, oh, ow] = g.output;
     let [id, ih, iw] = g.input;
     let out_len = g.out_len();
     let klen = g.kernel_len();
-    let mut x = vec![T::zero(); g.n * g.c * g.in_len()];
-    x.par_chunks_mut(g.in_len()).enumerate().for_each(|(p, plane)| {
-        let (n, c) = (p / g.c, p % g.c);
-        for k in 0..klen {
-            let r = c * klen + k;
-            let (_, kk) = split_row(g, r);
-            let off = [offset(g, 0, kk[0]), offset(g, 1, kk[1]), offset(g, 2, kk[2])];
-            let rd = valid(od, g.stride[0], off[0], id);
-            let rh = valid(oh, g.stride[1], off[1], ih);
-            let rw = valid(ow, g.stride[2], off[2], iw);
-            let src_row = &cols[r * g.cols() + n * out_len..][..out_len];
-            for d in rd.0..rd.1 {
-                let zd = (d * g.stride[0]) as isize + off[0];
-                for h in rh.0..rh.1 {
-                    let zh = (h * g.stride[1]) as isize + off[1];
-                    let dst = &mut plane[(zd as usize * ih + zh as usize) * iw..][..iw];
-                    let src = &src_row[(d * oh + h) * ow..][..ow];
-                    for w in rw.0..rw.1 {
-                        let zw = ((w * g.stride[2]) as isize + off[2]) as usize;
-                        dst[zw] += src[w];
-                    }
+    for k in 0..klen {
+        let r = c * klen + k;
+        let (_, kk) = split_row(g, r);
+        let off = [offset(g, 0, kk[0]), offset(g, 1, kk[1]), offset(g, 2, kk[2])];
+        let rd = valid(od, g.stride[0], off[0], id);
+        let rh = valid(oh, g.stride[1], off[1], ih);
+        let rw = valid(ow, g.stride[2], off[2], iw);
+        let src_row = &cols[r * g.cols() + n * out_len..][..out_len];
+        for d in rd.0..rd.1 {
+            let zd = (d * g.stride[0]) as isize + off[0];
+            for h in rh.0..rh.1 {
+                let zh = (h * g.stride[1]) as isize + off[1];
+                let dst = &mut plane[(zd as usize * ih + zh as usize) * iw..][..iw];
+                let src = &src_row[(d * oh + h) * ow..][..ow];
+                for w in rw.0..rw.1 {
+                    dst[((w * g.stride[2]) as isize + off[2]) as usize] += src[w];
                 }
             }
         }
-    });
+    }
+}
+
+/// `im2col` into `cols` (`rows × cols`), rows in parallel when `parallel`.
+pub(crate) fn im2col_into<T: WithDType>(g: &Geom, x: &[T], cols: &mut [T], parallel: bool) {
+    if parallel {
+        cols.par_chunks_mut(g.cols()).enumerate().for_each(|(r, row)| fill_row(g, x, r, row));
+    } else {
+        cols.chunks_mut(g.cols()).enumerate().for_each(|(r, row)| fill_row(g, x, r, row));
+    }
+}
+
+/// `col2im` added into `x` (`N·C` planes), planes in parallel when `parallel`.
+pub(crate) fn col2im_into<T: WithDType>(g: &Geom, cols: &[T], x: &mut [T], parallel: bool) {
+    let f = |(p, plane): (usize, &mut [T])| add_plane(g, cols, p / g.c, p % g.c, plane);
+    if parallel {
+        x.par_chunks_mut(g.in_len()).enumerate().for_each(f);
+    } else {
+        x.chunks_mut(g.in_len()).enumerate().for_each(f);
+    }
+}
+
+fn im2col_cpu<T: WithDType>(g: &Geom, x: &[T]) -> Vec<T> {
+    let mut cols = vec![T::zero(); g.rows() * g.cols()];
+    im2col_into(g, x, &mut cols, true);
+    cols
+}
+
+fn col2im_cpu<T: WithDType>(g: &Geom, cols: &[T]) -> Vec<T> {
+    let mut x = vec![T::zero(); g.n * g.c * g.in_len()];
+    col2im_into(g, cols, &mut x, true);
     x
 }
 

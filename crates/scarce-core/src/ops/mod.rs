@@ -10,6 +10,7 @@
 mod bn_fused;
 mod channel;
 mod conv;
+mod conv_cpu;
 mod gate;
 mod gather;
 mod grid_sample;
