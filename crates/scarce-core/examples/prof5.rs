@@ -3,6 +3,7 @@ use scarce_core::optim::{Adam, AdamConfig, Optimizer};
 use scarce_core::{ops, Ctx, DType, Device, Model, Stream, Tensor};
 use std::time::Instant;
 fn main() {
+    if std::env::var("RETAIN").is_ok() { println!("retain {}", scarce_core::memory::retain_freed_memory()); }
     let dev = Device::Cpu;
     let model = Conv4::new(Conv4Config::default()).unwrap();
     let mut params = model.init(&Stream::new(0, "init"), &dev).unwrap().to_vars().unwrap();

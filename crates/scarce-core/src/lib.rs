@@ -8,6 +8,7 @@ pub mod device;
 pub mod error;
 pub mod fixture;
 pub mod gradcheck;
+pub mod memory;
 pub mod model;
 pub mod ops;
 pub mod optim;

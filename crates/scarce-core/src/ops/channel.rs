@@ -94,3 +94,11 @@ pub fn channel_expand(v: &Tensor, dims: &[usize]) -> Result<Tensor> {
 pub fn channel_sum(x: &Tensor) -> Result<Tensor> {
     apply_adjoint(x, &map_for(x.dims())?)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn kernels_match_candle_form_and_are_adjoint() {
+        super::super::linear::check_map(super::ChannelMap { dims: vec![3, 4, 2, 5] });
+    }
+}

@@ -1,8 +1,7 @@
 //! Reads at fixed flat positions (`y[o] = x[idx[o]]`) and its adjoint, scatter-add, as a
-//! [`LinearMap`] pair. Max pooling reads each window's argmax through it.
+//! [`LinearMap`] pair. Max pooling's backward scatters through it.
 
-use super::linear::{apply, LinearMap};
-use crate::Result;
+use super::linear::LinearMap;
 use candle_core::{Shape, Tensor, WithDType};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -12,7 +11,7 @@ use std::sync::Arc;
 pub(crate) struct GatherMap {
     pub input: Vec<usize>,
     pub output: Vec<usize>,
-    pub idx: Vec<u32>,
+    pub idx: Arc<Vec<u32>>,
 }
 
 impl LinearMap for GatherMap {
@@ -41,7 +40,7 @@ impl LinearMap for GatherMap {
         }
     }
     fn device(&self, x: &Tensor, adjoint: bool) -> candle_core::Result<Tensor> {
-        let idx = Tensor::from_vec(self.idx.clone(), self.idx.len(), x.device())?;
+        let idx = Tensor::from_vec(self.idx.to_vec(), self.idx.len(), x.device())?;
         if adjoint {
             let numel = self.input.iter().product::<usize>();
             Tensor::zeros(numel, x.dtype(), x.device())?.index_add(&idx, &x.flatten_all()?, 0)?.reshape(self.input.clone())
@@ -51,7 +50,14 @@ impl LinearMap for GatherMap {
     }
 }
 
-/// `y[o] = x.flat[idx[o]]`, shaped `output`; exact gradients at every order.
-pub(crate) fn gather(x: &Tensor, idx: Vec<u32>, output: Vec<usize>) -> Result<Tensor> {
-    apply(x, &Arc::new(GatherMap { input: x.dims().to_vec(), output, idx }))
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    #[test]
+    fn kernels_match_candle_form_and_are_adjoint() {
+        // Repeated indices: the adjoint must add, not overwrite.
+        let idx = Arc::new(vec![0, 5, 5, 11, 3, 0, 7]);
+        super::super::linear::check_map(super::GatherMap { input: vec![3, 4], output: vec![7], idx });
+    }
 }

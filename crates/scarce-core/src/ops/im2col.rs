@@ -244,10 +244,10 @@ pub(crate) fn col2im(cols: &Tensor, geom: Geom) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Device};
 
-    fn geom() -> Geom {
-        Geom {
+    #[test]
+    fn kernels_match_candle_form_and_are_adjoint() {
+        super::super::linear::check_map(Geom {
             n: 2,
             c: 3,
             input: [3, 5, 6],
@@ -256,24 +256,6 @@ mod tests {
             pad: [1, 1, 2],
             dil: [2, 1, 2],
             output: [2, 3, 3],
-        }
-    }
-
-    #[test]
-    fn matches_index_form_and_is_adjoint() {
-        // <im2col(x), c> == <x, col2im(c)> for random x, c, and the loop kernel equals the
-        // index form used on other devices.
-        let g = geom();
-        let s = crate::rng::Stream::new(0, "im2col-test");
-        let x = s.at(0).normal_tensor(g.input_shape(), 0., 1., DType::F64, &Device::Cpu).unwrap();
-        let c = s.at(1).normal_tensor(g.cols_shape(), 0., 1., DType::F64, &Device::Cpu).unwrap();
-        let cols = im2col(&x, g.clone()).unwrap();
-        let by_index = g.device(&x, false).unwrap();
-        assert_eq!(crate::fixture::rel_err(&cols, &by_index).unwrap(), 0.0);
-        let lhs = (cols * &c).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
-        let back = col2im(&c, g.clone()).unwrap();
-        assert!(crate::fixture::rel_err(&back, &g.device(&c, true).unwrap()).unwrap() < 1e-15);
-        let rhs = (back * &x).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
-        assert!((lhs - rhs).abs() < 1e-12 * lhs.abs().max(1.0), "{lhs} vs {rhs}");
+        });
     }
 }

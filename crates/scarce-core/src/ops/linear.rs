@@ -81,3 +81,23 @@ pub(crate) fn apply<M: LinearMap>(x: &Tensor, map: &Arc<M>) -> Result<Tensor> {
 pub(crate) fn apply_adjoint<M: LinearMap>(y: &Tensor, map: &Arc<M>) -> Result<Tensor> {
     Ok(run(y, map, true)?)
 }
+
+/// Test support: checks a map's CPU kernels against its candle-op form (the one other
+/// devices run) and the adjoint identity `⟨A x, y⟩ = ⟨x, Aᵀ y⟩`, in f64.
+#[cfg(test)]
+pub(crate) fn check_map<M: LinearMap>(map: M) {
+    use crate::rng::Stream;
+    use candle_core::{DType, Device};
+    let map = Arc::new(map);
+    let s = Stream::new(3, "check-map");
+    let x = s.at(0).normal_tensor(map.in_shape(), 0.0, 1.0, DType::F64, &Device::Cpu).unwrap();
+    let y = s.at(1).normal_tensor(map.out_shape(), 0.0, 1.0, DType::F64, &Device::Cpu).unwrap();
+    let ax = apply(&x, &map).unwrap();
+    let aty = apply_adjoint(&y, &map).unwrap();
+    let close = |a: &Tensor, b: &Tensor| crate::fixture::rel_err(a, b).unwrap() < 1e-14;
+    assert!(close(&ax, &map.device(&x, false).unwrap()), "{}: forward differs from its candle form", map.name(false));
+    assert!(close(&aty, &map.device(&y, true).unwrap()), "{}: adjoint differs from its candle form", map.name(true));
+    let lhs = (ax * &y).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
+    let rhs = (aty * &x).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
+    assert!((lhs - rhs).abs() < 1e-12 * lhs.abs().max(1.0), "{}: not adjoint ({lhs} vs {rhs})", map.name(false));
+}

@@ -1,11 +1,13 @@
 //! Max, average and adaptive average pooling in 2D and 3D, PyTorch semantics, exact
 //! gradients at every order (see [`super::taps`]: a box pool is a product of one-axis pools).
 
-use super::gather::gather;
+use super::gather::GatherMap;
+use super::linear::apply_adjoint;
 use super::taps::{self, AxisTaps};
 use crate::{Error, Result};
-use candle_core::{DType, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
+use std::sync::{Arc, OnceLock};
 
 /// Settings of a pooling window over `D` spatial axes (PyTorch's meaning).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -155,8 +157,8 @@ fn adaptive_taps(input: usize, out_len: usize) -> Result<AxisTaps> {
 /// Max pooling over `D` spatial axes. `x`: `[N, C, *spatial]`.
 ///
 /// The gradient goes to the first maximal element of each window in scan order (PyTorch's
-/// rule). On the CPU one kernel finds each window's argmax and the values are read through
-/// [`super::gather`]; elsewhere a box max is taken one axis at a time with candle ops (the
+/// rule). On the CPU one kernel finds each window's maximum and argmax, and the backward
+/// scatters through the argmax; elsewhere a box max is taken one axis at a time with candle ops (the
 /// same result: the first maximum of a box is the first maximum along its last axis within
 /// the first row holding the maximum).
 pub fn max_pool<const D: usize>(x: &Tensor, opts: &PoolOpts<D>) -> Result<Tensor> {
@@ -164,11 +166,16 @@ pub fn max_pool<const D: usize>(x: &Tensor, opts: &PoolOpts<D>) -> Result<Tensor
     let axes = (0..D)
         .map(|a| max_taps(x.dim(a + 2)?, opts.kernel[a], opts.stride[a], opts.padding[a], opts.dilation[a], opts.ceil_mode))
         .collect::<Result<Vec<_>>>()?;
-    if x.device().is_cpu() {
-        let (idx, out_dims) = window_argmax(x, &axes)?;
-        return gather(x, idx, out_dims);
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        return max_pool_cpu(x, opts, &axes);
     }
     max_pool_by_axes(x, &axes)
+}
+
+/// The taps of axis `a` of a max pool (for tests of the device-generic path).
+#[cfg(test)]
+pub(crate) fn max_taps_for<const D: usize>(x: &Tensor, opts: &PoolOpts<D>, a: usize) -> Result<AxisTaps> {
+    max_taps(x.dim(a + 2)?, opts.kernel[a], opts.stride[a], opts.padding[a], opts.dilation[a], opts.ceil_mode)
 }
 
 /// The device-generic form of [`max_pool`]: one axis at a time.
@@ -180,77 +187,135 @@ fn max_pool_by_axes(x: &Tensor, axes: &[AxisTaps]) -> Result<Tensor> {
     Ok(y)
 }
 
-/// Flat input index of the first maximum of every window, and the output dims.
-fn window_argmax(x: &Tensor, axes: &[AxisTaps]) -> Result<(Vec<u32>, Vec<usize>)> {
-    struct Argmax<'a> {
-        axes: &'a [AxisTaps],
+/// Window geometry of one axis as plain numbers: output length, kernel, stride, padding,
+/// dilation, input length.
+#[derive(Debug, Clone, Copy)]
+struct Win {
+    out: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+    d: usize,
+    len: usize,
+}
+
+impl Win {
+    /// Valid input positions of window `o`: `(first, count)`, spaced by the dilation.
+    fn range(&self, o: usize) -> (usize, usize) {
+        let start = (o * self.s) as isize - self.p as isize;
+        let d = self.d as isize;
+        // Taps t with 0 <= start + t·d < len.
+        let lo = if start >= 0 { 0 } else { (-start + d - 1) / d };
+        let hi = ((self.len as isize - start + d - 1) / d).clamp(0, self.k as isize);
+        if hi <= lo {
+            return (0, 0);
+        }
+        ((start + lo * d) as usize, (hi - lo) as usize)
     }
-    impl Argmax<'_> {
-        fn run<T: WithDType>(&self, x: &[T], dims: &[usize]) -> Vec<u32> {
-            // Pad the geometry to three axes; an absent axis has one position and one tap.
-            let unit = AxisTaps { out_len: 1, t: 1, idx: vec![0], w: vec![] };
-            let mut ax: Vec<&AxisTaps> = vec![&unit; 3 - self.axes.len()];
-            ax.extend(self.axes.iter());
-            let mut sp = vec![1usize; 3 - self.axes.len()];
-            sp.extend_from_slice(&dims[2..]);
-            let plane: usize = sp.iter().product();
-            let out_plane: usize = ax.iter().map(|a| a.out_len).product();
-            let planes = dims[0] * dims[1];
-            let mut idx = vec![0u32; planes * out_plane];
-            idx.par_chunks_mut(out_plane).enumerate().for_each(|(p, out)| {
-                let base = p * plane;
-                let xp = &x[base..base + plane];
-                let mut o = 0;
-                for od in 0..ax[0].out_len {
-                    for oh in 0..ax[1].out_len {
-                        for ow in 0..ax[2].out_len {
-                            let mut best: Option<(T, usize)> = None;
-                            for &zd in &ax[0].idx[od * ax[0].t..][..ax[0].t] {
-                                if zd as usize >= sp[0] {
-                                    continue;
-                                }
-                                for &zh in &ax[1].idx[oh * ax[1].t..][..ax[1].t] {
-                                    if zh as usize >= sp[1] {
-                                        continue;
-                                    }
-                                    let row = (zd as usize * sp[1] + zh as usize) * sp[2];
-                                    for &zw in &ax[2].idx[ow * ax[2].t..][..ax[2].t] {
-                                        if zw as usize >= sp[2] {
-                                            continue;
-                                        }
-                                        let i = row + zw as usize;
-                                        let v = xp[i];
-                                        // First strict maximum; NaN wins, as in PyTorch.
-                                        let better = match best {
-                                            None => true,
-                                            Some((b, _)) => v > b || (v != v && b == b),
-                                        };
-                                        if better {
-                                            best = Some((v, i));
-                                        }
-                                    }
-                                }
+
+    fn ranges(&self) -> Vec<(usize, usize)> {
+        (0..self.out).map(|o| self.range(o)).collect()
+    }
+}
+
+/// Values and flat input indices of the first maximum of every window (NaN wins, as in
+/// PyTorch), for a contiguous `[N, C, D, H, W]` buffer.
+fn window_max<T: WithDType>(x: &[T], planes: usize, w: &[Win; 3]) -> (Vec<T>, Vec<u32>) {
+    let plane = w[0].len * w[1].len * w[2].len;
+    let out_plane = w[0].out * w[1].out * w[2].out;
+    let mut vals = vec![T::zero(); planes * out_plane];
+    let mut idx = vec![0u32; planes * out_plane];
+    let r: Vec<Vec<(usize, usize)>> = w.iter().map(Win::ranges).collect();
+    vals.par_chunks_mut(out_plane).zip(idx.par_chunks_mut(out_plane)).enumerate().for_each(|(p, (vo, io))| {
+        let base = p * plane;
+        let xp = &x[base..base + plane];
+        let mut o = 0;
+        for &(d0, dn) in &r[0] {
+            for &(h0, hn) in &r[1] {
+                for &(w0, wn) in &r[2] {
+                    // Branch-free running max (data-dependent branches mispredict on
+                    // random activations). NaN wins, as in PyTorch.
+                    let (mut bv, mut bi, mut seen) = (T::zero(), 0usize, false);
+                    for td in 0..dn {
+                        let zd = d0 + td * w[0].d;
+                        for th in 0..hn {
+                            let zh = h0 + th * w[1].d;
+                            let row = (zd * w[1].len + zh) * w[2].len;
+                            for tw in 0..wn {
+                                let zw = w0 + tw * w[2].d;
+                                let v = xp[row + zw];
+                                #[allow(clippy::eq_op)] // v != v is the NaN test
+                                let take = !seen | (v > bv) | ((v != v) & (bv == bv));
+                                bv = if take { v } else { bv };
+                                bi = if take { row + zw } else { bi };
+                                seen = true;
                             }
-                            out[o] = (base + best.map_or(0, |b| b.1)) as u32;
-                            o += 1;
                         }
                     }
+                    let (v, i) = (bv, bi);
+                    vo[o] = v;
+                    io[o] = (base + i) as u32;
+                    o += 1;
                 }
-            });
-            idx
+            }
         }
+    });
+    (vals, idx)
+}
+
+/// The CPU max-pool op: values and argmax in one pass; the argmax is kept for the backward,
+/// which scatters the gradient through [`GatherMap`]'s adjoint (exact at every order).
+struct MaxPoolOp {
+    wins: [Win; 3],
+    out_dims: Vec<usize>,
+    argmax: Arc<OnceLock<Arc<Vec<u32>>>>,
+}
+
+impl CustomOp1 for MaxPoolOp {
+    fn name(&self) -> &'static str {
+        "scarce-max-pool"
     }
-    let x = x.contiguous()?;
-    let dims = x.dims().to_vec();
-    let op = Argmax { axes };
-    let idx = match x.dtype() {
-        DType::F32 => op.run(&x.flatten_all()?.to_vec1::<f32>()?, &dims),
-        DType::F64 => op.run(&x.flatten_all()?.to_vec1::<f64>()?, &dims),
-        d => return Err(Error::param("x", format!("max pooling supports f32 and f64, not {d:?}"))),
-    };
-    let mut out_dims = dims[..2].to_vec();
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let Some((a, b)) = l.contiguous_offsets() else { candle_core::bail!("scarce-max-pool: input must be contiguous") };
+        let planes = l.dims()[0] * l.dims()[1];
+        let (out, idx) = match s {
+            CpuStorage::F32(v) => {
+                let (o, i) = window_max(&v[a..b], planes, &self.wins);
+                (CpuStorage::F32(o), i)
+            }
+            CpuStorage::F64(v) => {
+                let (o, i) = window_max(&v[a..b], planes, &self.wins);
+                (CpuStorage::F64(o), i)
+            }
+            _ => candle_core::bail!("scarce-max-pool: f32 or f64 only"),
+        };
+        let _ = self.argmax.set(Arc::new(idx));
+        Ok((out, Shape::from(self.out_dims.clone())))
+    }
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let Some(idx) = self.argmax.get() else { candle_core::bail!("scarce-max-pool: backward before forward") };
+        let map = Arc::new(GatherMap { input: arg.dims().to_vec(), output: self.out_dims.clone(), idx: idx.clone() });
+        apply_adjoint(grad, &map).map_err(candle_core::Error::wrap).map(Some)
+    }
+}
+
+fn max_pool_cpu<const D: usize>(x: &Tensor, opts: &PoolOpts<D>, axes: &[AxisTaps]) -> Result<Tensor> {
+    let unit = Win { out: 1, k: 1, s: 1, p: 0, d: 1, len: 1 };
+    let mut wins = [unit; 3];
+    for a in 0..D {
+        wins[3 - D + a] = Win {
+            out: axes[a].out_len,
+            k: opts.kernel[a],
+            s: opts.stride[a],
+            p: opts.padding[a],
+            d: opts.dilation[a],
+            len: x.dim(a + 2)?,
+        };
+    }
+    let mut out_dims = x.dims()[..2].to_vec();
     out_dims.extend(axes.iter().map(|a| a.out_len));
-    Ok((idx, out_dims))
+    let op = MaxPoolOp { wins, out_dims, argmax: Arc::new(OnceLock::new()) };
+    Ok(x.contiguous()?.apply_op1(op)?)
 }
 
 /// 2D max pooling (`F.max_pool2d`).

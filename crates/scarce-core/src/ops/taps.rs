@@ -147,3 +147,32 @@ pub(crate) fn max(x: &Tensor, dim: usize, taps: &AxisTaps) -> Result<Tensor> {
     let zeros = Tensor::zeros(sel.shape(), x.dtype(), x.device())?;
     Ok(mask.where_cond(&sel, &zeros)?.sum(dim + 1)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernels_match_candle_form_and_are_adjoint() {
+        // Two taps per output, a padding tap (index 5) and a repeated input position.
+        let taps = AxisTaps { out_len: 3, t: 2, idx: vec![0, 1, 1, 5, 4, 2], w: vec![0.5, 0.25, 1.0, 0.0, -2.0, 3.0] };
+        super::super::linear::check_map(AxisMap { dims: vec![2, 5, 3], dim: 1, taps });
+    }
+
+    #[test]
+    fn device_max_pool_matches_cpu_kernel() {
+        use crate::ops::{max_pool2d, PoolOpts};
+        use crate::rng::Stream;
+        use candle_core::{DType, Device};
+        let x = Stream::new(4, "pool").normal_tensor((2, 3, 7, 6), 0.0, 1.0, DType::F64, &Device::Cpu).unwrap();
+        for opts in [PoolOpts::new(2).ceil_mode(true), PoolOpts::new(3).stride(2).padding(1)] {
+            let cpu = max_pool2d(&x, &opts).unwrap();
+            let mut y = x.clone();
+            for a in 0..2 {
+                let t = super::super::pool::max_taps_for(&x, &opts, a).unwrap();
+                y = max(&y, a + 2, &t).unwrap();
+            }
+            assert_eq!(crate::fixture::rel_err(&y, &cpu).unwrap(), 0.0);
+        }
+    }
+}
