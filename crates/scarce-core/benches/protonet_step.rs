@@ -14,7 +14,11 @@ fn proto_loss(z: &Tensor, n_way: usize, k_shot: usize, yq: &Tensor) -> Result<Te
     let d = z.dim(1)?;
     let protos = z.narrow(0, 0, ns)?.reshape((n_way, k_shot, d))?.mean(1)?;
     let zq = z.narrow(0, ns, z.dim(0)? - ns)?;
-    let dist = zq.unsqueeze(1)?.broadcast_sub(&protos.unsqueeze(0)?)?.sqr()?.sum(2)?;
+    let dist = zq
+        .unsqueeze(1)?
+        .broadcast_sub(&protos.unsqueeze(0)?)?
+        .sqr()?
+        .sum(2)?;
     ops::cross_entropy(&dist.neg()?, yq)
 }
 
@@ -22,12 +26,24 @@ fn protonet_step(c: &mut Criterion) {
     let dev = Device::Cpu;
     let (n_way, k_shot, n_query) = (5, 5, 15);
     let model = Conv4::new(Conv4Config::default()).unwrap();
-    let mut params = model.init(&Stream::new(0, "init"), &dev).unwrap().to_vars().unwrap();
+    let mut params = model
+        .init(&Stream::new(0, "init"), &dev)
+        .unwrap()
+        .to_vars()
+        .unwrap();
     let mut buffers = model.buffers(&dev).unwrap();
-    let mut opt = Adam::new(AdamConfig { lr: 1e-3, ..Default::default() }).unwrap();
+    let mut opt = Adam::new(AdamConfig {
+        lr: 1e-3,
+        ..Default::default()
+    })
+    .unwrap();
     let n = n_way * (k_shot + n_query);
-    let x = Stream::new(0, "images").normal_tensor((n, 1, 28, 28), 0.0, 1.0, DType::F32, &dev).unwrap();
-    let yq: Vec<u32> = (0..n_way as u32).flat_map(|c| std::iter::repeat_n(c, n_query)).collect();
+    let x = Stream::new(0, "images")
+        .normal_tensor((n, 1, 28, 28), 0.0, 1.0, DType::F32, &dev)
+        .unwrap();
+    let yq: Vec<u32> = (0..n_way as u32)
+        .flat_map(|c| std::iter::repeat_n(c, n_query))
+        .collect();
     let yq = Tensor::new(yq.as_slice(), &dev).unwrap();
     let mut step = || {
         let mut ctx = Ctx::train(std::mem::take(&mut buffers));
@@ -46,10 +62,21 @@ fn protonet_step(c: &mut Criterion) {
 fn conv2d_layer(c: &mut Criterion) {
     let dev = Device::Cpu;
     let s = Stream::new(1, "conv-bench");
-    let x = s.at(0).normal_tensor((100, 64, 14, 14), 0.0, 1.0, DType::F32, &dev).unwrap();
+    let x = s
+        .at(0)
+        .normal_tensor((100, 64, 14, 14), 0.0, 1.0, DType::F32, &dev)
+        .unwrap();
     let p: Params = [
-        ("w".to_string(), s.at(1).normal_tensor((64, 64, 3, 3), 0.0, 0.05, DType::F32, &dev).unwrap()),
-        ("b".to_string(), Tensor::zeros(64, DType::F32, &dev).unwrap()),
+        (
+            "w".to_string(),
+            s.at(1)
+                .normal_tensor((64, 64, 3, 3), 0.0, 0.05, DType::F32, &dev)
+                .unwrap(),
+        ),
+        (
+            "b".to_string(),
+            Tensor::zeros(64, DType::F32, &dev).unwrap(),
+        ),
     ]
     .into_iter()
     .collect();

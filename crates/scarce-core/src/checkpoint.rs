@@ -32,26 +32,37 @@ const VERSION: &str = "scarce.version";
 const ORDER: &str = "scarce.order";
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.to_path_buf(), source }
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Writes `params` and `meta` to `path` atomically. `meta.version` is overwritten with this
 /// crate's version.
 pub fn save(path: impl AsRef<Path>, params: &Params, meta: &CheckpointMeta) -> Result<()> {
     let path = path.as_ref();
-    let mut header: HashMap<String, String> =
-        meta.extra.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut header: HashMap<String, String> = meta
+        .extra
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     header.insert(KIND.into(), meta.kind.clone());
     header.insert(CONFIG.into(), meta.config.to_string());
     header.insert(VERSION.into(), env!("CARGO_PKG_VERSION").into());
-    header.insert(ORDER.into(), serde_json::to_string(params.names()).unwrap_or_default());
+    header.insert(
+        ORDER.into(),
+        serde_json::to_string(params.names()).unwrap_or_default(),
+    );
     // Tensors must be contiguous for safetensors' View.
     let tensors = params
         .iter()
         .map(|(n, t)| Ok((n.to_string(), t.contiguous()?)))
         .collect::<Result<Vec<_>>>()?;
-    let bytes = safetensors::serialize(tensors, Some(header))
-        .map_err(|e| Error::Format { path: path.into(), reason: e.to_string() })?;
+    let bytes = safetensors::serialize(tensors, Some(header)).map_err(|e| Error::Format {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
 
     let file_name = path
         .file_name()
@@ -76,7 +87,10 @@ pub fn save(path: impl AsRef<Path>, params: &Params, meta: &CheckpointMeta) -> R
 pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<(Params, CheckpointMeta)> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(io(path))?;
-    let fmt = |e: safetensors::SafeTensorError| Error::Format { path: path.into(), reason: e.to_string() };
+    let fmt = |e: safetensors::SafeTensorError| Error::Format {
+        path: path.into(),
+        reason: e.to_string(),
+    };
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(fmt)?;
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(fmt)?;
     let mut header = header.metadata().clone().unwrap_or_default();
@@ -142,8 +156,14 @@ mod tests {
         save(&path, &p, &meta).unwrap();
         let (q, m) = load(&path, &d).unwrap();
         assert_eq!(q.names(), p.names());
-        assert_eq!(q.require("z.weight").unwrap().to_vec1::<f32>().unwrap(), [1., 2., 3.]);
-        assert_eq!(q.require("a.bias").unwrap().to_vec2::<f64>().unwrap(), [[4.]]);
+        assert_eq!(
+            q.require("z.weight").unwrap().to_vec1::<f32>().unwrap(),
+            [1., 2., 3.]
+        );
+        assert_eq!(
+            q.require("a.bias").unwrap().to_vec2::<f64>().unwrap(),
+            [[4.]]
+        );
         assert_eq!(m.kind, "test");
         assert_eq!(m.config["hidden"], 64);
         assert_eq!(m.version, env!("CARGO_PKG_VERSION"));
@@ -161,8 +181,14 @@ mod tests {
 
     #[test]
     fn unwritable_target_is_an_error_and_leaves_nothing() {
-        let p: Params = [("a".to_string(), Tensor::new(&[1f32], &Device::Cpu).unwrap())].into_iter().collect();
-        let err = save("/nonexistent-dir/x.safetensors", &p, &CheckpointMeta::default());
+        let p: Params = [("a".to_string(), Tensor::new(&[1f32], &Device::Cpu).unwrap())]
+            .into_iter()
+            .collect();
+        let err = save(
+            "/nonexistent-dir/x.safetensors",
+            &p,
+            &CheckpointMeta::default(),
+        );
         assert!(err.unwrap_err().to_string().contains("nonexistent-dir"));
     }
 }

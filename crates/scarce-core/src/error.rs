@@ -69,11 +69,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// Shorthand for [`Error::InvalidParam`].
     pub fn param(name: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::InvalidParam { name: name.into(), reason: reason.into() }
+        Error::InvalidParam {
+            name: name.into(),
+            reason: reason.into(),
+        }
     }
 
     /// Shorthand for [`Error::Shape`].
     pub fn shape(name: impl Into<String>, expected: impl Into<String>, got: &[usize]) -> Self {
-        Error::Shape { name: name.into(), expected: expected.into(), got: got.to_vec() }
+        Error::Shape {
+            name: name.into(),
+            expected: expected.into(),
+            got: got.to_vec(),
+        }
     }
 }

@@ -31,7 +31,9 @@ pub fn root() -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     let cwd = std::env::current_dir().ok()?;
-    cwd.ancestors().map(|a| a.join("shared").join("fixtures")).find(|p| p.is_dir())
+    cwd.ancestors()
+        .map(|a| a.join("shared").join("fixtures"))
+        .find(|p| p.is_dir())
 }
 
 /// The case files (`*.safetensors`, sorted) of a fixture family such as `"ops"`. `Ok(None)`
@@ -40,7 +42,10 @@ pub fn case_files(family: &str) -> Result<Option<Vec<PathBuf>>> {
     let Some(dir) = root().map(|r| r.join(family)).filter(|d| d.is_dir()) else {
         return Ok(None);
     };
-    let rd = std::fs::read_dir(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
+    let rd = std::fs::read_dir(&dir).map_err(|source| Error::Io {
+        path: dir.clone(),
+        source,
+    })?;
     let mut files: Vec<PathBuf> = rd
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
@@ -52,8 +57,14 @@ pub fn case_files(family: &str) -> Result<Option<Vec<PathBuf>>> {
 impl Case {
     /// Reads one case file.
     pub fn load(path: &Path) -> Result<Case> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.into(), source })?;
-        let fmt = |e: safetensors::SafeTensorError| Error::Format { path: path.into(), reason: e.to_string() };
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })?;
+        let fmt = |e: safetensors::SafeTensorError| Error::Format {
+            path: path.into(),
+            reason: e.to_string(),
+        };
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(fmt)?;
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(fmt)?;
         let mut tensors = HashMap::new();
@@ -62,14 +73,20 @@ impl Case {
         }
         Ok(Case {
             path: path.into(),
-            name: path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            name: path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             meta: header.metadata().clone().unwrap_or_default(),
             tensors,
         })
     }
 
     fn format_err(&self, reason: String) -> Error {
-        Error::Format { path: self.path.clone(), reason }
+        Error::Format {
+            path: self.path.clone(),
+            reason,
+        }
     }
 
     /// The tensor `name` as f64 on `device`.
@@ -102,7 +119,8 @@ impl Case {
     /// Metadata `key` parsed as JSON (numbers, booleans, lists).
     pub fn meta_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<T> {
         let s = self.meta_str(key)?;
-        serde_json::from_str(s).map_err(|e| self.format_err(format!("metadata `{key}` = {s:?}: {e}")))
+        serde_json::from_str(s)
+            .map_err(|e| self.format_err(format!("metadata `{key}` = {s:?}: {e}")))
     }
 
     /// Metadata `key` as a list of integers; a single integer becomes a list of `n` copies.
@@ -110,7 +128,9 @@ impl Case {
         match self.meta_json::<serde_json::Value>(key)? {
             serde_json::Value::Array(_) => self.meta_json(key),
             v => {
-                let x = v.as_u64().ok_or_else(|| self.format_err(format!("metadata `{key}` not an integer")))?;
+                let x = v
+                    .as_u64()
+                    .ok_or_else(|| self.format_err(format!("metadata `{key}` not an integer")))?;
                 Ok(vec![x as usize; n])
             }
         }
@@ -124,7 +144,11 @@ pub fn rel_err(a: &Tensor, b: &Tensor) -> Result<f64> {
     }
     let a = a.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
     let b = b.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
-    let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+    let diff = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
     let scale = b.iter().map(|y| y.abs()).fold(0.0, f64::max).max(1e-300);
     Ok(diff / scale)
 }

@@ -19,7 +19,11 @@ pub struct GradcheckOpts {
 
 impl Default for GradcheckOpts {
     fn default() -> Self {
-        GradcheckOpts { eps: 1e-6, atol: 1e-7, rtol: 1e-5 }
+        GradcheckOpts {
+            eps: 1e-6,
+            atol: 1e-7,
+            rtol: 1e-5,
+        }
     }
 }
 
@@ -44,15 +48,20 @@ pub fn autodiff<F>(f: &F, inputs: &[Tensor]) -> Result<Vec<Tensor>>
 where
     F: Fn(&[Tensor]) -> Result<Tensor>,
 {
-    let vars = inputs.iter().map(|t| Ok(Var::from_tensor(&t.detach())?.as_tensor().clone())).collect::<Result<Vec<_>>>()?;
+    let vars = inputs
+        .iter()
+        .map(|t| Ok(Var::from_tensor(&t.detach())?.as_tensor().clone()))
+        .collect::<Result<Vec<_>>>()?;
     let y = f(&vars)?;
     scalar(&y)?;
     let store = y.backward()?;
     vars.iter()
-        .map(|v| Ok(match store.get(v) {
-            Some(g) => g.clone(),
-            None => v.zeros_like()?,
-        }))
+        .map(|v| {
+            Ok(match store.get(v) {
+                Some(g) => g.clone(),
+                None => v.zeros_like()?,
+            })
+        })
         .collect()
 }
 
@@ -64,11 +73,17 @@ where
 {
     for (i, t) in inputs.iter().enumerate() {
         if t.dtype() != DType::F64 {
-            return Err(Error::param(format!("inputs[{i}]"), "gradcheck needs f64 inputs"));
+            return Err(Error::param(
+                format!("inputs[{i}]"),
+                "gradcheck needs f64 inputs",
+            ));
         }
     }
     let analytic = autodiff(&f, inputs)?;
-    let mut report = GradcheckReport { checked: 0, max_abs_err: 0.0 };
+    let mut report = GradcheckReport {
+        checked: 0,
+        max_abs_err: 0.0,
+    };
     for (i, t) in inputs.iter().enumerate() {
         let base = t.flatten_all()?.to_vec1::<f64>()?;
         let a = analytic[i].flatten_all()?.to_vec1::<f64>()?;
@@ -85,7 +100,10 @@ where
             if err > opts.atol + opts.rtol * numeric.abs() {
                 return Err(Error::param(
                     format!("inputs[{i}][{j}]"),
-                    format!("autodiff {} vs finite difference {numeric} (|err| {err:e})", a[j]),
+                    format!(
+                        "autodiff {} vs finite difference {numeric} (|err| {err:e})",
+                        a[j]
+                    ),
                 ));
             }
             report.max_abs_err = report.max_abs_err.max(err);
@@ -106,14 +124,28 @@ where
     let dirs = inputs
         .iter()
         .enumerate()
-        .map(|(i, t)| Stream::new(0, "gradgradcheck").at(i as u64).normal_tensor(t.shape(), 0.0, 1.0, DType::F64, t.device()))
+        .map(|(i, t)| {
+            Stream::new(0, "gradgradcheck").at(i as u64).normal_tensor(
+                t.shape(),
+                0.0,
+                1.0,
+                DType::F64,
+                t.device(),
+            )
+        })
         .collect::<Result<Vec<_>>>()?;
     let h = |xs: &[Tensor]| -> Result<Tensor> {
         // Leaves must be variables for `backward` to report them; inputs that already are
         // (the outer check's) stay connected so the outer backward sees through this one.
         let xs = xs
             .iter()
-            .map(|x| Ok(if x.is_variable() { x.clone() } else { Var::from_tensor(x)?.as_tensor().clone() }))
+            .map(|x| {
+                Ok(if x.is_variable() {
+                    x.clone()
+                } else {
+                    Var::from_tensor(x)?.as_tensor().clone()
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         let y = f(&xs)?;
         let store = y.backward()?;

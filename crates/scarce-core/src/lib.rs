@@ -8,7 +8,6 @@ pub mod device;
 pub mod error;
 pub mod fixture;
 pub mod gradcheck;
-pub mod memory;
 pub mod model;
 pub mod ops;
 pub mod optim;

@@ -36,18 +36,33 @@ pub struct Ctx {
 impl Ctx {
     /// Train mode with running-statistics updates into `buffers`.
     pub fn train(buffers: Params) -> Self {
-        Ctx { mode: Mode::Train, buffers, update_running_stats: true, bn_momentum: 0.1 }
+        Ctx {
+            mode: Mode::Train,
+            buffers,
+            update_running_stats: true,
+            bn_momentum: 0.1,
+        }
     }
 
     /// Train mode that uses batch statistics and remembers nothing (MAML's transductive
     /// batch norm).
     pub fn transductive() -> Self {
-        Ctx { mode: Mode::Train, buffers: Params::new(), update_running_stats: false, bn_momentum: 0.1 }
+        Ctx {
+            mode: Mode::Train,
+            buffers: Params::new(),
+            update_running_stats: false,
+            bn_momentum: 0.1,
+        }
     }
 
     /// Eval mode with the running statistics in `buffers`.
     pub fn eval(buffers: Params) -> Self {
-        Ctx { mode: Mode::Eval, buffers, update_running_stats: false, bn_momentum: 0.1 }
+        Ctx {
+            mode: Mode::Eval,
+            buffers,
+            update_running_stats: false,
+            bn_momentum: 0.1,
+        }
     }
 
     /// Batch norm for layer `prefix` (weights `<prefix>.weight`, `<prefix>.bias` in `p`;
@@ -55,14 +70,18 @@ impl Ctx {
     pub fn batch_norm(&mut self, p: &Params, prefix: &str, x: &Tensor, eps: f64) -> Result<Tensor> {
         let w = p.require(&format!("{prefix}.weight"))?;
         let b = p.require(&format!("{prefix}.bias"))?;
-        let (rm, rv) = (format!("{prefix}.running_mean"), format!("{prefix}.running_var"));
+        let (rm, rv) = (
+            format!("{prefix}.running_mean"),
+            format!("{prefix}.running_var"),
+        );
         match self.mode {
             Mode::Train => {
                 let (y, stats) = batch_norm_train(x, Some(w), Some(b), eps)?;
                 if self.update_running_stats {
                     if let (Some(m), Some(v)) = (self.buffers.get(&rm), self.buffers.get(&rv)) {
                         let k = self.bn_momentum;
-                        let unbiased = (stats.var * (stats.count as f64 / (stats.count.max(2) - 1) as f64))?;
+                        let unbiased =
+                            (stats.var * (stats.count as f64 / (stats.count.max(2) - 1) as f64))?;
                         let m = ((m * (1.0 - k))? + (stats.mean.to_dtype(m.dtype())? * k)?)?;
                         let v = ((v * (1.0 - k))? + (unbiased.to_dtype(v.dtype())? * k)?)?;
                         self.buffers.insert(rm, m);
@@ -72,9 +91,22 @@ impl Ctx {
                 Ok(y)
             }
             Mode::Eval => {
-                let m = self.buffers.get(&rm).ok_or_else(|| Error::Missing { name: rm.clone(), what: "buffers (eval mode)".into() })?;
-                let v = self.buffers.get(&rv).ok_or_else(|| Error::Missing { name: rv.clone(), what: "buffers (eval mode)".into() })?;
-                batch_norm_eval(x, &m.to_dtype(x.dtype())?, &v.to_dtype(x.dtype())?, Some(w), Some(b), eps)
+                let m = self.buffers.get(&rm).ok_or_else(|| Error::Missing {
+                    name: rm.clone(),
+                    what: "buffers (eval mode)".into(),
+                })?;
+                let v = self.buffers.get(&rv).ok_or_else(|| Error::Missing {
+                    name: rv.clone(),
+                    what: "buffers (eval mode)".into(),
+                })?;
+                batch_norm_eval(
+                    x,
+                    &m.to_dtype(x.dtype())?,
+                    &v.to_dtype(x.dtype())?,
+                    Some(w),
+                    Some(b),
+                    eps,
+                )
             }
         }
     }

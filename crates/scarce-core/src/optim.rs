@@ -24,7 +24,10 @@ fn as_var(t: Tensor) -> Result<Tensor> {
 
 fn check_lr(lr: f64) -> Result<()> {
     if !(lr.is_finite() && lr >= 0.0) {
-        return Err(Error::param("lr", format!("{lr} must be finite and non-negative")));
+        return Err(Error::param(
+            "lr",
+            format!("{lr} must be finite and non-negative"),
+        ));
     }
     Ok(())
 }
@@ -46,7 +49,13 @@ pub struct SgdConfig {
 
 impl Default for SgdConfig {
     fn default() -> Self {
-        SgdConfig { lr: 1e-2, momentum: 0.0, dampening: 0.0, nesterov: false, weight_decay: 0.0 }
+        SgdConfig {
+            lr: 1e-2,
+            momentum: 0.0,
+            dampening: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        }
     }
 }
 
@@ -62,12 +71,21 @@ impl Sgd {
     pub fn new(cfg: SgdConfig) -> Result<Self> {
         check_lr(cfg.lr)?;
         if cfg.momentum < 0.0 || cfg.weight_decay < 0.0 {
-            return Err(Error::param("momentum/weight_decay", "must be non-negative"));
+            return Err(Error::param(
+                "momentum/weight_decay",
+                "must be non-negative",
+            ));
         }
         if cfg.nesterov && (cfg.momentum <= 0.0 || cfg.dampening != 0.0) {
-            return Err(Error::param("nesterov", "needs momentum > 0 and dampening = 0"));
+            return Err(Error::param(
+                "nesterov",
+                "needs momentum > 0 and dampening = 0",
+            ));
         }
-        Ok(Sgd { cfg, momentum: Params::new() })
+        Ok(Sgd {
+            cfg,
+            momentum: Params::new(),
+        })
     }
 }
 
@@ -86,7 +104,11 @@ impl Optimizer for Sgd {
                     None => g.clone(),
                     Some(b) => ((b * c.momentum)? + (&g * (1.0 - c.dampening))?)?,
                 };
-                g = if c.nesterov { (g + (&buf * c.momentum)?)? } else { buf.clone() };
+                g = if c.nesterov {
+                    (g + (&buf * c.momentum)?)?
+                } else {
+                    buf.clone()
+                };
                 self.momentum.insert(n.clone(), buf);
             }
             params.insert(n, as_var((p - (g * c.lr)?)?)?);
@@ -120,14 +142,25 @@ pub struct AdamConfig {
 
 impl Default for AdamConfig {
     fn default() -> Self {
-        AdamConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decoupled: false }
+        AdamConfig {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled: false,
+        }
     }
 }
 
 impl AdamConfig {
     /// AdamW defaults (PyTorch's: weight decay 0.01, decoupled).
     pub fn adamw() -> Self {
-        AdamConfig { weight_decay: 1e-2, decoupled: true, ..Default::default() }
+        AdamConfig {
+            weight_decay: 1e-2,
+            decoupled: true,
+            ..Default::default()
+        }
     }
 }
 
@@ -150,9 +183,17 @@ impl Adam {
             }
         }
         if cfg.eps <= 0.0 || cfg.weight_decay < 0.0 {
-            return Err(Error::param("eps/weight_decay", "eps must be positive, weight_decay non-negative"));
+            return Err(Error::param(
+                "eps/weight_decay",
+                "eps must be positive, weight_decay non-negative",
+            ));
         }
-        Ok(Adam { cfg, t: 0, m: Params::new(), v: Params::new() })
+        Ok(Adam {
+            cfg,
+            t: 0,
+            m: Params::new(),
+            v: Params::new(),
+        })
     }
 
     /// Steps taken so far.
@@ -232,7 +273,11 @@ impl LrSchedule {
         match *self {
             LrSchedule::Constant => base,
             LrSchedule::Step { every, gamma } => base * gamma.powi((step / every.max(1)) as i32),
-            LrSchedule::Cosine { warmup, total, min_lr } => {
+            LrSchedule::Cosine {
+                warmup,
+                total,
+                min_lr,
+            } => {
                 if step < warmup {
                     base * (step + 1) as f64 / warmup as f64
                 } else if step >= total {
@@ -252,7 +297,9 @@ mod tests {
     use candle_core::Device;
 
     fn one(v: f64) -> Params {
-        [("w".to_string(), Tensor::new(&[v], &Device::Cpu).unwrap())].into_iter().collect()
+        [("w".to_string(), Tensor::new(&[v], &Device::Cpu).unwrap())]
+            .into_iter()
+            .collect()
     }
     fn val(p: &Params) -> f64 {
         p.require("w").unwrap().to_vec1::<f64>().unwrap()[0]
@@ -263,7 +310,11 @@ mod tests {
         // Constant gradient g: m_t/(1-b1^t) = g and v_t/(1-b2^t) = g², so every step moves
         // by lr·g/(|g| + eps) exactly.
         let mut p = one(1.0);
-        let mut opt = Adam::new(AdamConfig { lr: 0.1, ..Default::default() }).unwrap();
+        let mut opt = Adam::new(AdamConfig {
+            lr: 0.1,
+            ..Default::default()
+        })
+        .unwrap();
         for t in 1..=3 {
             opt.step(&mut p, &one(0.5)).unwrap();
             let expect = 1.0 - t as f64 * 0.1 * 0.5 / (0.5 + 1e-8);
@@ -275,34 +326,66 @@ mod tests {
     fn sgd_momentum_and_nesterov() {
         // Constant gradient 1, lr 1, momentum 0.5: buffers 1, 1.5, 1.75.
         let mut p = one(0.0);
-        let mut opt = Sgd::new(SgdConfig { lr: 1.0, momentum: 0.5, ..Default::default() }).unwrap();
+        let mut opt = Sgd::new(SgdConfig {
+            lr: 1.0,
+            momentum: 0.5,
+            ..Default::default()
+        })
+        .unwrap();
         for _ in 0..3 {
             opt.step(&mut p, &one(1.0)).unwrap();
         }
         assert!((val(&p) + 4.25).abs() < 1e-12);
         let mut p = one(0.0);
-        let mut opt = Sgd::new(SgdConfig { lr: 1.0, momentum: 0.5, nesterov: true, ..Default::default() }).unwrap();
+        let mut opt = Sgd::new(SgdConfig {
+            lr: 1.0,
+            momentum: 0.5,
+            nesterov: true,
+            ..Default::default()
+        })
+        .unwrap();
         opt.step(&mut p, &one(1.0)).unwrap();
         assert!((val(&p) + 1.5).abs() < 1e-12);
-        assert!(Sgd::new(SgdConfig { nesterov: true, ..Default::default() }).is_err());
+        assert!(Sgd::new(SgdConfig {
+            nesterov: true,
+            ..Default::default()
+        })
+        .is_err());
     }
 
     #[test]
     fn adamw_decouples_decay() {
         // Zero gradient: Adam's update is 0/(0+eps) = 0, so only the shrink p·(1 - lr·wd) acts.
         let mut p = one(2.0);
-        let mut opt = Adam::new(AdamConfig { lr: 0.1, weight_decay: 0.5, decoupled: true, ..Default::default() }).unwrap();
+        let mut opt = Adam::new(AdamConfig {
+            lr: 0.1,
+            weight_decay: 0.5,
+            decoupled: true,
+            ..Default::default()
+        })
+        .unwrap();
         opt.step(&mut p, &one(0.0)).unwrap();
         assert!((val(&p) - 2.0 * 0.95).abs() < 1e-12);
     }
 
     #[test]
     fn schedules() {
-        let s = LrSchedule::Cosine { warmup: 2, total: 12, min_lr: 0.0 };
+        let s = LrSchedule::Cosine {
+            warmup: 2,
+            total: 12,
+            min_lr: 0.0,
+        };
         assert_eq!(s.lr_at(1.0, 0), 0.5);
         assert_eq!(s.lr_at(1.0, 2), 1.0);
         assert!((s.lr_at(1.0, 7) - 0.5).abs() < 1e-12);
         assert_eq!(s.lr_at(1.0, 20), 0.0);
-        assert_eq!(LrSchedule::Step { every: 10, gamma: 0.5 }.lr_at(1.0, 25), 0.25);
+        assert_eq!(
+            LrSchedule::Step {
+                every: 10,
+                gamma: 0.5
+            }
+            .lr_at(1.0, 25),
+            0.25
+        );
     }
 }

@@ -43,7 +43,10 @@ impl Params {
 
     /// The tensor called `name`, or [`Error::Missing`] naming it.
     pub fn require(&self, name: &str) -> Result<&Tensor> {
-        self.get(name).ok_or_else(|| Error::Missing { name: name.into(), what: "params".into() })
+        self.get(name).ok_or_else(|| Error::Missing {
+            name: name.into(),
+            what: "params".into(),
+        })
     }
 
     /// Number of tensors.
@@ -73,7 +76,10 @@ impl Params {
 
     /// `(name, tensor)` pairs in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Tensor)> {
-        self.names.iter().map(String::as_str).zip(self.tensors.iter())
+        self.names
+            .iter()
+            .map(String::as_str)
+            .zip(self.tensors.iter())
     }
 
     /// A new map with `f` applied to every tensor.
@@ -169,7 +175,11 @@ impl Params {
 
     /// All tensors flattened and concatenated in order into one vector (differentiable).
     pub fn flatten(&self) -> Result<Tensor> {
-        let parts = self.tensors.iter().map(|t| t.flatten_all()).collect::<candle_core::Result<Vec<_>>>()?;
+        let parts = self
+            .tensors
+            .iter()
+            .map(|t| t.flatten_all())
+            .collect::<candle_core::Result<Vec<_>>>()?;
         if parts.is_empty() {
             return Err(Error::param("params", "cannot flatten an empty Params"));
         }
@@ -196,7 +206,10 @@ impl Params {
     pub fn to_varmap(&self) -> Result<candle_nn::VarMap> {
         let vm = candle_nn::VarMap::new();
         {
-            let mut data = vm.data().lock().map_err(|_| Error::param("varmap", "lock poisoned"))?;
+            let mut data = vm
+                .data()
+                .lock()
+                .map_err(|_| Error::param("varmap", "lock poisoned"))?;
             for (n, t) in self.iter() {
                 data.insert(n.to_string(), Var::from_tensor(t)?);
             }
@@ -207,7 +220,10 @@ impl Params {
     /// Reads a candle-nn `VarMap`, in name order (a `VarMap` has no order of its own). The
     /// tensors are the map's variables themselves, so gradients reach them.
     pub fn from_varmap(vm: &candle_nn::VarMap) -> Result<Params> {
-        let data = vm.data().lock().map_err(|_| Error::param("varmap", "lock poisoned"))?;
+        let data = vm
+            .data()
+            .lock()
+            .map_err(|_| Error::param("varmap", "lock poisoned"))?;
         let mut names: Vec<&String> = data.keys().collect();
         names.sort();
         let mut p = Params::new();
@@ -235,7 +251,10 @@ mod tests {
     fn sample() -> Params {
         let d = Device::Cpu;
         let mut p = Params::new();
-        p.insert("b.weight", Tensor::new(&[[1f64, 2.], [3., 4.]], &d).unwrap());
+        p.insert(
+            "b.weight",
+            Tensor::new(&[[1f64, 2.], [3., 4.]], &d).unwrap(),
+        );
         p.insert("a.bias", Tensor::new(&[5f64, 6.], &d).unwrap());
         p
     }
@@ -247,23 +266,40 @@ mod tests {
         let flat = p.flatten().unwrap();
         assert_eq!(flat.to_vec1::<f64>().unwrap(), [1., 2., 3., 4., 5., 6.]);
         let back = p.unflatten(&(flat * 2.).unwrap()).unwrap();
-        assert_eq!(back.require("a.bias").unwrap().to_vec1::<f64>().unwrap(), [10., 12.]);
+        assert_eq!(
+            back.require("a.bias").unwrap().to_vec1::<f64>().unwrap(),
+            [10., 12.]
+        );
         assert_eq!(back.require("b.weight").unwrap().dims(), [2, 2]);
         let q = p.axpy(-0.5, &back).unwrap();
         assert_eq!(q.flatten().unwrap().to_vec1::<f64>().unwrap(), [0.; 6]);
         // 1+4+9+16+25+36 = 91
         assert_eq!(p.dot(&p).unwrap().to_scalar::<f64>().unwrap(), 91.0);
         assert!((p.l2_norm().unwrap().to_scalar::<f64>().unwrap() - 91f64.sqrt()).abs() < 1e-15);
-        assert!(p.unflatten(&Tensor::zeros(5, DType::F64, &Device::Cpu).unwrap()).is_err());
+        assert!(p
+            .unflatten(&Tensor::zeros(5, DType::F64, &Device::Cpu).unwrap())
+            .is_err());
     }
 
     #[test]
     fn grads_and_varmap_roundtrip() {
         let p = sample().to_vars().unwrap();
-        let loss = p.require("b.weight").unwrap().sqr().unwrap().sum_all().unwrap();
+        let loss = p
+            .require("b.weight")
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap();
         let g = p.grads(&loss.backward().unwrap()).unwrap();
-        assert_eq!(g.require("b.weight").unwrap().to_vec2::<f64>().unwrap(), [[2., 4.], [6., 8.]]);
-        assert_eq!(g.require("a.bias").unwrap().to_vec1::<f64>().unwrap(), [0., 0.]);
+        assert_eq!(
+            g.require("b.weight").unwrap().to_vec2::<f64>().unwrap(),
+            [[2., 4.], [6., 8.]]
+        );
+        assert_eq!(
+            g.require("a.bias").unwrap().to_vec1::<f64>().unwrap(),
+            [0., 0.]
+        );
         let vm = p.to_varmap().unwrap();
         let back = Params::from_varmap(&vm).unwrap();
         assert_eq!(back.names(), ["a.bias", "b.weight"]);

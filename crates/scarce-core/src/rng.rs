@@ -22,7 +22,9 @@ fn mix64(mut z: u64) -> u64 {
 
 /// FNV-1a, to turn a purpose name into a 64-bit key part.
 fn hash_str(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// A keyed random stream. Cheap to copy; deriving a child never changes the parent.
@@ -41,17 +43,23 @@ pub struct Stream {
 impl Stream {
     /// The root stream for `seed` and a purpose such as `"init"` or `"episodes"`.
     pub fn new(seed: u64, purpose: &str) -> Self {
-        Stream { key: mix64(mix64(seed ^ GAMMA) ^ hash_str(purpose)) }
+        Stream {
+            key: mix64(mix64(seed ^ GAMMA) ^ hash_str(purpose)),
+        }
     }
 
     /// The child stream for an index (epoch, item, layer, …).
     pub fn at(&self, index: u64) -> Self {
-        Stream { key: mix64(self.key ^ mix64(index.wrapping_add(0x632B_E59B_D9B4_E019))) }
+        Stream {
+            key: mix64(self.key ^ mix64(index.wrapping_add(0x632B_E59B_D9B4_E019))),
+        }
     }
 
     /// The child stream for a name (a parameter name, a transform name, …).
     pub fn child(&self, name: &str) -> Self {
-        Stream { key: mix64(self.key ^ hash_str(name).rotate_left(17)) }
+        Stream {
+            key: mix64(self.key ^ hash_str(name).rotate_left(17)),
+        }
     }
 
     /// The `counter`-th 64-bit draw.
@@ -89,12 +97,18 @@ impl Stream {
     /// `n` draws uniform on `[lo, hi)`, element `i` from counter `i` (parallel, same result
     /// for any thread count).
     pub fn uniform_vec(&self, n: usize, lo: f64, hi: f64) -> Vec<f64> {
-        (0..n).into_par_iter().map(|i| lo + (hi - lo) * self.uniform(i as u64)).collect()
+        (0..n)
+            .into_par_iter()
+            .map(|i| lo + (hi - lo) * self.uniform(i as u64))
+            .collect()
     }
 
     /// `n` normal draws with mean `mean` and standard deviation `std`.
     pub fn normal_vec(&self, n: usize, mean: f64, std: f64) -> Vec<f64> {
-        (0..n).into_par_iter().map(|i| mean + std * self.normal(i as u64)).collect()
+        (0..n)
+            .into_par_iter()
+            .map(|i| mean + std * self.normal(i as u64))
+            .collect()
     }
 
     /// A tensor of uniform draws on `[lo, hi)`.
@@ -134,13 +148,22 @@ impl Stream {
         device: &Device,
     ) -> Result<Tensor> {
         if !(0.0..1.0).contains(&p) {
-            return Err(crate::Error::param("p", format!("dropout probability {p} not in [0, 1)")));
+            return Err(crate::Error::param(
+                "p",
+                format!("dropout probability {p} not in [0, 1)"),
+            ));
         }
         let shape = shape.into();
         let keep = 1.0 / (1.0 - p);
         let v: Vec<f64> = (0..shape.elem_count())
             .into_par_iter()
-            .map(|i| if self.uniform(i as u64) < p { 0.0 } else { keep })
+            .map(|i| {
+                if self.uniform(i as u64) < p {
+                    0.0
+                } else {
+                    keep
+                }
+            })
             .collect();
         Ok(Tensor::from_vec(v, shape, device)?.to_dtype(dtype)?)
     }
@@ -157,8 +180,14 @@ mod tests {
         let v2: Vec<f64> = (0..1000).rev().map(|i| a.uniform(i)).collect();
         let v2: Vec<f64> = v2.into_iter().rev().collect();
         assert_eq!(v1, v2);
-        assert_ne!(Stream::new(1, "x").uniform(0), Stream::new(2, "x").uniform(0));
-        assert_ne!(Stream::new(1, "x").uniform(0), Stream::new(1, "y").uniform(0));
+        assert_ne!(
+            Stream::new(1, "x").uniform(0),
+            Stream::new(2, "x").uniform(0)
+        );
+        assert_ne!(
+            Stream::new(1, "x").uniform(0),
+            Stream::new(1, "y").uniform(0)
+        );
         assert_ne!(a.at(0).uniform(0), a.at(1).uniform(0));
     }
 
@@ -175,7 +204,10 @@ mod tests {
         let z = s.child("z").normal_vec(n, 0.0, 1.0);
         let mean = z.iter().sum::<f64>() / n as f64;
         let var = z.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
-        assert!(mean.abs() < 0.01 && (var - 1.0).abs() < 0.02, "{mean} {var}");
+        assert!(
+            mean.abs() < 0.01 && (var - 1.0).abs() < 0.02,
+            "{mean} {var}"
+        );
     }
 
     #[test]

@@ -15,7 +15,11 @@ pub fn is_live() -> Result<bool> {
     let Some(g) = y.backward()?.get(x.as_tensor()).cloned() else {
         return Ok(false);
     };
-    let gg = g.backward()?.get(x.as_tensor()).map(|t| t.to_dtype(DType::F64)?.to_scalar::<f64>()).transpose()?;
+    let gg = g
+        .backward()?
+        .get(x.as_tensor())
+        .map(|t| t.to_dtype(DType::F64)?.to_scalar::<f64>())
+        .transpose()?;
     Ok(matches!(gg, Some(v) if (v - 12.0).abs() < 1e-9))
 }
 
@@ -51,9 +55,14 @@ mod tests {
     fn off_without_the_variable_and_said_so() {
         // A fresh thread with the variable unset must report second order as off.
         let live_env = std::env::var("CANDLE_GRAD_DO_NOT_DETACH").as_deref() == Ok("1");
-        let (live, err) = std::thread::spawn(|| (super::is_live().unwrap(), super::ensure().err().map(|e| e.to_string())))
-            .join()
-            .unwrap();
+        let (live, err) = std::thread::spawn(|| {
+            (
+                super::is_live().unwrap(),
+                super::ensure().err().map(|e| e.to_string()),
+            )
+        })
+        .join()
+        .unwrap();
         assert_eq!(live, live_env);
         if !live {
             assert!(err.unwrap().contains("CANDLE_GRAD_DO_NOT_DETACH=1"));

@@ -2,13 +2,17 @@
 //! backbone. Each op is wrapped as `f = Σ r ⊙ op(x)²` with fixed random `r`, so the function
 //! is nonlinear and its second derivatives go through the op's backward.
 
-use scarce_core::backbone::{Conv4, Conv4Config, Mlp, MlpConfig, ResNet12, ResNet12Config, Spatial};
+use scarce_core::backbone::{
+    Conv4, Conv4Config, Mlp, MlpConfig, ResNet12, ResNet12Config, Spatial,
+};
 use scarce_core::gradcheck::{gradcheck, gradgradcheck, GradcheckOpts};
 use scarce_core::ops::{self, ConvOpts, InterpMode, Padding, PoolOpts, Resize, SampleMode};
 use scarce_core::{Ctx, DType, Device, Model, Params, Result, Stream, Tensor};
 
 fn rand(seed: u64, shape: &[usize]) -> Tensor {
-    Stream::new(seed, "gradcheck-test").normal_tensor(shape, 0.0, 1.0, DType::F64, &Device::Cpu).unwrap()
+    Stream::new(seed, "gradcheck-test")
+        .normal_tensor(shape, 0.0, 1.0, DType::F64, &Device::Cpu)
+        .unwrap()
 }
 
 /// `Σ r ⊙ y²` for a fixed random `r` of `y`'s shape.
@@ -20,10 +24,22 @@ fn energy(y: Tensor) -> Result<Tensor> {
 /// First- and second-order checks of `op` at `inputs`.
 fn both<F: Fn(&[Tensor]) -> Result<Tensor> + Copy>(name: &str, op: F, inputs: &[Tensor]) {
     let f = move |xs: &[Tensor]| energy(op(xs)?);
-    let r1 = gradcheck(f, inputs, GradcheckOpts::default()).unwrap_or_else(|e| panic!("{name} first order: {e}"));
-    let r2 = gradgradcheck(f, inputs, GradcheckOpts { rtol: 1e-4, atol: 1e-6, ..Default::default() })
-        .unwrap_or_else(|e| panic!("{name} second order: {e}"));
-    println!("{name}: {} + {} entries, max err {:.1e} / {:.1e}", r1.checked, r2.checked, r1.max_abs_err, r2.max_abs_err);
+    let r1 = gradcheck(f, inputs, GradcheckOpts::default())
+        .unwrap_or_else(|e| panic!("{name} first order: {e}"));
+    let r2 = gradgradcheck(
+        f,
+        inputs,
+        GradcheckOpts {
+            rtol: 1e-4,
+            atol: 1e-6,
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{name} second order: {e}"));
+    println!(
+        "{name}: {} + {} entries, max err {:.1e} / {:.1e}",
+        r1.checked, r2.checked, r1.max_abs_err, r2.max_abs_err
+    );
 }
 
 #[test]
@@ -31,34 +47,111 @@ fn convolutions() {
     let x = rand(1, &[2, 4, 5, 4]);
     let w = rand(2, &[4, 2, 3, 2]);
     let b = rand(3, &[4]);
-    let o = ConvOpts { stride: [2, 1], padding: [1, 2], dilation: [1, 2], groups: 2, ..Default::default() };
-    both("conv2d", |t| ops::conv2d(&t[0], &t[1], Some(&t[2]), &o), &[x, w, b]);
+    let o = ConvOpts {
+        stride: [2, 1],
+        padding: [1, 2],
+        dilation: [1, 2],
+        groups: 2,
+        ..Default::default()
+    };
+    both(
+        "conv2d",
+        |t| ops::conv2d(&t[0], &t[1], Some(&t[2]), &o),
+        &[x, w, b],
+    );
     let x = rand(4, &[1, 2, 3, 4, 3]);
     let w = rand(5, &[2, 2, 2, 2, 2]);
-    both("conv3d", |t| ops::conv3d(&t[0], &t[1], None, &ConvOpts::default().stride(2).padding(1)), &[x, w]);
+    both(
+        "conv3d",
+        |t| {
+            ops::conv3d(
+                &t[0],
+                &t[1],
+                None,
+                &ConvOpts::default().stride(2).padding(1),
+            )
+        },
+        &[x, w],
+    );
     let x = rand(6, &[2, 2, 3, 2]);
     let w = rand(7, &[2, 3, 3, 3]);
     let b = rand(8, &[3]);
     let o = ConvOpts::default().stride(2).padding(1).output_padding(1);
-    both("conv_transpose2d", |t| ops::conv_transpose2d(&t[0], &t[1], Some(&t[2]), &o), &[x, w, b]);
+    both(
+        "conv_transpose2d",
+        |t| ops::conv_transpose2d(&t[0], &t[1], Some(&t[2]), &o),
+        &[x, w, b],
+    );
 }
 
 #[test]
 fn pooling_and_resampling() {
     let x = rand(10, &[1, 2, 5, 7]);
-    both("max_pool2d k3 s2 p1", |t| ops::max_pool2d(&t[0], &PoolOpts::new(3).stride(2).padding(1)), &[x.clone()]);
-    both("max_pool2d ceil", |t| ops::max_pool2d(&t[0], &PoolOpts::new(2).ceil_mode(true)), &[x.clone()]);
-    both("avg_pool2d ceil", |t| ops::avg_pool2d(&t[0], &PoolOpts::new(2).ceil_mode(true)), &[x.clone()]);
-    both("adaptive_avg_pool2d", |t| ops::adaptive_avg_pool2d(&t[0], [3, 4]), &[x.clone()]);
-    both("bilinear", |t| ops::interpolate(&t[0], &Resize::Size(vec![7, 4]), InterpMode::Linear { align_corners: false }), &[x.clone()]);
-    both("nearest", |t| ops::interpolate(&t[0], &Resize::Scale(vec![2.0, 1.5]), InterpMode::Nearest), &[x.clone()]);
+    both(
+        "max_pool2d k3 s2 p1",
+        |t| ops::max_pool2d(&t[0], &PoolOpts::new(3).stride(2).padding(1)),
+        std::slice::from_ref(&x),
+    );
+    both(
+        "max_pool2d ceil",
+        |t| ops::max_pool2d(&t[0], &PoolOpts::new(2).ceil_mode(true)),
+        std::slice::from_ref(&x),
+    );
+    both(
+        "avg_pool2d ceil",
+        |t| ops::avg_pool2d(&t[0], &PoolOpts::new(2).ceil_mode(true)),
+        std::slice::from_ref(&x),
+    );
+    both(
+        "adaptive_avg_pool2d",
+        |t| ops::adaptive_avg_pool2d(&t[0], [3, 4]),
+        std::slice::from_ref(&x),
+    );
+    both(
+        "bilinear",
+        |t| {
+            ops::interpolate(
+                &t[0],
+                &Resize::Size(vec![7, 4]),
+                InterpMode::Linear {
+                    align_corners: false,
+                },
+            )
+        },
+        std::slice::from_ref(&x),
+    );
+    both(
+        "nearest",
+        |t| ops::interpolate(&t[0], &Resize::Scale(vec![2.0, 1.5]), InterpMode::Nearest),
+        std::slice::from_ref(&x),
+    );
     let v = rand(11, &[1, 1, 3, 4, 5]);
-    both("max_pool3d", |t| ops::max_pool3d(&t[0], &PoolOpts::new(2)), &[v.clone()]);
-    both("trilinear ac", |t| ops::interpolate(&t[0], &Resize::Size(vec![4, 3, 6]), InterpMode::Linear { align_corners: true }), &[v]);
+    both(
+        "max_pool3d",
+        |t| ops::max_pool3d(&t[0], &PoolOpts::new(2)),
+        std::slice::from_ref(&v),
+    );
+    both(
+        "trilinear ac",
+        |t| {
+            ops::interpolate(
+                &t[0],
+                &Resize::Size(vec![4, 3, 6]),
+                InterpMode::Linear {
+                    align_corners: true,
+                },
+            )
+        },
+        &[v],
+    );
     // Grid points kept away from pixel boundaries, where bilinear weights have kinks.
     let grid = (rand(12, &[1, 3, 2, 2]) * 0.35).unwrap();
     for pad in [Padding::Zeros, Padding::Border] {
-        both("grid_sample", |t| ops::grid_sample(&t[0], &t[1], SampleMode::Linear, pad, false), &[x.clone(), grid.clone()]);
+        both(
+            "grid_sample",
+            |t| ops::grid_sample(&t[0], &t[1], SampleMode::Linear, pad, false),
+            &[x.clone(), grid.clone()],
+        );
     }
 }
 
@@ -67,21 +160,67 @@ fn norms_softmax_losses() {
     let x = rand(20, &[3, 4, 2, 2]);
     let w = rand(21, &[4]);
     let b = rand(22, &[4]);
-    both("batch_norm", |t| Ok(ops::batch_norm_train(&t[0], Some(&t[1]), Some(&t[2]), 1e-5)?.0), &[x.clone(), w.clone(), b.clone()]);
-    both("group_norm", |t| ops::group_norm(&t[0], 2, Some(&t[1]), Some(&t[2]), 1e-5), &[x.clone(), w, b]);
+    both(
+        "batch_norm",
+        |t| Ok(ops::batch_norm_train(&t[0], Some(&t[1]), Some(&t[2]), 1e-5)?.0),
+        &[x.clone(), w.clone(), b.clone()],
+    );
+    both(
+        "group_norm",
+        |t| ops::group_norm(&t[0], 2, Some(&t[1]), Some(&t[2]), 1e-5),
+        &[x.clone(), w, b],
+    );
     let lw = rand(23, &[2, 2]);
-    both("layer_norm", |t| ops::layer_norm(&t[0], 2, Some(&t[1]), None, 1e-5), &[x.clone(), lw]);
-    both("softmax", |t| ops::softmax(&t[0], 1), &[x.clone()]);
-    both("log_softmax", |t| ops::log_softmax(&t[0], -1), &[x.clone()]);
-    let target = Tensor::new(&[[[0u32, 3], [1, 2]], [[2, 2], [0, 1]], [[3, 0], [1, 1]]], &Device::Cpu).unwrap();
-    both("cross_entropy", |t| ops::cross_entropy(&t[0], &target), &[x.clone()]);
+    both(
+        "layer_norm",
+        |t| ops::layer_norm(&t[0], 2, Some(&t[1]), None, 1e-5),
+        &[x.clone(), lw],
+    );
+    both(
+        "softmax",
+        |t| ops::softmax(&t[0], 1),
+        std::slice::from_ref(&x),
+    );
+    both(
+        "log_softmax",
+        |t| ops::log_softmax(&t[0], -1),
+        std::slice::from_ref(&x),
+    );
+    let target = Tensor::new(
+        &[[[0u32, 3], [1, 2]], [[2, 2], [0, 1]], [[3, 0], [1, 1]]],
+        &Device::Cpu,
+    )
+    .unwrap();
+    both(
+        "cross_entropy",
+        |t| ops::cross_entropy(&t[0], &target),
+        std::slice::from_ref(&x),
+    );
     let lin_w = rand(24, &[3, 2]);
-    both("linear + leaky_relu", |t| ops::leaky_relu(&ops::linear(&t[0], &t[1], None)?, 0.1), &[x.reshape((6, 4, 2)).unwrap().narrow(1, 0, 1).unwrap().squeeze(1).unwrap().contiguous().unwrap(), lin_w]);
+    both(
+        "linear + leaky_relu",
+        |t| ops::leaky_relu(&ops::linear(&t[0], &t[1], None)?, 0.1),
+        &[
+            x.reshape((6, 4, 2))
+                .unwrap()
+                .narrow(1, 0, 1)
+                .unwrap()
+                .squeeze(1)
+                .unwrap()
+                .contiguous()
+                .unwrap(),
+            lin_w,
+        ],
+    );
 }
 
 /// Gradcheck of a backbone with respect to its input and every parameter.
 fn backbone<M: Model>(name: &str, model: &M, x: Tensor) {
-    let p = model.init(&Stream::new(5, "init"), &Device::Cpu).unwrap().to_dtype(DType::F64).unwrap();
+    let p = model
+        .init(&Stream::new(5, "init"), &Device::Cpu)
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap();
     let names = p.names().to_vec();
     let mut inputs = vec![x];
     inputs.extend(p.tensors().iter().cloned());
@@ -94,11 +233,29 @@ fn backbone<M: Model>(name: &str, model: &M, x: Tensor) {
 
 #[test]
 fn backbones() {
-    let conv4 = Conv4::new(Conv4Config { in_channels: 1, hidden: 2, blocks: 2, ..Default::default() }).unwrap();
+    let conv4 = Conv4::new(Conv4Config {
+        in_channels: 1,
+        hidden: 2,
+        blocks: 2,
+        ..Default::default()
+    })
+    .unwrap();
     backbone("conv4 2d", &conv4, rand(30, &[3, 1, 4, 4]));
-    let conv4_3d = Conv4::new(Conv4Config { in_channels: 1, hidden: 2, blocks: 1, spatial: Spatial::D3, ..Default::default() }).unwrap();
+    let conv4_3d = Conv4::new(Conv4Config {
+        in_channels: 1,
+        hidden: 2,
+        blocks: 1,
+        spatial: Spatial::D3,
+        ..Default::default()
+    })
+    .unwrap();
     backbone("conv4 3d", &conv4_3d, rand(31, &[2, 1, 2, 2, 2]));
-    let resnet = ResNet12::new(ResNet12Config { in_channels: 1, channels: vec![2], ..Default::default() }).unwrap();
+    let resnet = ResNet12::new(ResNet12Config {
+        in_channels: 1,
+        channels: vec![2],
+        ..Default::default()
+    })
+    .unwrap();
     backbone("resnet12", &resnet, rand(32, &[2, 1, 2, 2]));
     let mlp = Mlp::new(MlpConfig::new(&[2, 3, 1])).unwrap();
     backbone("mlp", &mlp, rand(33, &[4, 2]));

@@ -2,16 +2,17 @@
 //! stored second-order products), to 1e-9 relative in f64. Cases are found by listing the
 //! folder; settings and shapes are read from each file.
 
+use candle_core::Var;
 use scarce_core::fixture::{case_files, rel_err, Case};
 use scarce_core::ops::{self, ConvOpts, InterpMode, Padding, PoolOpts, Resize, SampleMode};
 use scarce_core::{second_order, Device, Error, Result, Tensor};
-use candle_core::Var;
 
 const TOL: f64 = 1e-9;
 
 fn arr<const D: usize>(c: &Case, key: &str) -> Result<[usize; D]> {
     let v = c.meta_usizes(key, D)?;
-    v.try_into().map_err(|v: Vec<usize>| Error::param(key, format!("{v:?} has not {D} entries")))
+    v.try_into()
+        .map_err(|v: Vec<usize>| Error::param(key, format!("{v:?} has not {D} entries")))
 }
 
 fn flag(c: &Case, key: &str) -> Result<bool> {
@@ -22,7 +23,11 @@ fn var(c: &Case, name: &str) -> Result<Option<Tensor>> {
     if !c.has(name) {
         return Ok(None);
     }
-    Ok(Some(Var::from_tensor(&c.f64(name, &Device::Cpu)?)?.as_tensor().clone()))
+    Ok(Some(
+        Var::from_tensor(&c.f64(name, &Device::Cpu)?)?
+            .as_tensor()
+            .clone(),
+    ))
 }
 
 fn conv_opts<const D: usize>(c: &Case) -> Result<ConvOpts<D>> {
@@ -50,16 +55,34 @@ fn pool_opts<const D: usize>(c: &Case) -> Result<PoolOpts<D>> {
     if c.meta.contains_key("count_include_pad") {
         o.count_include_pad = flag(c, "count_include_pad")?;
     }
-    if let Some(d) = c.meta.get("divisor_override").filter(|d| d.as_str() != "none") {
-        o.divisor_override = Some(d.parse().map_err(|_| Error::param("divisor_override", d.clone()))?);
+    if let Some(d) = c
+        .meta
+        .get("divisor_override")
+        .filter(|d| d.as_str() != "none")
+    {
+        o.divisor_override = Some(
+            d.parse()
+                .map_err(|_| Error::param("divisor_override", d.clone()))?,
+        );
     }
     Ok(o)
 }
 
 /// Runs the case's op on the given leaves.
-fn forward(c: &Case, x: &Tensor, w: Option<&Tensor>, b: Option<&Tensor>, grid: Option<&Tensor>) -> Result<Tensor> {
+fn forward(
+    c: &Case,
+    x: &Tensor,
+    w: Option<&Tensor>,
+    b: Option<&Tensor>,
+    grid: Option<&Tensor>,
+) -> Result<Tensor> {
     let op = c.meta_str("op")?;
-    let need = |t: Option<&Tensor>, n: &str| t.cloned().ok_or_else(|| Error::Missing { name: n.into(), what: c.name.clone() });
+    let need = |t: Option<&Tensor>, n: &str| {
+        t.cloned().ok_or_else(|| Error::Missing {
+            name: n.into(),
+            what: c.name.clone(),
+        })
+    };
     let spatial = x.rank().saturating_sub(2);
     let eps = || -> Result<f64> { c.meta_json("eps") };
     match op {
@@ -80,21 +103,33 @@ fn forward(c: &Case, x: &Tensor, w: Option<&Tensor>, b: Option<&Tensor>, grid: O
                 let f = c.meta_json::<serde_json::Value>("scale_factor")?;
                 let f = match f {
                     serde_json::Value::Array(v) => v.iter().filter_map(|x| x.as_f64()).collect(),
-                    v => vec![v.as_f64().ok_or_else(|| Error::param("scale_factor", v.to_string()))?; spatial],
+                    v => vec![
+                        v.as_f64()
+                            .ok_or_else(|| Error::param("scale_factor", v.to_string()))?;
+                        spatial
+                    ],
                 };
                 Resize::Scale(f)
             };
             let mode = match c.meta_str("mode")? {
                 "nearest" => InterpMode::Nearest,
                 "nearest-exact" => InterpMode::NearestExact,
-                "linear" | "bilinear" | "trilinear" => InterpMode::Linear { align_corners: flag(c, "align_corners")? },
+                "linear" | "bilinear" | "trilinear" => InterpMode::Linear {
+                    align_corners: flag(c, "align_corners")?,
+                },
                 m => return Err(Error::param("mode", m)),
             };
             ops::interpolate(x, &target, mode)
         }
         "batch_norm" => Ok(ops::batch_norm_train(x, w, b, eps()?)?.0),
         "group_norm" => ops::group_norm(x, c.meta_json("num_groups")?, w, b, eps()?),
-        "layer_norm" => ops::layer_norm(x, c.meta_json::<Vec<usize>>("normalized_shape")?.len(), w, b, eps()?),
+        "layer_norm" => ops::layer_norm(
+            x,
+            c.meta_json::<Vec<usize>>("normalized_shape")?.len(),
+            w,
+            b,
+            eps()?,
+        ),
         "log_softmax" => ops::log_softmax(x, c.meta_json("dim")?),
         "softmax" => ops::softmax(x, c.meta_json("dim")?),
         "cross_entropy" => ops::cross_entropy(x, &c.tensor("target", &Device::Cpu)?),
@@ -109,9 +144,18 @@ fn forward(c: &Case, x: &Tensor, w: Option<&Tensor>, b: Option<&Tensor>, grid: O
                 "border" => Padding::Border,
                 m => return Err(Error::param("padding_mode", m)),
             };
-            ops::grid_sample(x, &need(grid, "grid")?, mode, pad, flag(c, "align_corners")?)
+            ops::grid_sample(
+                x,
+                &need(grid, "grid")?,
+                mode,
+                pad,
+                flag(c, "align_corners")?,
+            )
         }
-        other => Err(Error::param("op", format!("no implementation is mapped to fixture op `{other}`"))),
+        other => Err(Error::param(
+            "op",
+            format!("no implementation is mapped to fixture op `{other}`"),
+        )),
     }
 }
 
@@ -124,7 +168,10 @@ fn grad(store: &candle_core::backprop::GradStore, t: &Tensor) -> Result<Tensor> 
 
 /// Checks one case; returns the largest relative error seen.
 fn check(c: &Case) -> Result<f64> {
-    let x = var(c, "x")?.ok_or_else(|| Error::Missing { name: "x".into(), what: c.name.clone() })?;
+    let x = var(c, "x")?.ok_or_else(|| Error::Missing {
+        name: "x".into(),
+        what: c.name.clone(),
+    })?;
     let (w, b, grid) = (var(c, "w")?, var(c, "b")?, var(c, "grid")?);
     let y = forward(c, &x, w.as_ref(), b.as_ref(), grid.as_ref())?;
     // `gy` may be stored as [1] for a scalar `y`; it has y's elements either way.
@@ -132,8 +179,11 @@ fn check(c: &Case) -> Result<f64> {
     let mut worst: f64 = 0.0;
     let mut cmp = |name: &str, got: &Tensor| -> Result<()> {
         let e = rel_err(got, &c.f64(name, &Device::Cpu)?)?;
-        if !(e <= TOL) {
-            return Err(Error::param(name, format!("{}: relative error {e:e} > {TOL:e}", c.name)));
+        if e.is_nan() || e > TOL {
+            return Err(Error::param(
+                name,
+                format!("{}: relative error {e:e} > {TOL:e}", c.name),
+            ));
         }
         worst = worst.max(e);
         Ok(())
@@ -150,7 +200,10 @@ fn check(c: &Case) -> Result<f64> {
     }
     // Second order, in the form the case states.
     if c.has("hvp_x") {
-        let w = w.as_ref().ok_or_else(|| Error::Missing { name: "w".into(), what: c.name.clone() })?;
+        let w = w.as_ref().ok_or_else(|| Error::Missing {
+            name: "w".into(),
+            what: c.name.clone(),
+        })?;
         let s = (grad(&store, w)? * c.f64("v", &Device::Cpu)?)?.sum_all()?;
         cmp("hvp_x", &grad(&s.backward()?, &x)?)?;
     }
@@ -171,7 +224,8 @@ fn ops_match_pytorch() {
         println!("SKIP ops fixtures: no fixtures/ops folder (set SCARCE_FIXTURES or place shared/ beside the repo)");
         return;
     };
-    second_order::ensure().expect("second order must be live for the fixture's second-order products");
+    second_order::ensure()
+        .expect("second order must be live for the fixture's second-order products");
     let mut failures = vec![];
     let mut checked = 0;
     for f in &files {
@@ -184,7 +238,13 @@ fn ops_match_pytorch() {
             Err(e) => failures.push(format!("{}: {e}", case.name)),
         }
     }
-    println!("ops fixtures: {checked} cases checked, {} failed", failures.len());
+    println!(
+        "ops fixtures: {checked} cases checked, {} failed",
+        failures.len()
+    );
     assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
-    assert!(checked > 0, "the ops fixture folder exists but holds no case");
+    assert!(
+        checked > 0,
+        "the ops fixture folder exists but holds no case"
+    );
 }

@@ -9,12 +9,24 @@ use scarce_core::{ops, Ctx, DType, Device, Error, Model, Params, Result, Tensor}
 
 const TOL: f64 = 1e-9;
 
-fn episode_logits(c: &Case, zs: &Tensor, zq: &Tensor, ys: &[i64], n_way: usize) -> Result<(Tensor, Tensor)> {
+fn episode_logits(
+    c: &Case,
+    zs: &Tensor,
+    zq: &Tensor,
+    ys: &[i64],
+    n_way: usize,
+) -> Result<(Tensor, Tensor)> {
     let mut protos = Vec::with_capacity(n_way);
     for k in 0..n_way {
-        let rows: Vec<u32> = (0..ys.len()).filter(|&i| ys[i] == k as i64).map(|i| i as u32).collect();
+        let rows: Vec<u32> = (0..ys.len())
+            .filter(|&i| ys[i] == k as i64)
+            .map(|i| i as u32)
+            .collect();
         if rows.is_empty() {
-            return Err(Error::param("support_labels", format!("class {k} has no support example")));
+            return Err(Error::param(
+                "support_labels",
+                format!("class {k} has no support example"),
+            ));
         }
         let idx = Tensor::new(rows.as_slice(), zs.device())?;
         protos.push(zs.index_select(&idx, 0)?.mean_keepdim(0)?);
@@ -65,7 +77,10 @@ fn check(c: &Case) -> Result<f64> {
     let ns = xs.dim(0)?;
     let z = model.forward(&p, &Tensor::cat(&[&xs, &xq], 0)?, &mut ctx)?;
     let (zs, zq) = (z.narrow(0, 0, ns)?, z.narrow(0, ns, z.dim(0)? - ns)?);
-    let ys = c.tensor("support_labels", &dev)?.to_dtype(DType::I64)?.to_vec1::<i64>()?;
+    let ys = c
+        .tensor("support_labels", &dev)?
+        .to_dtype(DType::I64)?
+        .to_vec1::<i64>()?;
     let (protos, logits) = episode_logits(c, &zs, &zq, &ys, c.meta_json("n_way")?)?;
     let loss = ops::cross_entropy(&logits, &c.tensor("query_labels", &dev)?)?;
 
@@ -73,18 +88,32 @@ fn check(c: &Case) -> Result<f64> {
     // Conv biases feed straight into batch norm, so their gradient is zero in exact
     // arithmetic and both sides hold rounding noise (~1e-14). Errors are therefore relative
     // to the tensor's own largest entry, floored at 1e-3 of the case's largest gradient entry.
-    let floor = 1e-3 * c.tensors.keys().filter(|k| k.starts_with("grad.")).map(|k| max_abs(&c.f64(k, &dev)?)).collect::<Result<Vec<f64>>>()?.into_iter().fold(0.0, f64::max);
+    let floor = 1e-3
+        * c.tensors
+            .keys()
+            .filter(|k| k.starts_with("grad."))
+            .map(|k| max_abs(&c.f64(k, &dev)?))
+            .collect::<Result<Vec<f64>>>()?
+            .into_iter()
+            .fold(0.0, f64::max);
     let mut cmp = |name: &str, got: &Tensor, want: Tensor| -> Result<()> {
         let want = want.reshape(got.shape())?;
         let scale = max_abs(&want)?;
         let e = rel_err(got, &want)? * scale.max(1e-300) / scale.max(floor);
-        if !(e <= TOL) {
-            return Err(Error::param(name, format!("relative error {e:e} > {TOL:e}")));
+        if e.is_nan() || e > TOL {
+            return Err(Error::param(
+                name,
+                format!("relative error {e:e} > {TOL:e}"),
+            ));
         }
         worst = worst.max(e);
         Ok(())
     };
-    cmp("support_embeddings", &zs, c.f64("support_embeddings", &dev)?)?;
+    cmp(
+        "support_embeddings",
+        &zs,
+        c.f64("support_embeddings", &dev)?,
+    )?;
     cmp("query_embeddings", &zq, c.f64("query_embeddings", &dev)?)?;
     cmp("prototypes", &protos, c.f64("prototypes", &dev)?)?;
     cmp("logits", &logits, c.f64("logits", &dev)?)?;
@@ -94,7 +123,11 @@ fn check(c: &Case) -> Result<f64> {
         cmp(&format!("grad.{n}"), g, c.f64(&format!("grad.{n}"), &dev)?)?;
     }
     for (n, b) in ctx.buffers.iter() {
-        cmp(&format!("buffer.{n}"), b, c.f64(&format!("buffer.{n}"), &dev)?)?;
+        cmp(
+            &format!("buffer.{n}"),
+            b,
+            c.f64(&format!("buffer.{n}"), &dev)?,
+        )?;
     }
     Ok(worst)
 }
@@ -117,7 +150,13 @@ fn conv4_protonet_episode_matches_pytorch() {
             Err(e) => failures.push(format!("{}: {e}", case.name)),
         }
     }
-    println!("protonet fixtures: {checked} cases checked, {} failed", failures.len());
+    println!(
+        "protonet fixtures: {checked} cases checked, {} failed",
+        failures.len()
+    );
     assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
-    assert!(checked > 0, "the protonet fixture folder exists but holds no case");
+    assert!(
+        checked > 0,
+        "the protonet fixture folder exists but holds no case"
+    );
 }

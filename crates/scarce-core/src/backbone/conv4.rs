@@ -25,7 +25,13 @@ pub struct Conv4Config {
 
 impl Default for Conv4Config {
     fn default() -> Self {
-        Conv4Config { in_channels: 1, hidden: 64, blocks: 4, spatial: Spatial::D2, bn_eps: 1e-5 }
+        Conv4Config {
+            in_channels: 1,
+            hidden: 64,
+            blocks: 4,
+            spatial: Spatial::D2,
+            bn_eps: 1e-5,
+        }
     }
 }
 
@@ -42,7 +48,10 @@ impl Conv4 {
     /// A Conv4 of this shape.
     pub fn new(config: Conv4Config) -> Result<Self> {
         if config.in_channels == 0 || config.hidden == 0 || config.blocks == 0 {
-            return Err(Error::param("Conv4Config", "in_channels, hidden and blocks must be positive"));
+            return Err(Error::param(
+                "Conv4Config",
+                "in_channels, hidden and blocks must be positive",
+            ));
         }
         Ok(Conv4 { config })
     }
@@ -63,8 +72,22 @@ impl Model for Conv4 {
         for i in 0..c.blocks {
             let fan_in = self.cin(i) * 3usize.pow(c.spatial.axes() as u32);
             let w = c.spatial.kernel(c.hidden, self.cin(i), 3);
-            uniform_fan_in(&mut p, rng, &format!("encoder.{i}.0.weight"), &w, fan_in, device)?;
-            uniform_fan_in(&mut p, rng, &format!("encoder.{i}.0.bias"), &[c.hidden], fan_in, device)?;
+            uniform_fan_in(
+                &mut p,
+                rng,
+                &format!("encoder.{i}.0.weight"),
+                &w,
+                fan_in,
+                device,
+            )?;
+            uniform_fan_in(
+                &mut p,
+                rng,
+                &format!("encoder.{i}.0.bias"),
+                &[c.hidden],
+                fan_in,
+                device,
+            )?;
             bn_params(&mut p, &format!("encoder.{i}.1"), c.hidden, device)?;
         }
         Ok(p)
@@ -73,7 +96,12 @@ impl Model for Conv4 {
     fn buffers(&self, device: &Device) -> Result<Params> {
         let mut b = Params::new();
         for i in 0..self.config.blocks {
-            bn_buffers(&mut b, &format!("encoder.{i}.1"), self.config.hidden, device)?;
+            bn_buffers(
+                &mut b,
+                &format!("encoder.{i}.1"),
+                self.config.hidden,
+                device,
+            )?;
         }
         Ok(b)
     }

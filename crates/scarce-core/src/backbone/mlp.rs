@@ -19,7 +19,10 @@ pub struct MlpConfig {
 impl MlpConfig {
     /// ReLU MLP with these widths.
     pub fn new(sizes: &[usize]) -> Self {
-        MlpConfig { sizes: sizes.to_vec(), leaky_slope: 0.0 }
+        MlpConfig {
+            sizes: sizes.to_vec(),
+            leaky_slope: 0.0,
+        }
     }
 }
 
@@ -35,7 +38,10 @@ impl Mlp {
     /// An MLP of this shape.
     pub fn new(config: MlpConfig) -> Result<Self> {
         if config.sizes.len() < 2 || config.sizes.contains(&0) {
-            return Err(Error::param("MlpConfig.sizes", format!("{:?}: need at least two positive widths", config.sizes)));
+            return Err(Error::param(
+                "MlpConfig.sizes",
+                format!("{:?}: need at least two positive widths", config.sizes),
+            ));
         }
         Ok(Mlp { config })
     }
@@ -45,8 +51,22 @@ impl Model for Mlp {
     fn init(&self, rng: &Stream, device: &Device) -> Result<Params> {
         let mut p = Params::new();
         for (i, w) in self.config.sizes.windows(2).enumerate() {
-            uniform_fan_in(&mut p, rng, &format!("net.{}.weight", 2 * i), &[w[1], w[0]], w[0], device)?;
-            uniform_fan_in(&mut p, rng, &format!("net.{}.bias", 2 * i), &[w[1]], w[0], device)?;
+            uniform_fan_in(
+                &mut p,
+                rng,
+                &format!("net.{}.weight", 2 * i),
+                &[w[1], w[0]],
+                w[0],
+                device,
+            )?;
+            uniform_fan_in(
+                &mut p,
+                rng,
+                &format!("net.{}.bias", 2 * i),
+                &[w[1]],
+                w[0],
+                device,
+            )?;
         }
         Ok(p)
     }
@@ -63,7 +83,11 @@ impl Model for Mlp {
             let b = p.require(&format!("net.{}.bias", 2 * i))?;
             h = ops::linear(&h, w, Some(b))?;
             if i + 1 < layers {
-                h = if self.config.leaky_slope == 0.0 { ops::relu(&h)? } else { ops::leaky_relu(&h, self.config.leaky_slope)? };
+                h = if self.config.leaky_slope == 0.0 {
+                    ops::relu(&h)?
+                } else {
+                    ops::leaky_relu(&h, self.config.leaky_slope)?
+                };
             }
         }
         Ok(h)

@@ -41,7 +41,14 @@ impl Spatial {
     }
 
     /// Convolution with the same stride and padding on every axis.
-    pub(crate) fn conv(self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: usize, pad: usize) -> Result<Tensor> {
+    pub(crate) fn conv(
+        self,
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        stride: usize,
+        pad: usize,
+    ) -> Result<Tensor> {
         match self {
             Spatial::D2 => ops::conv2d(x, w, b, &ConvOpts::default().stride(stride).padding(pad)),
             Spatial::D3 => ops::conv3d(x, w, b, &ConvOpts::default().stride(stride).padding(pad)),
@@ -60,7 +67,11 @@ impl Spatial {
     pub(crate) fn check_input(self, x: &Tensor, channels: usize) -> Result<()> {
         let d = x.dims();
         if d.len() != self.axes() + 2 || d[1] != channels {
-            return Err(Error::shape("x", format!("[N, {channels}, {} spatial axes]", self.axes()), d));
+            return Err(Error::shape(
+                "x",
+                format!("[N, {channels}, {} spatial axes]", self.axes()),
+                d,
+            ));
         }
         Ok(())
     }
@@ -68,22 +79,45 @@ impl Spatial {
 
 /// PyTorch's default init for conv and linear layers: `U(-1/√fan_in, 1/√fan_in)` for weight
 /// and bias (kaiming-uniform with `a = √5`).
-pub(crate) fn uniform_fan_in(p: &mut Params, rng: &Stream, name: &str, shape: &[usize], fan_in: usize, device: &Device) -> Result<()> {
+pub(crate) fn uniform_fan_in(
+    p: &mut Params,
+    rng: &Stream,
+    name: &str,
+    shape: &[usize],
+    fan_in: usize,
+    device: &Device,
+) -> Result<()> {
     let bound = 1.0 / (fan_in as f64).sqrt();
-    p.insert(name, rng.child(name).uniform_tensor(shape, -bound, bound, DType::F32, device)?);
+    p.insert(
+        name,
+        rng.child(name)
+            .uniform_tensor(shape, -bound, bound, DType::F32, device)?,
+    );
     Ok(())
 }
 
 /// Batch-norm weights (1) and biases (0) for `prefix`.
 pub(crate) fn bn_params(p: &mut Params, prefix: &str, c: usize, device: &Device) -> Result<()> {
-    p.insert(format!("{prefix}.weight"), Tensor::ones(c, DType::F32, device)?);
-    p.insert(format!("{prefix}.bias"), Tensor::zeros(c, DType::F32, device)?);
+    p.insert(
+        format!("{prefix}.weight"),
+        Tensor::ones(c, DType::F32, device)?,
+    );
+    p.insert(
+        format!("{prefix}.bias"),
+        Tensor::zeros(c, DType::F32, device)?,
+    );
     Ok(())
 }
 
 /// Batch-norm running statistics (mean 0, variance 1) for `prefix`.
 pub(crate) fn bn_buffers(b: &mut Params, prefix: &str, c: usize, device: &Device) -> Result<()> {
-    b.insert(format!("{prefix}.running_mean"), Tensor::zeros(c, DType::F32, device)?);
-    b.insert(format!("{prefix}.running_var"), Tensor::ones(c, DType::F32, device)?);
+    b.insert(
+        format!("{prefix}.running_mean"),
+        Tensor::zeros(c, DType::F32, device)?,
+    );
+    b.insert(
+        format!("{prefix}.running_var"),
+        Tensor::ones(c, DType::F32, device)?,
+    );
     Ok(())
 }

@@ -51,7 +51,10 @@ impl ResNet12 {
     /// A ResNet-12 of this shape.
     pub fn new(config: ResNet12Config) -> Result<Self> {
         if config.channels.is_empty() || config.channels.contains(&0) || config.in_channels == 0 {
-            return Err(Error::param("ResNet12Config", "channels must be a non-empty list of positive widths"));
+            return Err(Error::param(
+                "ResNet12Config",
+                "channels must be a non-empty list of positive widths",
+            ));
         }
         Ok(ResNet12 { config })
     }
@@ -74,11 +77,25 @@ impl Model for ResNet12 {
             for j in 1..=3 {
                 let cin = if j == 1 { self.cin(i) } else { width };
                 let name = format!("layers.{i}.conv{j}.weight");
-                uniform_fan_in(&mut p, rng, &name, &c.spatial.kernel(width, cin, 3), cin * k3, device)?;
+                uniform_fan_in(
+                    &mut p,
+                    rng,
+                    &name,
+                    &c.spatial.kernel(width, cin, 3),
+                    cin * k3,
+                    device,
+                )?;
                 bn_params(&mut p, &format!("layers.{i}.bn{j}"), width, device)?;
             }
             let name = format!("layers.{i}.shortcut.0.weight");
-            uniform_fan_in(&mut p, rng, &name, &c.spatial.kernel(width, self.cin(i), 1), self.cin(i), device)?;
+            uniform_fan_in(
+                &mut p,
+                rng,
+                &name,
+                &c.spatial.kernel(width, self.cin(i), 1),
+                self.cin(i),
+                device,
+            )?;
             bn_params(&mut p, &format!("layers.{i}.shortcut.1"), width, device)?;
         }
         Ok(p)
@@ -100,11 +117,23 @@ impl Model for ResNet12 {
         c.spatial.check_input(x, c.in_channels)?;
         let mut h = x.clone();
         for i in 0..c.channels.len() {
-            let short = c.spatial.conv(&h, p.require(&format!("layers.{i}.shortcut.0.weight"))?, None, 1, 0)?;
+            let short = c.spatial.conv(
+                &h,
+                p.require(&format!("layers.{i}.shortcut.0.weight"))?,
+                None,
+                1,
+                0,
+            )?;
             let short = ctx.batch_norm(p, &format!("layers.{i}.shortcut.1"), &short, c.bn_eps)?;
             let mut y = h;
             for j in 1..=3 {
-                y = c.spatial.conv(&y, p.require(&format!("layers.{i}.conv{j}.weight"))?, None, 1, 1)?;
+                y = c.spatial.conv(
+                    &y,
+                    p.require(&format!("layers.{i}.conv{j}.weight"))?,
+                    None,
+                    1,
+                    1,
+                )?;
                 y = ctx.batch_norm(p, &format!("layers.{i}.bn{j}"), &y, c.bn_eps)?;
                 if j < 3 {
                     y = ops::leaky_relu(&y, c.leaky_slope)?;
@@ -121,4 +150,3 @@ impl Model for ResNet12 {
         }
     }
 }
-

@@ -32,8 +32,14 @@ fn stats<T: WithDType>(x: &[T], n: usize, c: usize, inner: usize, eps: f64) -> S
         .into_par_iter()
         .map(|ch| {
             let planes = || (0..n).map(move |b| &x[(b * c + ch) * inner..][..inner]);
-            let mean = planes().map(|p| p.iter().map(|v| v.to_f64()).sum::<f64>()).sum::<f64>() / count;
-            let var = planes().map(|p| p.iter().map(|v| (v.to_f64() - mean).powi(2)).sum::<f64>()).sum::<f64>() / count;
+            let mean = planes()
+                .map(|p| p.iter().map(|v| v.to_f64()).sum::<f64>())
+                .sum::<f64>()
+                / count;
+            let var = planes()
+                .map(|p| p.iter().map(|v| (v.to_f64() - mean).powi(2)).sum::<f64>())
+                .sum::<f64>()
+                / count;
             (mean, var)
         })
         .collect();
@@ -44,8 +50,15 @@ fn stats<T: WithDType>(x: &[T], n: usize, c: usize, inner: usize, eps: f64) -> S
 }
 
 /// Runs `f(plane_index, channel)` over every `[inner]` plane of a `[N, C, inner]` buffer.
-fn per_plane<T: WithDType>(out: &mut [T], c: usize, inner: usize, f: impl Fn(usize, usize, &mut [T]) + Sync) {
-    out.par_chunks_mut(inner).enumerate().for_each(|(p, o)| f(p, p % c, o));
+fn per_plane<T: WithDType>(
+    out: &mut [T],
+    c: usize,
+    inner: usize,
+    f: impl Fn(usize, usize, &mut [T]) + Sync,
+) {
+    out.par_chunks_mut(inner)
+        .enumerate()
+        .for_each(|(p, o)| f(p, p % c, o));
 }
 
 struct BnTrain {
@@ -58,12 +71,24 @@ impl CustomOp3 for BnTrain {
         "scarce-batch-norm"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         fn run<T: WithDType>(op: &BnTrain, x: &[T], w: &[T], b: &[T], shape: &Shape) -> Vec<T> {
             let (n, c, inner) = dims3(shape);
             let st = stats(x, n, c, inner, op.eps);
-            let scale: Vec<T> = (0..c).map(|k| T::from_f64(st.inv[k] * w[k].to_f64())).collect();
-            let shift: Vec<T> = (0..c).map(|k| T::from_f64(b[k].to_f64() - st.mean[k] * st.inv[k] * w[k].to_f64())).collect();
+            let scale: Vec<T> = (0..c)
+                .map(|k| T::from_f64(st.inv[k] * w[k].to_f64()))
+                .collect();
+            let shift: Vec<T> = (0..c)
+                .map(|k| T::from_f64(b[k].to_f64() - st.mean[k] * st.inv[k] * w[k].to_f64()))
+                .collect();
             let _ = op.stats.set(st);
             let mut y = vec![T::zero(); x.len()];
             per_plane(&mut y, c, inner, |p, k, o| {
@@ -75,18 +100,34 @@ impl CustomOp3 for BnTrain {
         }
         let (x, w, b) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
         let out = match (x, w, b) {
-            (Slice::F32(x), Slice::F32(w), Slice::F32(b)) => CpuStorage::F32(run(self, x, w, b, l1.shape())),
-            (Slice::F64(x), Slice::F64(w), Slice::F64(b)) => CpuStorage::F64(run(self, x, w, b, l1.shape())),
+            (Slice::F32(x), Slice::F32(w), Slice::F32(b)) => {
+                CpuStorage::F32(run(self, x, w, b, l1.shape()))
+            }
+            (Slice::F64(x), Slice::F64(w), Slice::F64(b)) => {
+                CpuStorage::F64(run(self, x, w, b, l1.shape()))
+            }
             _ => bail!("scarce-batch-norm: x, weight and bias must all be f32 or all f64"),
         };
         Ok((out, l1.shape().clone()))
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, _res: &Tensor, dy: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let numel = x.elem_count();
         let c = w.elem_count();
-        let op = BnGrad { eps: self.eps, stats: self.stats.get().cloned() };
-        let flat = dy.contiguous()?.apply_op3(&x.contiguous()?, &w.contiguous()?, op)?;
+        let op = BnGrad {
+            eps: self.eps,
+            stats: self.stats.get().cloned(),
+        };
+        let flat = dy
+            .contiguous()?
+            .apply_op3(&x.contiguous()?, &w.contiguous()?, op)?;
         Ok((
             Some(flat.narrow(0, 0, numel)?.reshape(x.shape())?),
             Some(flat.narrow(0, numel, c)?),
@@ -105,10 +146,21 @@ impl CustomOp3 for BnGrad {
         "scarce-batch-norm-grad"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         fn run<T: WithDType>(op: &BnGrad, dy: &[T], x: &[T], w: &[T], shape: &Shape) -> Vec<T> {
             let (n, c, inner) = dims3(shape);
-            let st = op.stats.clone().unwrap_or_else(|| stats(x, n, c, inner, op.eps));
+            let st = op
+                .stats
+                .clone()
+                .unwrap_or_else(|| stats(x, n, c, inner, op.eps));
             let count = (n * inner) as f64;
             // Per channel: Σ dy and Σ dy·xhat.
             let sums: Vec<(f64, f64)> = (0..c)
@@ -130,10 +182,14 @@ impl CustomOp3 for BnGrad {
             let mut out = vec![T::zero(); x.len() + 2 * c];
             let (dx, rest) = out.split_at_mut(x.len());
             // dx = w·inv·(dy - Σdy/count - xhat·Σ(dy·xhat)/count)
-            let a: Vec<T> = (0..c).map(|k| T::from_f64(w[k].to_f64() * st.inv[k])).collect();
+            let a: Vec<T> = (0..c)
+                .map(|k| T::from_f64(w[k].to_f64() * st.inv[k]))
+                .collect();
             let mdy: Vec<T> = (0..c).map(|k| T::from_f64(sums[k].0 / count)).collect();
             let mx: Vec<T> = (0..c).map(|k| T::from_f64(st.mean[k])).collect();
-            let q: Vec<T> = (0..c).map(|k| T::from_f64(sums[k].1 / count * st.inv[k])).collect();
+            let q: Vec<T> = (0..c)
+                .map(|k| T::from_f64(sums[k].1 / count * st.inv[k]))
+                .collect();
             per_plane(dx, c, inner, |p, k, o| {
                 let (g, v) = (&dy[p * inner..][..inner], &x[p * inner..][..inner]);
                 for ((o, &g), &v) in o.iter_mut().zip(g).zip(v) {
@@ -148,24 +204,38 @@ impl CustomOp3 for BnGrad {
         }
         let (dy, x, w) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
         let out = match (dy, x, w) {
-            (Slice::F32(dy), Slice::F32(x), Slice::F32(w)) => CpuStorage::F32(run(self, dy, x, w, l2.shape())),
-            (Slice::F64(dy), Slice::F64(x), Slice::F64(w)) => CpuStorage::F64(run(self, dy, x, w, l2.shape())),
+            (Slice::F32(dy), Slice::F32(x), Slice::F32(w)) => {
+                CpuStorage::F32(run(self, dy, x, w, l2.shape()))
+            }
+            (Slice::F64(dy), Slice::F64(x), Slice::F64(w)) => {
+                CpuStorage::F64(run(self, dy, x, w, l2.shape()))
+            }
             _ => bail!("scarce-batch-norm-grad: mixed or unsupported dtypes"),
         };
         let c = l3.shape().elem_count();
         Ok((out, Shape::from(l2.shape().elem_count() + 2 * c)))
     }
 
-    fn bwd(&self, dy: &Tensor, x: &Tensor, w: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        dy: &Tensor,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         // Vector-Jacobian product of the composed (dx, dw, db) formula, by autodiff.
-        let var = |t: &Tensor| -> candle_core::Result<Tensor> { Ok(Var::from_tensor(&t.detach())?.as_tensor().clone()) };
+        let var = |t: &Tensor| -> candle_core::Result<Tensor> {
+            Ok(Var::from_tensor(&t.detach())?.as_tensor().clone())
+        };
         let (dyv, xv, wv) = (var(dy)?, var(x)?, var(w)?);
-        let (dx, dw, db) = composed_grad(&dyv, &xv, &wv, self.eps).map_err(candle_core::Error::wrap)?;
+        let (dx, dw, db) =
+            composed_grad(&dyv, &xv, &wv, self.eps).map_err(candle_core::Error::wrap)?;
         let (numel, c) = (x.elem_count(), w.elem_count());
         let g = g.detach();
         let s = ((dx * g.narrow(0, 0, numel)?.reshape(x.shape())?)?.sum_all()?
             + (dw * g.narrow(0, numel, c)?)?.sum_all()?)?
-            .add(&(db * g.narrow(0, numel + c, c)?)?.sum_all()?)?;
+        .add(&(db * g.narrow(0, numel + c, c)?)?.sum_all()?)?;
         let store = s.backward()?;
         let get = |t: &Tensor| store.get(t).cloned();
         Ok((get(&dyv), get(&xv), get(&wv)))
@@ -178,7 +248,9 @@ enum Slice<'a> {
 }
 
 fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<Slice<'a>> {
-    let Some((a, b)) = l.contiguous_offsets() else { bail!("batch norm: inputs must be contiguous") };
+    let Some((a, b)) = l.contiguous_offsets() else {
+        bail!("batch norm: inputs must be contiguous")
+    };
     Ok(match s {
         CpuStorage::F32(v) => Slice::F32(&v[a..b]),
         CpuStorage::F64(v) => Slice::F64(&v[a..b]),
@@ -187,24 +259,47 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<Slice<'a>> {
 }
 
 /// The batch-norm input, weight and bias gradients written with candle ops.
-pub(crate) fn composed_grad(dy: &Tensor, x: &Tensor, w: &Tensor, eps: f64) -> crate::Result<(Tensor, Tensor, Tensor)> {
+pub(crate) fn composed_grad(
+    dy: &Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    eps: f64,
+) -> crate::Result<(Tensor, Tensor, Tensor)> {
     let c = x.dim(1)?;
     let count = (x.elem_count() / c) as f64;
     let mean = (channel_sum(x)? / count)?;
     let xc = (x - channel_expand(&mean, x.dims())?)?;
-    let inv = ((channel_sum(&xc.sqr()?)? / count)? + eps)?.sqrt()?.recip()?;
+    let inv = ((channel_sum(&xc.sqr()?)? / count)? + eps)?
+        .sqrt()?
+        .recip()?;
     let xhat = (xc * channel_expand(&inv, x.dims())?)?;
     let db = channel_sum(dy)?;
     let dw = channel_sum(&(dy * &xhat)?)?;
-    let centred = ((dy - channel_expand(&(&db / count)?, x.dims())?)? - (xhat * channel_expand(&(&dw / count)?, x.dims())?)?)?;
+    let centred = ((dy - channel_expand(&(&db / count)?, x.dims())?)?
+        - (xhat * channel_expand(&(&dw / count)?, x.dims())?)?)?;
     let dx = (centred * channel_expand(&(w * inv)?, x.dims())?)?;
     Ok((dx, dw, db))
 }
 
 /// Fused training-mode batch norm on the CPU: `(y, stats)`. `w`, `b` are `[C]`.
-pub(crate) fn bn_train_cpu(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> crate::Result<(Tensor, Stats)> {
+pub(crate) fn bn_train_cpu(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    eps: f64,
+) -> crate::Result<(Tensor, Stats)> {
     let cell = Arc::new(OnceLock::new());
-    let y = x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, BnTrain { eps, stats: cell.clone() })?;
-    let st = cell.get().cloned().ok_or_else(|| crate::Error::param("x", "batch norm produced no statistics"))?;
+    let y = x.contiguous()?.apply_op3(
+        &w.contiguous()?,
+        &b.contiguous()?,
+        BnTrain {
+            eps,
+            stats: cell.clone(),
+        },
+    )?;
+    let st = cell
+        .get()
+        .cloned()
+        .ok_or_else(|| crate::Error::param("x", "batch norm produced no statistics"))?;
     Ok((y, st))
 }

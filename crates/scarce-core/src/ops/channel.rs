@@ -60,7 +60,9 @@ impl LinearMap for ChannelMap {
                 .collect()
         } else {
             let mut out = vec![T::zero(); n * c * inner];
-            out.par_chunks_mut(inner).enumerate().for_each(|(p, plane)| plane.fill(x[p % c]));
+            out.par_chunks_mut(inner)
+                .enumerate()
+                .for_each(|(p, plane)| plane.fill(x[p % c]));
             out
         }
     }
@@ -69,7 +71,10 @@ impl LinearMap for ChannelMap {
         if adjoint {
             x.reshape((n, c, inner))?.sum(2)?.sum(0)
         } else {
-            x.reshape((1, c, 1))?.broadcast_as((n, c, inner))?.contiguous()?.reshape(self.dims.clone())
+            x.reshape((1, c, 1))?
+                .broadcast_as((n, c, inner))?
+                .contiguous()?
+                .reshape(self.dims.clone())
         }
     }
 }
@@ -78,7 +83,9 @@ fn map_for(dims: &[usize]) -> Result<Arc<ChannelMap>> {
     if dims.len() < 2 {
         return Err(Error::shape("x", "[N, C, ...]", dims));
     }
-    Ok(Arc::new(ChannelMap { dims: dims.to_vec() }))
+    Ok(Arc::new(ChannelMap {
+        dims: dims.to_vec(),
+    }))
 }
 
 /// Copies `v` (`[C]`) over `dims` (`[N, C, ...]`).
@@ -99,6 +106,8 @@ pub fn channel_sum(x: &Tensor) -> Result<Tensor> {
 mod tests {
     #[test]
     fn kernels_match_candle_form_and_are_adjoint() {
-        super::super::linear::check_map(super::ChannelMap { dims: vec![3, 4, 2, 5] });
+        super::super::linear::check_map(super::ChannelMap {
+            dims: vec![3, 4, 2, 5],
+        });
     }
 }

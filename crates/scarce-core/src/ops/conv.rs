@@ -29,7 +29,13 @@ pub struct ConvOpts<const D: usize> {
 
 impl<const D: usize> Default for ConvOpts<D> {
     fn default() -> Self {
-        ConvOpts { stride: [1; D], padding: [0; D], dilation: [1; D], groups: 1, output_padding: [0; D] }
+        ConvOpts {
+            stride: [1; D],
+            padding: [0; D],
+            dilation: [1; D],
+            groups: 1,
+            output_padding: [0; D],
+        }
     }
 }
 
@@ -65,10 +71,16 @@ impl<const D: usize> ConvOpts<D> {
             return Err(Error::param("groups", "must be at least 1"));
         }
         if self.stride.contains(&0) {
-            return Err(Error::param("stride", format!("{:?} has a zero", self.stride)));
+            return Err(Error::param(
+                "stride",
+                format!("{:?} has a zero", self.stride),
+            ));
         }
         if self.dilation.contains(&0) {
-            return Err(Error::param("dilation", format!("{:?} has a zero", self.dilation)));
+            return Err(Error::param(
+                "dilation",
+                format!("{:?} has a zero", self.dilation),
+            ));
         }
         Ok(())
     }
@@ -90,7 +102,11 @@ impl<const D: usize> ConvOpts<D> {
 fn lift_dims<const D: usize>(name: &str, t: &Tensor) -> Result<(usize, usize, [usize; 3])> {
     let dims = t.dims();
     if dims.len() != D + 2 {
-        return Err(Error::shape(name, format!("{}-d [N, C, {}spatial]", D + 2, D), dims));
+        return Err(Error::shape(
+            name,
+            format!("{}-d [N, C, {}spatial]", D + 2, D),
+            dims,
+        ));
     }
     let mut sp = [1; 3];
     sp[3 - D..].copy_from_slice(&dims[2..]);
@@ -114,7 +130,12 @@ fn add_bias(y: Tensor, b: Option<&Tensor>, c_out: usize) -> Result<Tensor> {
 ///
 /// `x`: `[N, C, *spatial]`, `w`: `[O, C/groups, *kernel]`, `b`: `[O]`; returns
 /// `[N, O, *out]` with `out = floor((in + 2p - d(k-1) - 1)/s) + 1`.
-pub fn conv<const D: usize>(x: &Tensor, w: &Tensor, b: Option<&Tensor>, opts: &ConvOpts<D>) -> Result<Tensor> {
+pub fn conv<const D: usize>(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    opts: &ConvOpts<D>,
+) -> Result<Tensor> {
     opts.check()?;
     let (n, c, input) = lift_dims::<D>("x", x)?;
     let (o, cg, kernel) = lift_dims::<D>("w", w)?;
@@ -133,16 +154,37 @@ pub fn conv<const D: usize>(x: &Tensor, w: &Tensor, b: Option<&Tensor>, opts: &C
         if input[a] + 2 * pad[a] < span {
             return Err(Error::param(
                 "x",
-                format!("spatial size {:?} is smaller than the dilated kernel {:?}", &x.dims()[2..], &w.dims()[2..]),
+                format!(
+                    "spatial size {:?} is smaller than the dilated kernel {:?}",
+                    &x.dims()[2..],
+                    &w.dims()[2..]
+                ),
             ));
         }
         output[a] = (input[a] + 2 * pad[a] - span) / stride[a] + 1;
     }
-    let geom = Geom { n, c, input, kernel, stride, pad, dil, output };
+    let geom = Geom {
+        n,
+        c,
+        input,
+        kernel,
+        stride,
+        pad,
+        dil,
+        output,
+    };
     let x5 = x.reshape((n, c, input[0], input[1], input[2]))?;
     let w5 = w.reshape((o, cg, kernel[0], kernel[1], kernel[2]))?;
     let y = if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
-        conv_forward(ConvSpec { geom, out_channels: o, groups: g }, &x5, &w5)?
+        conv_forward(
+            ConvSpec {
+                geom,
+                out_channels: o,
+                groups: g,
+            },
+            &x5,
+            &w5,
+        )?
     } else {
         conv_by_columns(&x5, &w5, geom, g)?
     };
@@ -162,9 +204,12 @@ fn conv_by_columns(x5: &Tensor, w5: &Tensor, geom: Geom, g: usize) -> Result<Ten
         w5.reshape((o, rows))?.matmul(&cols)?
     } else {
         let wg = w5.reshape((g, o / g, rows / g))?;
-        wg.matmul(&cols.reshape((g, rows / g, cols_n))?)?.reshape((o, cols_n))?
+        wg.matmul(&cols.reshape((g, rows / g, cols_n))?)?
+            .reshape((o, cols_n))?
     };
-    Ok(y.reshape((o, n, output[0], output[1], output[2]))?.transpose(0, 1)?.contiguous()?)
+    Ok(y.reshape((o, n, output[0], output[1], output[2]))?
+        .transpose(0, 1)?
+        .contiguous()?)
 }
 
 /// 2D convolution, PyTorch's `conv2d`: `x` `[N, C, H, W]`, `w` `[O, C/groups, kH, kW]`.
@@ -192,27 +237,54 @@ pub fn conv_transpose<const D: usize>(
     let (wc, og, kernel) = lift_dims::<D>("w", w)?;
     let g = opts.groups;
     if wc != c_in || c_in % g != 0 {
-        return Err(Error::shape("w", format!("[C_in = {c_in}, C_out/groups, ...]"), w.dims()));
+        return Err(Error::shape(
+            "w",
+            format!("[C_in = {c_in}, C_out/groups, ...]"),
+            w.dims(),
+        ));
     }
     let c_out = og * g;
     let (stride, pad, dil, out_pad) = opts.lift();
     let mut output = [0; 3];
     for a in 0..3 {
         if out_pad[a] >= stride[a] && out_pad[a] >= dil[a] {
-            return Err(Error::param("output_padding", "must be smaller than stride or dilation"));
+            return Err(Error::param(
+                "output_padding",
+                "must be smaller than stride or dilation",
+            ));
         }
         let full = (input[a] - 1) * stride[a] + dil[a] * (kernel[a] - 1) + out_pad[a] + 1;
         if full <= 2 * pad[a] {
-            return Err(Error::param("padding", format!("{:?} leaves no output", opts.padding)));
+            return Err(Error::param(
+                "padding",
+                format!("{:?} leaves no output", opts.padding),
+            ));
         }
         output[a] = full - 2 * pad[a];
     }
     // The adjoint of the convolution that maps the output size back to `input`.
-    let geom = Geom { n, c: c_out, input: output, kernel, stride, pad, dil, output: input };
+    let geom = Geom {
+        n,
+        c: c_out,
+        input: output,
+        kernel,
+        stride,
+        pad,
+        dil,
+        output: input,
+    };
     let x5 = x.reshape((n, c_in, input[0], input[1], input[2]))?;
     let w5 = w.reshape((c_in, og, kernel[0], kernel[1], kernel[2]))?;
     let y = if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
-        conv_input_grad(ConvSpec { geom, out_channels: c_in, groups: g }, &x5, &w5)?
+        conv_input_grad(
+            ConvSpec {
+                geom,
+                out_channels: c_in,
+                groups: g,
+            },
+            &x5,
+            &w5,
+        )?
     } else {
         conv_transpose_by_columns(&x5, &w5, geom, g)?
     };
@@ -225,23 +297,38 @@ pub fn conv_transpose<const D: usize>(
 fn conv_transpose_by_columns(x5: &Tensor, w5: &Tensor, geom: Geom, g: usize) -> Result<Tensor> {
     let (n, c_in) = (geom.n, x5.dim(1)?);
     let (rows, cols_n) = (geom.rows(), geom.cols());
-    let xm = x5.reshape((n, c_in, cols_n / n))?.transpose(0, 1)?.contiguous()?.reshape((c_in, cols_n))?;
+    let xm = x5
+        .reshape((n, c_in, cols_n / n))?
+        .transpose(0, 1)?
+        .contiguous()?
+        .reshape((c_in, cols_n))?;
     let cols = if g == 1 {
         w5.reshape((c_in, rows))?.t()?.matmul(&xm)?
     } else {
         let wg = w5.reshape((g, c_in / g, rows / g))?.transpose(1, 2)?;
-        wg.matmul(&xm.reshape((g, c_in / g, cols_n))?)?.reshape((rows, cols_n))?
+        wg.matmul(&xm.reshape((g, c_in / g, cols_n))?)?
+            .reshape((rows, cols_n))?
     };
     col2im(&cols, geom)
 }
 
 /// 2D transposed convolution, PyTorch's `conv_transpose2d`.
-pub fn conv_transpose2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, opts: &ConvOpts<2>) -> Result<Tensor> {
+pub fn conv_transpose2d(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    opts: &ConvOpts<2>,
+) -> Result<Tensor> {
     conv_transpose(x, w, b, opts)
 }
 
 /// 3D transposed convolution, PyTorch's `conv_transpose3d`.
-pub fn conv_transpose3d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, opts: &ConvOpts<3>) -> Result<Tensor> {
+pub fn conv_transpose3d(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    opts: &ConvOpts<3>,
+) -> Result<Tensor> {
     conv_transpose(x, w, b, opts)
 }
 
@@ -255,18 +342,50 @@ mod tests {
     #[test]
     fn fused_cpu_conv_matches_column_form() {
         let s = Stream::new(8, "conv-forms");
-        let v = |i, sh: &[usize]| Var::from_tensor(&s.at(i).normal_tensor(sh, 0.0, 1.0, DType::F64, &Device::Cpu).unwrap()).unwrap().as_tensor().clone();
+        let v = |i, sh: &[usize]| {
+            Var::from_tensor(
+                &s.at(i)
+                    .normal_tensor(sh, 0.0, 1.0, DType::F64, &Device::Cpu)
+                    .unwrap(),
+            )
+            .unwrap()
+            .as_tensor()
+            .clone()
+        };
         let (x, w) = (v(0, &[2, 4, 3, 5, 6]), v(1, &[6, 2, 2, 3, 2]));
-        let geom = Geom { n: 2, c: 4, input: [3, 5, 6], kernel: [2, 3, 2], stride: [1, 2, 1], pad: [1, 1, 0], dil: [1, 1, 2], output: [4, 3, 4] };
-        let spec = ConvSpec { geom: geom.clone(), out_channels: 6, groups: 2 };
+        let geom = Geom {
+            n: 2,
+            c: 4,
+            input: [3, 5, 6],
+            kernel: [2, 3, 2],
+            stride: [1, 2, 1],
+            pad: [1, 1, 0],
+            dil: [1, 1, 2],
+            output: [4, 3, 4],
+        };
+        let spec = ConvSpec {
+            geom: geom.clone(),
+            out_channels: 6,
+            groups: 2,
+        };
         let fused = conv_forward(spec.clone(), &x, &w).unwrap();
         let cols = conv_by_columns(&x, &w, geom.clone(), 2).unwrap();
         assert!(crate::fixture::rel_err(&fused, &cols).unwrap() < 1e-14);
-        let gy = s.at(2).normal_tensor(fused.shape(), 0.0, 1.0, DType::F64, &Device::Cpu).unwrap();
-        let g1 = (fused * &gy).unwrap().sum_all().unwrap().backward().unwrap();
+        let gy = s
+            .at(2)
+            .normal_tensor(fused.shape(), 0.0, 1.0, DType::F64, &Device::Cpu)
+            .unwrap();
+        let g1 = (fused * &gy)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         let g2 = (cols * &gy).unwrap().sum_all().unwrap().backward().unwrap();
         for t in [&x, &w] {
-            assert!(crate::fixture::rel_err(g1.get(t).unwrap(), g2.get(t).unwrap()).unwrap() < 1e-13);
+            assert!(
+                crate::fixture::rel_err(g1.get(t).unwrap(), g2.get(t).unwrap()).unwrap() < 1e-13
+            );
         }
         // Transposed: the fused input-gradient kernel against the column form.
         let yt = v(3, &[2, 6, 4, 3, 4]);

@@ -27,7 +27,10 @@ pub(crate) struct ConvSpec {
 impl ConvSpec {
     /// The same geometry for one sample.
     fn one(&self) -> Geom {
-        Geom { n: 1, ..self.geom.clone() }
+        Geom {
+            n: 1,
+            ..self.geom.clone()
+        }
     }
     fn x_shape(&self) -> Shape {
         let g = &self.geom;
@@ -35,11 +38,23 @@ impl ConvSpec {
     }
     fn y_shape(&self) -> Shape {
         let g = &self.geom;
-        Shape::from(vec![g.n, self.out_channels, g.output[0], g.output[1], g.output[2]])
+        Shape::from(vec![
+            g.n,
+            self.out_channels,
+            g.output[0],
+            g.output[1],
+            g.output[2],
+        ])
     }
     fn w_shape(&self) -> Shape {
         let g = &self.geom;
-        Shape::from(vec![self.out_channels, g.c / self.groups, g.kernel[0], g.kernel[1], g.kernel[2]])
+        Shape::from(vec![
+            self.out_channels,
+            g.c / self.groups,
+            g.kernel[0],
+            g.kernel[1],
+            g.kernel[2],
+        ])
     }
 }
 
@@ -72,8 +87,25 @@ unsafe fn mm<T: 'static + WithDType>(
 ) {
     // gemm computes dst = alpha·dst + beta·lhs·rhs and takes column stride before row stride.
     gemm(
-        m, n, k, dst.0, dst.2, dst.1, accumulate, lhs.0, lhs.2, lhs.1, rhs.0, rhs.2, rhs.1,
-        T::one(), T::one(), false, false, false, Parallelism::None,
+        m,
+        n,
+        k,
+        dst.0,
+        dst.2,
+        dst.1,
+        accumulate,
+        lhs.0,
+        lhs.2,
+        lhs.1,
+        rhs.0,
+        rhs.2,
+        rhs.1,
+        T::one(),
+        T::one(),
+        false,
+        false,
+        false,
+        Parallelism::None,
     );
 }
 
@@ -87,7 +119,12 @@ impl ConvSpec {
         y.par_chunks_mut(o * l).enumerate().for_each_init(
             || vec![T::zero(); one.rows() * l],
             |cols, (n, yn)| {
-                im2col_into(&one, &x[n * one.c * one.in_len()..][..one.c * one.in_len()], cols, false);
+                im2col_into(
+                    &one,
+                    &x[n * one.c * one.in_len()..][..one.c * one.in_len()],
+                    cols,
+                    false,
+                );
                 for gi in 0..groups {
                     // SAFETY: yn holds o·l, w holds o·kg, cols holds groups·kg·l elements.
                     unsafe {
@@ -181,7 +218,13 @@ impl CustomOp2 for ConvOp {
         }
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let sp = &self.spec;
         let (shape1, shape2, out) = match self.kind {
             Kind::Forward => (sp.x_shape(), sp.w_shape(), sp.y_shape()),
@@ -189,9 +232,15 @@ impl CustomOp2 for ConvOp {
             Kind::WeightGrad => (sp.y_shape(), sp.x_shape(), sp.w_shape()),
         };
         if l1.shape() != &shape1 || l2.shape() != &shape2 {
-            bail!("{}: expected shapes {shape1:?} and {shape2:?}, got {:?} and {:?}", self.name(), l1.shape(), l2.shape())
+            bail!(
+                "{}: expected shapes {shape1:?} and {shape2:?}, got {:?} and {:?}",
+                self.name(),
+                l1.shape(),
+                l2.shape()
+            )
         }
-        let (Some((a0, a1)), Some((b0, b1))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
+        let (Some((a0, a1)), Some((b0, b1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
+        else {
             bail!("{}: inputs must be contiguous", self.name())
         };
         fn run<T: WithDType>(op: &ConvOp, a: &[T], b: &[T]) -> Vec<T> {
@@ -202,28 +251,53 @@ impl CustomOp2 for ConvOp {
             }
         }
         let y = match (s1, s2) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(run(self, &a[a0..a1], &b[b0..b1])),
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(run(self, &a[a0..a1], &b[b0..b1])),
+            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
+                CpuStorage::F32(run(self, &a[a0..a1], &b[b0..b1]))
+            }
+            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
+                CpuStorage::F64(run(self, &a[a0..a1], &b[b0..b1]))
+            }
             _ => bail!("{}: inputs must both be f32 or both f64", self.name()),
         };
         Ok((y, out))
     }
 
-    fn bwd(&self, a: &Tensor, b: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let op = |kind, p: &Tensor, q: &Tensor| run(&self.spec, kind, p, q);
         Ok(match self.kind {
             // (x, w): dx = ∂T/∂x(g, w), dw = ∂T/∂w(g, x)
-            Kind::Forward => (Some(op(Kind::InputGrad, g, b)?), Some(op(Kind::WeightGrad, g, a)?)),
+            Kind::Forward => (
+                Some(op(Kind::InputGrad, g, b)?),
+                Some(op(Kind::WeightGrad, g, a)?),
+            ),
             // (dy, w): d dy = ∂T/∂dy(x := g, w), dw = ∂T/∂w(dy, x := g)
-            Kind::InputGrad => (Some(op(Kind::Forward, g, b)?), Some(op(Kind::WeightGrad, a, g)?)),
+            Kind::InputGrad => (
+                Some(op(Kind::Forward, g, b)?),
+                Some(op(Kind::WeightGrad, a, g)?),
+            ),
             // (dy, x): d dy = ∂T/∂dy(x, w := g), dx = ∂T/∂x(dy, w := g)
-            Kind::WeightGrad => (Some(op(Kind::Forward, b, g)?), Some(op(Kind::InputGrad, a, g)?)),
+            Kind::WeightGrad => (
+                Some(op(Kind::Forward, b, g)?),
+                Some(op(Kind::InputGrad, a, g)?),
+            ),
         })
     }
 }
 
 fn run(spec: &Arc<ConvSpec>, kind: Kind, a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
-    a.contiguous()?.apply_op2(&b.contiguous()?, ConvOp { spec: spec.clone(), kind })
+    a.contiguous()?.apply_op2(
+        &b.contiguous()?,
+        ConvOp {
+            spec: spec.clone(),
+            kind,
+        },
+    )
 }
 
 /// `y = conv(x, w)` with `x` `[N, C, D, H, W]`, `w` `[O, C/groups, kD, kH, kW]`.

@@ -15,7 +15,10 @@ struct Gate {
 fn kernel<T: WithDType>(a: &[T], b: &[T], slope: f64) -> Vec<T> {
     let s = T::from_f64(slope);
     let zero = T::zero();
-    a.iter().zip(b).map(|(&a, &b)| if b > zero { a } else { a * s }).collect()
+    a.iter()
+        .zip(b)
+        .map(|(&a, &b)| if b > zero { a } else { a * s })
+        .collect()
 }
 
 /// The same for f32 and f64, written so that LLVM vectorises the select.
@@ -23,7 +26,10 @@ macro_rules! float_kernel {
     ($name:ident, $t:ty) => {
         fn $name(a: &[$t], b: &[$t], slope: f64) -> Vec<$t> {
             let s = slope as $t;
-            a.iter().zip(b).map(|(&a, &b)| a * if b > 0.0 { 1.0 } else { s }).collect()
+            a.iter()
+                .zip(b)
+                .map(|(&a, &b)| a * if b > 0.0 { 1.0 } else { s })
+                .collect()
         }
     };
 }
@@ -35,33 +41,62 @@ impl CustomOp2 for Gate {
         "scarce-gate"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (Some((a0, a1)), Some((b0, b1))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (Some((a0, a1)), Some((b0, b1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
+        else {
             bail!("scarce-gate: inputs must be contiguous")
         };
         if l1.shape() != l2.shape() {
-            bail!("scarce-gate: shapes {:?} and {:?} differ", l1.shape(), l2.shape())
+            bail!(
+                "scarce-gate: shapes {:?} and {:?} differ",
+                l1.shape(),
+                l2.shape()
+            )
         }
         let out = match (s1, s2) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(kernel_f32(&a[a0..a1], &b[b0..b1], self.slope)),
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(kernel_f64(&a[a0..a1], &b[b0..b1], self.slope)),
-            (CpuStorage::BF16(a), CpuStorage::BF16(b)) => CpuStorage::BF16(kernel(&a[a0..a1], &b[b0..b1], self.slope)),
-            (CpuStorage::F16(a), CpuStorage::F16(b)) => CpuStorage::F16(kernel(&a[a0..a1], &b[b0..b1], self.slope)),
+            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
+                CpuStorage::F32(kernel_f32(&a[a0..a1], &b[b0..b1], self.slope))
+            }
+            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
+                CpuStorage::F64(kernel_f64(&a[a0..a1], &b[b0..b1], self.slope))
+            }
+            (CpuStorage::BF16(a), CpuStorage::BF16(b)) => {
+                CpuStorage::BF16(kernel(&a[a0..a1], &b[b0..b1], self.slope))
+            }
+            (CpuStorage::F16(a), CpuStorage::F16(b)) => {
+                CpuStorage::F16(kernel(&a[a0..a1], &b[b0..b1], self.slope))
+            }
             _ => bail!("scarce-gate: unsupported or mixed dtypes"),
         };
         Ok((out, l1.shape().clone()))
     }
 
-    fn bwd(&self, _a: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        _a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         Ok((Some(gate(grad, b, self.slope)?), None))
     }
 }
 
 fn gate(a: &Tensor, b: &Tensor, slope: f64) -> candle_core::Result<Tensor> {
     if a.device().is_cpu() {
-        a.contiguous()?.apply_op2(&b.detach().contiguous()?, Gate { slope })
+        a.contiguous()?
+            .apply_op2(&b.detach().contiguous()?, Gate { slope })
     } else {
-        let factor = b.gt(0.0)?.where_cond(&b.ones_like()?, &(b.ones_like()? * slope)?)?.detach();
+        let factor = b
+            .gt(0.0)?
+            .where_cond(&b.ones_like()?, &(b.ones_like()? * slope)?)?
+            .detach();
         a.mul(&factor)
     }
 }

@@ -43,9 +43,13 @@ impl LinearMap for GatherMap {
         let idx = Tensor::from_vec(self.idx.to_vec(), self.idx.len(), x.device())?;
         if adjoint {
             let numel = self.input.iter().product::<usize>();
-            Tensor::zeros(numel, x.dtype(), x.device())?.index_add(&idx, &x.flatten_all()?, 0)?.reshape(self.input.clone())
+            Tensor::zeros(numel, x.dtype(), x.device())?
+                .index_add(&idx, &x.flatten_all()?, 0)?
+                .reshape(self.input.clone())
         } else {
-            x.flatten_all()?.index_select(&idx, 0)?.reshape(self.output.clone())
+            x.flatten_all()?
+                .index_select(&idx, 0)?
+                .reshape(self.output.clone())
         }
     }
 }
@@ -58,6 +62,10 @@ mod tests {
     fn kernels_match_candle_form_and_are_adjoint() {
         // Repeated indices: the adjoint must add, not overwrite.
         let idx = Arc::new(vec![0, 5, 5, 11, 3, 0, 7]);
-        super::super::linear::check_map(super::GatherMap { input: vec![3, 4], output: vec![7], idx });
+        super::super::linear::check_map(super::GatherMap {
+            input: vec![3, 4],
+            output: vec![7],
+            idx,
+        });
     }
 }

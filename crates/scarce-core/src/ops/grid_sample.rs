@@ -42,12 +42,20 @@ pub fn grid_sample(
 ) -> Result<Tensor> {
     let d = x.rank().saturating_sub(2);
     if !(d == 2 || d == 3) {
-        return Err(Error::shape("x", "[N, C, H, W] or [N, C, D, H, W]", x.dims()));
+        return Err(Error::shape(
+            "x",
+            "[N, C, H, W] or [N, C, D, H, W]",
+            x.dims(),
+        ));
     }
     let (n, c) = (x.dim(0)?, x.dim(1)?);
     let gd = grid.dims();
     if gd.len() != d + 2 || gd[0] != n || gd[d + 1] != d {
-        return Err(Error::shape("grid", format!("[{n}, *out ({d} axes), {d}]"), gd));
+        return Err(Error::shape(
+            "grid",
+            format!("[{n}, *out ({d} axes), {d}]"),
+            gd,
+        ));
     }
     let sizes = &x.dims()[2..];
     let s_len: usize = sizes.iter().product();
@@ -70,7 +78,10 @@ pub fn grid_sample(
             let mut v = ix.to_dtype(DType::F64)?.to_vec1::<f64>()?;
             if padding == Padding::Border {
                 let hi = (size - 1) as f64;
-                let inside: Vec<u8> = v.iter().map(|&z| u8::from((0.0..=hi).contains(&z))).collect();
+                let inside: Vec<u8> = v
+                    .iter()
+                    .map(|&z| u8::from((0.0..=hi).contains(&z)))
+                    .collect();
                 v.iter_mut().for_each(|z| *z = z.clamp(0.0, hi));
                 let clamped = Tensor::from_vec(v.clone(), l, x.device())?.to_dtype(ix.dtype())?;
                 let inside = Tensor::from_vec(inside, l, x.device())?;
@@ -94,7 +105,10 @@ pub fn grid_sample(
                 let mut idx = Vec::with_capacity(l);
                 let mut valid = Vec::with_capacity(l);
                 for i in 0..l {
-                    let p: Vec<i64> = values.iter().map(|v| v[i].round_ties_even() as i64).collect();
+                    let p: Vec<i64> = values
+                        .iter()
+                        .map(|v| v[i].round_ties_even() as i64)
+                        .collect();
                     let f = flat(&p);
                     idx.push(f.unwrap_or(0));
                     valid.push(if f.is_some() { 1.0 } else { 0.0 });
@@ -104,23 +118,34 @@ pub fn grid_sample(
                 xb.index_select(&idx, 1)?.broadcast_mul(&valid)?
             }
             SampleMode::Linear => {
-                let floors: Vec<Vec<f64>> = values.iter().map(|v| v.iter().map(|z| z.floor()).collect()).collect();
+                let floors: Vec<Vec<f64>> = values
+                    .iter()
+                    .map(|v| v.iter().map(|z| z.floor()).collect())
+                    .collect();
                 let mut acc: Option<Tensor> = None;
                 for corner in 0..(1usize << d) {
                     let mut idx = Vec::with_capacity(l);
                     let mut valid = Vec::with_capacity(l);
                     for i in 0..l {
-                        let p: Vec<i64> =
-                            (0..d).map(|a| floors[a][i] as i64 + ((corner >> (d - 1 - a)) & 1) as i64).collect();
+                        let p: Vec<i64> = floors
+                            .iter()
+                            .enumerate()
+                            .map(|(a, f)| f[i] as i64 + ((corner >> (d - 1 - a)) & 1) as i64)
+                            .collect();
                         let f = flat(&p);
                         idx.push(f.unwrap_or(0));
                         valid.push(if f.is_some() { 1.0 } else { 0.0 });
                     }
                     let mut w = Tensor::from_vec(valid, l, x.device())?.to_dtype(x.dtype())?;
                     for a in 0..d {
-                        let fl = Tensor::from_vec(floors[a].clone(), l, x.device())?.to_dtype(x.dtype())?;
+                        let fl = Tensor::from_vec(floors[a].clone(), l, x.device())?
+                            .to_dtype(x.dtype())?;
                         let frac = (&coords[a] - fl)?;
-                        let wa = if (corner >> (d - 1 - a)) & 1 == 1 { frac } else { frac.affine(-1.0, 1.0)? };
+                        let wa = if (corner >> (d - 1 - a)) & 1 == 1 {
+                            frac
+                        } else {
+                            frac.affine(-1.0, 1.0)?
+                        };
                         w = (w * wa)?;
                     }
                     let idx = Tensor::from_vec(idx, l, x.device())?;

@@ -43,7 +43,13 @@ impl Geom {
         self.n * self.out_len()
     }
     fn input_shape(&self) -> Shape {
-        Shape::from(vec![self.n, self.c, self.input[0], self.input[1], self.input[2]])
+        Shape::from(vec![
+            self.n,
+            self.c,
+            self.input[0],
+            self.input[1],
+            self.input[2],
+        ])
     }
     fn cols_shape(&self) -> Shape {
         Shape::from((self.rows(), self.cols()))
@@ -53,8 +59,16 @@ impl Geom {
 /// The output positions `o` along one axis whose input coordinate `o*s + off` lies in
 /// `0..len`, as a half-open range.
 fn valid(out: usize, s: usize, off: isize, len: usize) -> (usize, usize) {
-    let lo = if off >= 0 { 0 } else { ((-off) as usize).div_ceil(s) };
-    let hi = if (len as isize) <= off { 0 } else { ((len as isize - off) as usize).div_ceil(s) };
+    let lo = if off >= 0 {
+        0
+    } else {
+        ((-off) as usize).div_ceil(s)
+    };
+    let hi = if (len as isize) <= off {
+        0
+    } else {
+        ((len as isize - off) as usize).div_ceil(s)
+    };
     (lo.min(out), hi.min(out).max(lo.min(out)))
 }
 
@@ -113,7 +127,11 @@ fn add_plane<T: WithDType>(g: &Geom, cols: &[T], n: usize, c: usize, plane: &mut
     for k in 0..klen {
         let r = c * klen + k;
         let (_, kk) = split_row(g, r);
-        let off = [offset(g, 0, kk[0]), offset(g, 1, kk[1]), offset(g, 2, kk[2])];
+        let off = [
+            offset(g, 0, kk[0]),
+            offset(g, 1, kk[1]),
+            offset(g, 2, kk[2]),
+        ];
         let rd = valid(od, g.stride[0], off[0], id);
         let rh = valid(oh, g.stride[1], off[1], ih);
         let rw = valid(ow, g.stride[2], off[2], iw);
@@ -135,9 +153,13 @@ fn add_plane<T: WithDType>(g: &Geom, cols: &[T], n: usize, c: usize, plane: &mut
 /// `im2col` into `cols` (`rows × cols`), rows in parallel when `parallel`.
 pub(crate) fn im2col_into<T: WithDType>(g: &Geom, x: &[T], cols: &mut [T], parallel: bool) {
     if parallel {
-        cols.par_chunks_mut(g.cols()).enumerate().for_each(|(r, row)| fill_row(g, x, r, row));
+        cols.par_chunks_mut(g.cols())
+            .enumerate()
+            .for_each(|(r, row)| fill_row(g, x, r, row));
     } else {
-        cols.chunks_mut(g.cols()).enumerate().for_each(|(r, row)| fill_row(g, x, r, row));
+        cols.chunks_mut(g.cols())
+            .enumerate()
+            .for_each(|(r, row)| fill_row(g, x, r, row));
     }
 }
 
@@ -180,10 +202,15 @@ fn im2col_indices(g: &Geom) -> Vec<u32> {
                             (h * g.stride[1]) as isize + offset(g, 1, k[1]),
                             (w * g.stride[2]) as isize + offset(g, 2, k[2]),
                         ];
-                        let inside = z.iter().zip(g.input.iter()).all(|(&z, &l)| z >= 0 && (z as usize) < l);
+                        let inside = z
+                            .iter()
+                            .zip(g.input.iter())
+                            .all(|(&z, &l)| z >= 0 && (z as usize) < l);
                         idx.push(if inside {
                             let plane = (n * g.c + c) * g.in_len();
-                            (plane + (z[0] as usize * g.input[1] + z[1] as usize) * g.input[2] + z[2] as usize) as u32
+                            (plane
+                                + (z[0] as usize * g.input[1] + z[1] as usize) * g.input[2]
+                                + z[2] as usize) as u32
                         } else {
                             sentinel
                         });
@@ -223,9 +250,15 @@ impl LinearMap for Geom {
         let numel = self.n * self.c * self.in_len();
         if adjoint {
             let zeros = Tensor::zeros(numel + 1, t.dtype(), t.device())?;
-            zeros.index_add(&idx, &t.flatten_all()?, 0)?.narrow(0, 0, numel)?.reshape(self.input_shape())
+            zeros
+                .index_add(&idx, &t.flatten_all()?, 0)?
+                .narrow(0, 0, numel)?
+                .reshape(self.input_shape())
         } else {
-            let ext = Tensor::cat(&[t.flatten_all()?, Tensor::zeros(1, t.dtype(), t.device())?], 0)?;
+            let ext = Tensor::cat(
+                &[t.flatten_all()?, Tensor::zeros(1, t.dtype(), t.device())?],
+                0,
+            )?;
             ext.index_select(&idx, 0)?.reshape(self.cols_shape())
         }
     }

@@ -41,14 +41,27 @@ fn axis_taps(input: usize, out: usize, scale_factor: Option<f64>, mode: InterpMo
         InterpMode::Nearest | InterpMode::NearestExact => {
             // PyTorch computes nearest indices in f32.
             let s = scale as f32;
-            let half = if mode == InterpMode::NearestExact { 0.5 } else { 0.0 };
+            let half = if mode == InterpMode::NearestExact {
+                0.5
+            } else {
+                0.0
+            };
             let idx = (0..out)
                 .map(|o| {
-                    let src = if out == input { o } else { ((o as f32 + half) * s).floor() as usize };
+                    let src = if out == input {
+                        o
+                    } else {
+                        ((o as f32 + half) * s).floor() as usize
+                    };
                     src.min(last) as u32
                 })
                 .collect();
-            AxisTaps { out_len: out, t: 1, idx, w: vec![1.0; out] }
+            AxisTaps {
+                out_len: out,
+                t: 1,
+                idx,
+                w: vec![1.0; out],
+            }
         }
         InterpMode::Linear { align_corners } => {
             let (mut idx, mut w) = (Vec::with_capacity(2 * out), Vec::with_capacity(2 * out));
@@ -68,7 +81,12 @@ fn axis_taps(input: usize, out: usize, scale_factor: Option<f64>, mode: InterpMo
                 idx.extend([i0 as u32, i1 as u32]);
                 w.extend([1.0 - l, l]);
             }
-            AxisTaps { out_len: out, t: 2, idx, w }
+            AxisTaps {
+                out_len: out,
+                t: 2,
+                idx,
+                w,
+            }
         }
     }
 }
@@ -77,14 +95,21 @@ fn axis_taps(input: usize, out: usize, scale_factor: Option<f64>, mode: InterpMo
 pub fn interpolate(x: &Tensor, target: &Resize, mode: InterpMode) -> Result<Tensor> {
     let d = x.rank().saturating_sub(2);
     if !(1..=3).contains(&d) {
-        return Err(Error::shape("x", "[N, C, *spatial] with 1 to 3 spatial axes", x.dims()));
+        return Err(Error::shape(
+            "x",
+            "[N, C, *spatial] with 1 to 3 spatial axes",
+            x.dims(),
+        ));
     }
     let n_given = match target {
         Resize::Size(s) => s.len(),
         Resize::Scale(f) => f.len(),
     };
     if n_given != d {
-        return Err(Error::param("target", format!("gives {n_given} axes, x has {d} spatial axes")));
+        return Err(Error::param(
+            "target",
+            format!("gives {n_given} axes, x has {d} spatial axes"),
+        ));
     }
     let mut y = x.clone();
     for a in 0..d {
@@ -93,13 +118,19 @@ pub fn interpolate(x: &Tensor, target: &Resize, mode: InterpMode) -> Result<Tens
             Resize::Size(s) => (s[a], None),
             Resize::Scale(f) => {
                 if !(f[a] > 0.0 && f[a].is_finite()) {
-                    return Err(Error::param("scale_factor", format!("{} must be positive", f[a])));
+                    return Err(Error::param(
+                        "scale_factor",
+                        format!("{} must be positive", f[a]),
+                    ));
                 }
                 ((input as f64 * f[a]).floor() as usize, Some(f[a]))
             }
         };
         if out == 0 || input == 0 {
-            return Err(Error::param("target", format!("axis {a}: sizes {input} -> {out} must be positive")));
+            return Err(Error::param(
+                "target",
+                format!("axis {a}: sizes {input} -> {out} must be positive"),
+            ));
         }
         y = taps::weighted(&y, a + 2, &axis_taps(input, out, factor, mode))?;
     }

@@ -36,7 +36,11 @@ impl<M: LinearMap> CustomOp1 for Linear<M> {
         self.map.name(self.adjoint)
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let Some((start, end)) = layout.contiguous_offsets() else {
             bail!("{}: input must be contiguous", self.name())
         };
@@ -46,7 +50,11 @@ impl<M: LinearMap> CustomOp1 for Linear<M> {
             (self.map.in_shape(), self.map.out_shape())
         };
         if layout.shape() != &expect {
-            bail!("{}: expected shape {expect:?}, got {:?}", self.name(), layout.shape())
+            bail!(
+                "{}: expected shape {expect:?}, got {:?}",
+                self.name(),
+                layout.shape()
+            )
         }
         let a = self.adjoint;
         let out = match storage {
@@ -54,19 +62,31 @@ impl<M: LinearMap> CustomOp1 for Linear<M> {
             CpuStorage::F64(v) => CpuStorage::F64(self.map.cpu(&v[start..end], a)),
             CpuStorage::BF16(v) => CpuStorage::BF16(self.map.cpu(&v[start..end], a)),
             CpuStorage::F16(v) => CpuStorage::F16(self.map.cpu(&v[start..end], a)),
-            other => bail!("{}: unsupported dtype {:?}", self.name(), candle_core::backend::BackendStorage::dtype(other)),
+            other => bail!(
+                "{}: unsupported dtype {:?}",
+                self.name(),
+                candle_core::backend::BackendStorage::dtype(other)
+            ),
         };
         Ok((out, out_shape))
     }
 
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         Ok(Some(run(grad, &self.map, !self.adjoint)?))
     }
 }
 
 fn run<M: LinearMap>(x: &Tensor, map: &Arc<M>, adjoint: bool) -> candle_core::Result<Tensor> {
     if x.device().is_cpu() {
-        x.contiguous()?.apply_op1(Linear { map: map.clone(), adjoint })
+        x.contiguous()?.apply_op1(Linear {
+            map: map.clone(),
+            adjoint,
+        })
     } else {
         map.device(x, adjoint)
     }
@@ -90,14 +110,42 @@ pub(crate) fn check_map<M: LinearMap>(map: M) {
     use candle_core::{DType, Device};
     let map = Arc::new(map);
     let s = Stream::new(3, "check-map");
-    let x = s.at(0).normal_tensor(map.in_shape(), 0.0, 1.0, DType::F64, &Device::Cpu).unwrap();
-    let y = s.at(1).normal_tensor(map.out_shape(), 0.0, 1.0, DType::F64, &Device::Cpu).unwrap();
+    let x = s
+        .at(0)
+        .normal_tensor(map.in_shape(), 0.0, 1.0, DType::F64, &Device::Cpu)
+        .unwrap();
+    let y = s
+        .at(1)
+        .normal_tensor(map.out_shape(), 0.0, 1.0, DType::F64, &Device::Cpu)
+        .unwrap();
     let ax = apply(&x, &map).unwrap();
     let aty = apply_adjoint(&y, &map).unwrap();
     let close = |a: &Tensor, b: &Tensor| crate::fixture::rel_err(a, b).unwrap() < 1e-14;
-    assert!(close(&ax, &map.device(&x, false).unwrap()), "{}: forward differs from its candle form", map.name(false));
-    assert!(close(&aty, &map.device(&y, true).unwrap()), "{}: adjoint differs from its candle form", map.name(true));
-    let lhs = (ax * &y).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
-    let rhs = (aty * &x).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
-    assert!((lhs - rhs).abs() < 1e-12 * lhs.abs().max(1.0), "{}: not adjoint ({lhs} vs {rhs})", map.name(false));
+    assert!(
+        close(&ax, &map.device(&x, false).unwrap()),
+        "{}: forward differs from its candle form",
+        map.name(false)
+    );
+    assert!(
+        close(&aty, &map.device(&y, true).unwrap()),
+        "{}: adjoint differs from its candle form",
+        map.name(true)
+    );
+    let lhs = (ax * &y)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    let rhs = (aty * &x)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    assert!(
+        (lhs - rhs).abs() < 1e-12 * lhs.abs().max(1.0),
+        "{}: not adjoint ({lhs} vs {rhs})",
+        map.name(false)
+    );
 }

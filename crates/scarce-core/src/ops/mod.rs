@@ -23,13 +23,15 @@ mod softmax;
 mod taps;
 
 pub use channel::{channel_expand, channel_sum};
-pub use conv::{conv, conv2d, conv3d, conv_transpose, conv_transpose2d, conv_transpose3d, ConvOpts};
+pub use conv::{
+    conv, conv2d, conv3d, conv_transpose, conv_transpose2d, conv_transpose3d, ConvOpts,
+};
 pub use grid_sample::{grid_sample, Padding, SampleMode};
 pub use interp::{interpolate, InterpMode, Resize};
 pub use norm::{batch_norm_eval, batch_norm_train, group_norm, layer_norm, BatchStats};
 pub use pool::{
-    adaptive_avg_pool, adaptive_avg_pool2d, adaptive_avg_pool3d, avg_pool, avg_pool2d, avg_pool3d, max_pool,
-    max_pool2d, max_pool3d, PoolOpts,
+    adaptive_avg_pool, adaptive_avg_pool2d, adaptive_avg_pool3d, avg_pool, avg_pool2d, avg_pool3d,
+    max_pool, max_pool2d, max_pool3d, PoolOpts,
 };
 pub use softmax::{cross_entropy, log_softmax, one_hot, softmax};
 

@@ -70,7 +70,11 @@ pub fn batch_norm_train(
         };
         for (name, t) in [("weight", w), ("bias", b)] {
             if t.dims() != [c] || t.dtype() != x.dtype() {
-                return Err(Error::shape(name, format!("[{c}] of {:?}", x.dtype()), t.dims()));
+                return Err(Error::shape(
+                    name,
+                    format!("[{c}] of {:?}", x.dtype()),
+                    t.dims(),
+                ));
             }
         }
         let (y, st) = bn_train_cpu(x, w, b, eps)?;
@@ -81,7 +85,11 @@ pub fn batch_norm_train(
     let mean = (channel_sum(x)? / count as f64)?;
     let centred = (x - channel_expand(&mean, x.dims())?)?;
     let var = (channel_sum(&centred.sqr()?)? / count as f64)?;
-    let stats = BatchStats { mean: mean.detach(), var: var.detach(), count };
+    let stats = BatchStats {
+        mean: mean.detach(),
+        var: var.detach(),
+        count,
+    };
     let inv = (var + eps)?.sqrt()?.recip()?;
     Ok((scale_shift(&centred, &inv, w, b)?, stats))
 }
@@ -132,13 +140,22 @@ pub fn batch_norm_eval(
 
 /// Group normalisation: channels split into `groups` contiguous groups, statistics per
 /// sample and group; per-channel affine. `x`: `[N, C, ...]`.
-pub fn group_norm(x: &Tensor, groups: usize, w: Option<&Tensor>, b: Option<&Tensor>, eps: f64) -> Result<Tensor> {
+pub fn group_norm(
+    x: &Tensor,
+    groups: usize,
+    w: Option<&Tensor>,
+    b: Option<&Tensor>,
+    eps: f64,
+) -> Result<Tensor> {
     if x.rank() < 2 {
         return Err(Error::shape("x", "[N, C, ...]", x.dims()));
     }
     let (n, c) = (x.dim(0)?, x.dim(1)?);
     if groups == 0 || c % groups != 0 {
-        return Err(Error::param("groups", format!("{groups} does not divide {c} channels")));
+        return Err(Error::param(
+            "groups",
+            format!("{groups} does not divide {c} channels"),
+        ));
     }
     let xg = x.reshape((n, groups, ()))?;
     let (y, _, _) = standardise(&xg, &[2], eps)?;
@@ -155,11 +172,20 @@ pub fn layer_norm(
     eps: f64,
 ) -> Result<Tensor> {
     if normalized_ndim == 0 || normalized_ndim > x.rank() {
-        return Err(Error::param("normalized_ndim", format!("{normalized_ndim} for a rank-{} input", x.rank())));
+        return Err(Error::param(
+            "normalized_ndim",
+            format!("{normalized_ndim} for a rank-{} input", x.rank()),
+        ));
     }
     let lead = x.rank() - normalized_ndim;
     let tail = &x.dims()[lead..];
-    let flat = x.reshape(x.dims()[..lead].iter().copied().chain([tail.iter().product()]).collect::<Vec<_>>())?;
+    let flat = x.reshape(
+        x.dims()[..lead]
+            .iter()
+            .copied()
+            .chain([tail.iter().product()])
+            .collect::<Vec<_>>(),
+    )?;
     let (y, _, _) = standardise(&flat, &[lead], eps)?;
     let mut y = y.reshape(x.shape())?;
     for (name, t) in [("weight", w), ("bias", b)] {
@@ -177,4 +203,3 @@ pub fn layer_norm(
     }
     Ok(y)
 }
-

@@ -68,7 +68,11 @@ impl<const D: usize> PoolOpts<D> {
 
     fn check(&self, x: &Tensor) -> Result<()> {
         if x.rank() != D + 2 {
-            return Err(Error::shape("x", format!("{}-d [N, C, {D} spatial]", D + 2), x.dims()));
+            return Err(Error::shape(
+                "x",
+                format!("{}-d [N, C, {D} spatial]", D + 2),
+                x.dims(),
+            ));
         }
         for a in 0..D {
             if self.kernel[a] == 0 || self.stride[a] == 0 || self.dilation[a] == 0 {
@@ -77,7 +81,10 @@ impl<const D: usize> PoolOpts<D> {
             if 2 * self.padding[a] > self.kernel[a] {
                 return Err(Error::param(
                     "padding",
-                    format!("{:?} must be at most half the kernel {:?}", self.padding, self.kernel),
+                    format!(
+                        "{:?} must be at most half the kernel {:?}",
+                        self.padding, self.kernel
+                    ),
                 ));
             }
             if self.divisor_override == Some(0) {
@@ -93,7 +100,10 @@ fn out_size(input: usize, k: usize, s: usize, p: usize, d: usize, ceil: bool) ->
     let span = d * (k - 1) + 1;
     let num = (input + 2 * p) as isize - span as isize + if ceil { s as isize - 1 } else { 0 };
     if num < 0 {
-        return Err(Error::param("kernel", format!("window {span} larger than padded input {}", input + 2 * p)));
+        return Err(Error::param(
+            "kernel",
+            format!("window {span} larger than padded input {}", input + 2 * p),
+        ));
     }
     let mut out = num as usize / s + 1;
     if ceil && (out - 1) * s >= input + p {
@@ -108,15 +118,35 @@ fn max_taps(input: usize, k: usize, s: usize, p: usize, d: usize, ceil: bool) ->
     for o in 0..out_len {
         for t in 0..k {
             let pos = (o * s + t * d) as isize - p as isize;
-            idx.push(if pos >= 0 && (pos as usize) < input { pos as u32 } else { input as u32 });
+            idx.push(if pos >= 0 && (pos as usize) < input {
+                pos as u32
+            } else {
+                input as u32
+            });
         }
     }
-    Ok(AxisTaps { out_len, t: k, idx, w: vec![] })
+    Ok(AxisTaps {
+        out_len,
+        t: k,
+        idx,
+        w: vec![],
+    })
 }
 
-fn avg_taps(input: usize, k: usize, s: usize, p: usize, ceil: bool, include_pad: bool, unit: bool) -> Result<AxisTaps> {
+fn avg_taps(
+    input: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+    ceil: bool,
+    include_pad: bool,
+    unit: bool,
+) -> Result<AxisTaps> {
     let out_len = out_size(input, k, s, p, 1, ceil)?;
-    let (mut idx, mut w) = (Vec::with_capacity(out_len * k), Vec::with_capacity(out_len * k));
+    let (mut idx, mut w) = (
+        Vec::with_capacity(out_len * k),
+        Vec::with_capacity(out_len * k),
+    );
     for o in 0..out_len {
         let start = (o * s) as isize - p as isize;
         let end = (start + k as isize).min((input + p) as isize);
@@ -133,7 +163,12 @@ fn avg_taps(input: usize, k: usize, s: usize, p: usize, ceil: bool, include_pad:
             }
         }
     }
-    Ok(AxisTaps { out_len, t: k, idx, w })
+    Ok(AxisTaps {
+        out_len,
+        t: k,
+        idx,
+        w,
+    })
 }
 
 fn adaptive_taps(input: usize, out_len: usize) -> Result<AxisTaps> {
@@ -148,7 +183,11 @@ fn adaptive_taps(input: usize, out_len: usize) -> Result<AxisTaps> {
         for j in 0..t {
             let pos = lo + j;
             idx.push(if pos < hi { pos as u32 } else { input as u32 });
-            w.push(if pos < hi { 1.0 / (hi - lo) as f64 } else { 0.0 });
+            w.push(if pos < hi {
+                1.0 / (hi - lo) as f64
+            } else {
+                0.0
+            });
         }
     }
     Ok(AxisTaps { out_len, t, idx, w })
@@ -164,7 +203,16 @@ fn adaptive_taps(input: usize, out_len: usize) -> Result<AxisTaps> {
 pub fn max_pool<const D: usize>(x: &Tensor, opts: &PoolOpts<D>) -> Result<Tensor> {
     opts.check(x)?;
     let axes = (0..D)
-        .map(|a| max_taps(x.dim(a + 2)?, opts.kernel[a], opts.stride[a], opts.padding[a], opts.dilation[a], opts.ceil_mode))
+        .map(|a| {
+            max_taps(
+                x.dim(a + 2)?,
+                opts.kernel[a],
+                opts.stride[a],
+                opts.padding[a],
+                opts.dilation[a],
+                opts.ceil_mode,
+            )
+        })
         .collect::<Result<Vec<_>>>()?;
     if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
         return max_pool_cpu(x, opts, &axes);
@@ -174,8 +222,19 @@ pub fn max_pool<const D: usize>(x: &Tensor, opts: &PoolOpts<D>) -> Result<Tensor
 
 /// The taps of axis `a` of a max pool (for tests of the device-generic path).
 #[cfg(test)]
-pub(crate) fn max_taps_for<const D: usize>(x: &Tensor, opts: &PoolOpts<D>, a: usize) -> Result<AxisTaps> {
-    max_taps(x.dim(a + 2)?, opts.kernel[a], opts.stride[a], opts.padding[a], opts.dilation[a], opts.ceil_mode)
+pub(crate) fn max_taps_for<const D: usize>(
+    x: &Tensor,
+    opts: &PoolOpts<D>,
+    a: usize,
+) -> Result<AxisTaps> {
+    max_taps(
+        x.dim(a + 2)?,
+        opts.kernel[a],
+        opts.stride[a],
+        opts.padding[a],
+        opts.dilation[a],
+        opts.ceil_mode,
+    )
 }
 
 /// The device-generic form of [`max_pool`]: one axis at a time.
@@ -226,40 +285,43 @@ fn window_max<T: WithDType>(x: &[T], planes: usize, w: &[Win; 3]) -> (Vec<T>, Ve
     let mut vals = vec![T::zero(); planes * out_plane];
     let mut idx = vec![0u32; planes * out_plane];
     let r: Vec<Vec<(usize, usize)>> = w.iter().map(Win::ranges).collect();
-    vals.par_chunks_mut(out_plane).zip(idx.par_chunks_mut(out_plane)).enumerate().for_each(|(p, (vo, io))| {
-        let base = p * plane;
-        let xp = &x[base..base + plane];
-        let mut o = 0;
-        for &(d0, dn) in &r[0] {
-            for &(h0, hn) in &r[1] {
-                for &(w0, wn) in &r[2] {
-                    // Branch-free running max (data-dependent branches mispredict on
-                    // random activations). NaN wins, as in PyTorch.
-                    let (mut bv, mut bi, mut seen) = (T::zero(), 0usize, false);
-                    for td in 0..dn {
-                        let zd = d0 + td * w[0].d;
-                        for th in 0..hn {
-                            let zh = h0 + th * w[1].d;
-                            let row = (zd * w[1].len + zh) * w[2].len;
-                            for tw in 0..wn {
-                                let zw = w0 + tw * w[2].d;
-                                let v = xp[row + zw];
-                                #[allow(clippy::eq_op)] // v != v is the NaN test
-                                let take = !seen | (v > bv) | ((v != v) & (bv == bv));
-                                bv = if take { v } else { bv };
-                                bi = if take { row + zw } else { bi };
-                                seen = true;
+    vals.par_chunks_mut(out_plane)
+        .zip(idx.par_chunks_mut(out_plane))
+        .enumerate()
+        .for_each(|(p, (vo, io))| {
+            let base = p * plane;
+            let xp = &x[base..base + plane];
+            let mut o = 0;
+            for &(d0, dn) in &r[0] {
+                for &(h0, hn) in &r[1] {
+                    for &(w0, wn) in &r[2] {
+                        // Branch-free running max (data-dependent branches mispredict on
+                        // random activations). NaN wins, as in PyTorch.
+                        let (mut bv, mut bi, mut seen) = (T::zero(), 0usize, false);
+                        for td in 0..dn {
+                            let zd = d0 + td * w[0].d;
+                            for th in 0..hn {
+                                let zh = h0 + th * w[1].d;
+                                let row = (zd * w[1].len + zh) * w[2].len;
+                                for tw in 0..wn {
+                                    let zw = w0 + tw * w[2].d;
+                                    let v = xp[row + zw];
+                                    #[allow(clippy::eq_op)] // v != v is the NaN test
+                                    let take = !seen | (v > bv) | ((v != v) & (bv == bv));
+                                    bv = if take { v } else { bv };
+                                    bi = if take { row + zw } else { bi };
+                                    seen = true;
+                                }
                             }
                         }
+                        let (v, i) = (bv, bi);
+                        vo[o] = v;
+                        io[o] = (base + i) as u32;
+                        o += 1;
                     }
-                    let (v, i) = (bv, bi);
-                    vo[o] = v;
-                    io[o] = (base + i) as u32;
-                    o += 1;
                 }
             }
-        }
-    });
+        });
     (vals, idx)
 }
 
@@ -276,7 +338,9 @@ impl CustomOp1 for MaxPoolOp {
         "scarce-max-pool"
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let Some((a, b)) = l.contiguous_offsets() else { candle_core::bail!("scarce-max-pool: input must be contiguous") };
+        let Some((a, b)) = l.contiguous_offsets() else {
+            candle_core::bail!("scarce-max-pool: input must be contiguous")
+        };
         let planes = l.dims()[0] * l.dims()[1];
         let (out, idx) = match s {
             CpuStorage::F32(v) => {
@@ -292,15 +356,39 @@ impl CustomOp1 for MaxPoolOp {
         let _ = self.argmax.set(Arc::new(idx));
         Ok((out, Shape::from(self.out_dims.clone())))
     }
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let Some(idx) = self.argmax.get() else { candle_core::bail!("scarce-max-pool: backward before forward") };
-        let map = Arc::new(GatherMap { input: arg.dims().to_vec(), output: self.out_dims.clone(), idx: idx.clone() });
-        apply_adjoint(grad, &map).map_err(candle_core::Error::wrap).map(Some)
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let Some(idx) = self.argmax.get() else {
+            candle_core::bail!("scarce-max-pool: backward before forward")
+        };
+        let map = Arc::new(GatherMap {
+            input: arg.dims().to_vec(),
+            output: self.out_dims.clone(),
+            idx: idx.clone(),
+        });
+        apply_adjoint(grad, &map)
+            .map_err(candle_core::Error::wrap)
+            .map(Some)
     }
 }
 
-fn max_pool_cpu<const D: usize>(x: &Tensor, opts: &PoolOpts<D>, axes: &[AxisTaps]) -> Result<Tensor> {
-    let unit = Win { out: 1, k: 1, s: 1, p: 0, d: 1, len: 1 };
+fn max_pool_cpu<const D: usize>(
+    x: &Tensor,
+    opts: &PoolOpts<D>,
+    axes: &[AxisTaps],
+) -> Result<Tensor> {
+    let unit = Win {
+        out: 1,
+        k: 1,
+        s: 1,
+        p: 0,
+        d: 1,
+        len: 1,
+    };
     let mut wins = [unit; 3];
     for a in 0..D {
         wins[3 - D + a] = Win {
@@ -314,7 +402,11 @@ fn max_pool_cpu<const D: usize>(x: &Tensor, opts: &PoolOpts<D>, axes: &[AxisTaps
     }
     let mut out_dims = x.dims()[..2].to_vec();
     out_dims.extend(axes.iter().map(|a| a.out_len));
-    let op = MaxPoolOp { wins, out_dims, argmax: Arc::new(OnceLock::new()) };
+    let op = MaxPoolOp {
+        wins,
+        out_dims,
+        argmax: Arc::new(OnceLock::new()),
+    };
     Ok(x.contiguous()?.apply_op1(op)?)
 }
 
@@ -337,7 +429,15 @@ pub fn avg_pool<const D: usize>(x: &Tensor, opts: &PoolOpts<D>) -> Result<Tensor
     let unit = opts.divisor_override.is_some();
     let mut y = x.clone();
     for a in 0..D {
-        let t = avg_taps(x.dim(a + 2)?, opts.kernel[a], opts.stride[a], opts.padding[a], opts.ceil_mode, opts.count_include_pad, unit)?;
+        let t = avg_taps(
+            x.dim(a + 2)?,
+            opts.kernel[a],
+            opts.stride[a],
+            opts.padding[a],
+            opts.ceil_mode,
+            opts.count_include_pad,
+            unit,
+        )?;
         y = taps::weighted(&y, a + 2, &t)?;
     }
     match opts.divisor_override {
@@ -360,7 +460,11 @@ pub fn avg_pool3d(x: &Tensor, opts: &PoolOpts<3>) -> Result<Tensor> {
 /// covers `[floor(i·in/out), ceil((i+1)·in/out))`.
 pub fn adaptive_avg_pool<const D: usize>(x: &Tensor, size: [usize; D]) -> Result<Tensor> {
     if x.rank() != D + 2 {
-        return Err(Error::shape("x", format!("{}-d [N, C, {D} spatial]", D + 2), x.dims()));
+        return Err(Error::shape(
+            "x",
+            format!("{}-d [N, C, {D} spatial]", D + 2),
+            x.dims(),
+        ));
     }
     let mut y = x.clone();
     for (a, &s) in size.iter().enumerate() {

@@ -33,12 +33,21 @@ pub fn log_softmax(x: &Tensor, dim: isize) -> Result<Tensor> {
 
 /// A one-hot tensor `[N, C, ...]` (dtype of `like`) from class indices `[N, ...]`.
 pub fn one_hot(target: &Tensor, classes: usize, like: &Tensor) -> Result<Tensor> {
-    let t = target.to_dtype(DType::I64)?.flatten_all()?.to_vec1::<i64>()?;
+    let t = target
+        .to_dtype(DType::I64)?
+        .flatten_all()?
+        .to_vec1::<i64>()?;
     if let Some(bad) = t.iter().find(|&&c| c < 0 || c as usize >= classes) {
-        return Err(Error::param("target", format!("class {bad} outside 0..{classes}")));
+        return Err(Error::param(
+            "target",
+            format!("class {bad} outside 0..{classes}"),
+        ));
     }
     let dims = target.dims();
-    let (n, rest) = (dims.first().copied().unwrap_or(1), dims.iter().skip(1).product::<usize>());
+    let (n, rest) = (
+        dims.first().copied().unwrap_or(1),
+        dims.iter().skip(1).product::<usize>(),
+    );
     let mut v = vec![0f64; n * classes * rest];
     for (i, &c) in t.iter().enumerate() {
         let (s, r) = (i / rest.max(1), i % rest.max(1));
