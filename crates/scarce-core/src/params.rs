@@ -145,7 +145,11 @@ impl Params {
 
     /// The same values cut off from the autodiff graph.
     pub fn detach(&self) -> Params {
-        self.map(|_, t| Ok(t.detach())).expect("detach cannot fail")
+        Params {
+            names: self.names.clone(),
+            tensors: self.tensors.iter().map(Tensor::detach).collect(),
+            index: self.index.clone(),
+        }
     }
 
     /// Copies every tensor into a fresh candle `Var`, so that `backward` reports gradients for

@@ -175,22 +175,22 @@ pub fn conv<const D: usize>(
     };
     let x5 = x.reshape((n, c, input[0], input[1], input[2]))?;
     let w5 = w.reshape((o, cg, kernel[0], kernel[1], kernel[2]))?;
-    let y = if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
-        conv_forward(
-            ConvSpec {
-                geom,
-                out_channels: o,
-                groups: g,
-            },
-            &x5,
-            &w5,
-        )?
-    } else {
-        conv_by_columns(&x5, &w5, geom, g)?
-    };
     let mut shape = vec![n, o];
     shape.extend_from_slice(&output[3 - D..]);
-    add_bias(y.reshape(shape)?, b, o)
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        if let Some(b) = b {
+            if b.dims() != [o] {
+                return Err(Error::shape("bias", format!("[{o}]"), b.dims()));
+            }
+        }
+        let spec = ConvSpec {
+            geom,
+            out_channels: o,
+            groups: g,
+        };
+        return Ok(conv_forward(spec, &x5, &w5, b)?.reshape(shape)?);
+    }
+    add_bias(conv_by_columns(&x5, &w5, geom, g)?.reshape(shape)?, b, o)
 }
 
 /// The device-generic convolution: the column matrix, one matmul, a transpose. Its
@@ -368,7 +368,7 @@ mod tests {
             out_channels: 6,
             groups: 2,
         };
-        let fused = conv_forward(spec.clone(), &x, &w).unwrap();
+        let fused = conv_forward(spec.clone(), &x, &w, None).unwrap();
         let cols = conv_by_columns(&x, &w, geom.clone(), 2).unwrap();
         assert!(crate::fixture::rel_err(&fused, &cols).unwrap() < 1e-14);
         let gy = s

@@ -10,8 +10,9 @@
 
 #![allow(unsafe_code)] // gemm takes raw pointers and strides; each call is bounds-reasoned below.
 
+use super::channel::channel_sum;
 use super::im2col::{col2im_into, im2col_into, Geom};
-use candle_core::{bail, CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -110,8 +111,8 @@ unsafe fn mm<T: 'static + WithDType>(
 }
 
 impl ConvSpec {
-    /// `y[n] = W_g · cols_g(x[n])` for every sample and group.
-    fn forward<T: WithDType>(&self, x: &[T], w: &[T]) -> Vec<T> {
+    /// `y[n] = W_g · cols_g(x[n]) (+ b)` for every sample and group.
+    fn forward<T: WithDType>(&self, x: &[T], w: &[T], b: Option<&[T]>) -> Vec<T> {
         let one = self.one();
         let (o, groups, l) = (self.out_channels, self.groups, one.out_len());
         let (og, kg) = (o / groups, one.rows() / groups);
@@ -125,13 +126,16 @@ impl ConvSpec {
                     cols,
                     false,
                 );
+                if let Some(b) = b {
+                    yn.chunks_mut(l).zip(b).for_each(|(row, &b)| row.fill(b));
+                }
                 for gi in 0..groups {
                     // SAFETY: yn holds o·l, w holds o·kg, cols holds groups·kg·l elements.
                     unsafe {
                         mm(
                             (og, l, kg),
                             (yn.as_mut_ptr().add(gi * og * l), l as isize, 1),
-                            false,
+                            b.is_some(),
                             (w.as_ptr().add(gi * og * kg), kg as isize, 1),
                             (cols.as_ptr().add(gi * kg * l), l as isize, 1),
                         )
@@ -245,7 +249,7 @@ impl CustomOp2 for ConvOp {
         };
         fn run<T: WithDType>(op: &ConvOp, a: &[T], b: &[T]) -> Vec<T> {
             match op.kind {
-                Kind::Forward => op.spec.forward(a, b),
+                Kind::Forward => op.spec.forward(a, b, None),
                 Kind::InputGrad => op.spec.input_grad(a, b),
                 Kind::WeightGrad => op.spec.weight_grad(a, b),
             }
@@ -290,6 +294,73 @@ impl CustomOp2 for ConvOp {
     }
 }
 
+/// The forward with a bias added in place (the output starts as the bias and the product
+/// accumulates onto it): `(x, w, b) -> y`, backward `(∂T/∂x(g, w), ∂T/∂w(g, x), Σ g)`.
+struct ConvBiasOp {
+    spec: Arc<ConvSpec>,
+}
+
+impl CustomOp3 for ConvBiasOp {
+    fn name(&self) -> &'static str {
+        "scarce-conv-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let sp = &self.spec;
+        if l1.shape() != &sp.x_shape()
+            || l2.shape() != &sp.w_shape()
+            || l3.dims() != [sp.out_channels]
+        {
+            bail!(
+                "scarce-conv-bias: shapes {:?}, {:?}, {:?} do not fit",
+                l1.shape(),
+                l2.shape(),
+                l3.shape()
+            )
+        }
+        let (Some((a0, a1)), Some((b0, b1)), Some((c0, c1))) = (
+            l1.contiguous_offsets(),
+            l2.contiguous_offsets(),
+            l3.contiguous_offsets(),
+        ) else {
+            bail!("scarce-conv-bias: inputs must be contiguous")
+        };
+        let y = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
+                CpuStorage::F32(sp.forward(&x[a0..a1], &w[b0..b1], Some(&b[c0..c1])))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
+                CpuStorage::F64(sp.forward(&x[a0..a1], &w[b0..b1], Some(&b[c0..c1])))
+            }
+            _ => bail!("scarce-conv-bias: inputs must all be f32 or all f64"),
+        };
+        Ok((y, sp.y_shape()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        Ok((
+            Some(run(&self.spec, Kind::InputGrad, g, w)?),
+            Some(run(&self.spec, Kind::WeightGrad, g, x)?),
+            Some(channel_sum(g).map_err(candle_core::Error::wrap)?),
+        ))
+    }
+}
+
 fn run(spec: &Arc<ConvSpec>, kind: Kind, a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     a.contiguous()?.apply_op2(
         &b.contiguous()?,
@@ -300,9 +371,21 @@ fn run(spec: &Arc<ConvSpec>, kind: Kind, a: &Tensor, b: &Tensor) -> candle_core:
     )
 }
 
-/// `y = conv(x, w)` with `x` `[N, C, D, H, W]`, `w` `[O, C/groups, kD, kH, kW]`.
-pub(crate) fn conv_forward(spec: ConvSpec, x: &Tensor, w: &Tensor) -> crate::Result<Tensor> {
-    Ok(run(&Arc::new(spec), Kind::Forward, x, w)?)
+/// `y = conv(x, w) + b` with `x` `[N, C, D, H, W]`, `w` `[O, C/groups, kD, kH, kW]`, `b` `[O]`.
+pub(crate) fn conv_forward(
+    spec: ConvSpec,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+) -> crate::Result<Tensor> {
+    let spec = Arc::new(spec);
+    Ok(match b {
+        None => run(&spec, Kind::Forward, x, w)?,
+        Some(b) => {
+            x.contiguous()?
+                .apply_op3(&w.contiguous()?, &b.contiguous()?, ConvBiasOp { spec })?
+        }
+    })
 }
 
 /// The transposed convolution `dx = ∂T/∂x(y, w)`: `y` `[N, O, Do, Ho, Wo]` → `[N, C, D, H, W]`.
