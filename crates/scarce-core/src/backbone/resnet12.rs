@@ -139,8 +139,11 @@ impl Model for ResNet12 {
                     y = ops::leaky_relu(&y, c.leaky_slope)?;
                 }
             }
-            h = ops::leaky_relu(&(y + short)?, c.leaky_slope)?;
-            h = c.spatial.max_pool(&h, 2)?;
+            // max-pool then leaky ReLU: the same values and gradients as the usual order,
+            // since a strictly increasing function keeps each window's first maximum, on a
+            // 2^d× smaller tensor.
+            h = c.spatial.max_pool(&(y + short)?, 2)?;
+            h = ops::leaky_relu(&h, c.leaky_slope)?;
         }
         if c.global_pool {
             let axes: Vec<usize> = (2..h.rank()).collect();

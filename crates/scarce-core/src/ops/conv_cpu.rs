@@ -273,23 +273,29 @@ impl CustomOp2 for ConvOp {
         _res: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let op = |kind, p: &Tensor, q: &Tensor| run(&self.spec, kind, p, q);
+        // A gradient is only computed for an argument that autodiff tracks (data inputs
+        // such as the images of a first layer need none).
+        let op = |needed: &Tensor,
+                  kind,
+                  p: &Tensor,
+                  q: &Tensor|
+         -> candle_core::Result<Option<Tensor>> {
+            if needed.track_op() {
+                run(&self.spec, kind, p, q).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
         Ok(match self.kind {
             // (x, w): dx = ∂T/∂x(g, w), dw = ∂T/∂w(g, x)
             Kind::Forward => (
-                Some(op(Kind::InputGrad, g, b)?),
-                Some(op(Kind::WeightGrad, g, a)?),
+                op(a, Kind::InputGrad, g, b)?,
+                op(b, Kind::WeightGrad, g, a)?,
             ),
             // (dy, w): d dy = ∂T/∂dy(x := g, w), dw = ∂T/∂w(dy, x := g)
-            Kind::InputGrad => (
-                Some(op(Kind::Forward, g, b)?),
-                Some(op(Kind::WeightGrad, a, g)?),
-            ),
+            Kind::InputGrad => (op(a, Kind::Forward, g, b)?, op(b, Kind::WeightGrad, a, g)?),
             // (dy, x): d dy = ∂T/∂dy(x, w := g), dx = ∂T/∂x(dy, w := g)
-            Kind::WeightGrad => (
-                Some(op(Kind::Forward, b, g)?),
-                Some(op(Kind::InputGrad, a, g)?),
-            ),
+            Kind::WeightGrad => (op(a, Kind::Forward, b, g)?, op(b, Kind::InputGrad, a, g)?),
         })
     }
 }
@@ -353,9 +359,19 @@ impl CustomOp3 for ConvBiasOp {
         _res: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dx = if x.track_op() {
+            Some(run(&self.spec, Kind::InputGrad, g, w)?)
+        } else {
+            None
+        };
+        let dw = if w.track_op() {
+            Some(run(&self.spec, Kind::WeightGrad, g, x)?)
+        } else {
+            None
+        };
         Ok((
-            Some(run(&self.spec, Kind::InputGrad, g, w)?),
-            Some(run(&self.spec, Kind::WeightGrad, g, x)?),
+            dx,
+            dw,
             Some(channel_sum(g).map_err(candle_core::Error::wrap)?),
         ))
     }
