@@ -146,8 +146,89 @@ impl ConvSpec {
         y
     }
 
-    /// `dx[n] = col2im(W_gᵀ · dy_g[n])`.
+    /// For stride 1, the input gradient is itself a correlation: of `dy`, padded by
+    /// `d(k-1) - p`, with the kernel flipped and its channel axes swapped. Returns that
+    /// correlation's single-sample geometry when it applies.
+    fn flipped_geom(&self) -> Option<Geom> {
+        let g = &self.geom;
+        let mut pad = [0; 3];
+        for a in 0..3 {
+            let reach = g.dil[a] * (g.kernel[a] - 1);
+            if g.stride[a] != 1 || g.pad[a] > reach {
+                return None;
+            }
+            pad[a] = reach - g.pad[a];
+        }
+        Some(Geom {
+            n: 1,
+            c: self.out_channels,
+            input: g.output,
+            kernel: g.kernel,
+            stride: [1; 3],
+            pad,
+            dil: g.dil,
+            output: g.input,
+        })
+    }
+
+    /// `W'_g[ci, (oo, k)] = W[g·Og + oo, ci, K-1-k]`: the kernel of [`Self::flipped_geom`].
+    fn flipped_kernel<T: WithDType>(&self, w: &[T]) -> Vec<T> {
+        let (o, groups) = (self.out_channels, self.groups);
+        let (og, cg) = (o / groups, self.geom.c / groups);
+        let kk = self.geom.kernel_len();
+        let mut wf = vec![T::zero(); w.len()];
+        for gi in 0..groups {
+            for ci in 0..cg {
+                for oo in 0..og {
+                    let src = &w[((gi * og + oo) * cg + ci) * kk..][..kk];
+                    let dst = &mut wf[((gi * cg + ci) * og + oo) * kk..][..kk];
+                    // Reversing the flat kernel index reverses every kernel axis at once.
+                    dst.iter_mut()
+                        .zip(src.iter().rev())
+                        .for_each(|(d, &s)| *d = s);
+                }
+            }
+        }
+        wf
+    }
+
+    /// Stride 1: `dx_g[n] = W'_g · cols'_g(dy[n])`, a gemm with the long inner dimension
+    /// `O/g·k` and no scatter-add.
+    fn input_grad_by_correlation<T: WithDType>(&self, dy: &[T], w: &[T], fg: &Geom) -> Vec<T> {
+        let (groups, cg) = (self.groups, self.geom.c / self.groups);
+        let (l_in, l_out) = (fg.out_len(), fg.in_len());
+        let kg = fg.rows() / groups;
+        let wf = self.flipped_kernel(w);
+        let yn_len = self.out_channels * l_out;
+        let mut dx = vec![T::zero(); self.geom.n * self.geom.c * l_in];
+        dx.par_chunks_mut(self.geom.c * l_in)
+            .enumerate()
+            .for_each_init(
+                || vec![T::zero(); fg.rows() * l_in],
+                |cols, (n, dxn)| {
+                    im2col_into(fg, &dy[n * yn_len..][..yn_len], cols, false);
+                    for gi in 0..groups {
+                        // SAFETY: dxn holds c·l_in, wf holds c·kg, cols holds groups·kg·l_in.
+                        unsafe {
+                            mm(
+                                (cg, l_in, kg),
+                                (dxn.as_mut_ptr().add(gi * cg * l_in), l_in as isize, 1),
+                                false,
+                                (wf.as_ptr().add(gi * cg * kg), kg as isize, 1),
+                                (cols.as_ptr().add(gi * kg * l_in), l_in as isize, 1),
+                            )
+                        }
+                    }
+                },
+            );
+        dx
+    }
+
+    /// `dx[n] = col2im(W_gᵀ · dy_g[n])`, or for stride 1 the equivalent correlation.
     fn input_grad<T: WithDType>(&self, dy: &[T], w: &[T]) -> Vec<T> {
+        if let Some(fg) = self.flipped_geom() {
+            return self.input_grad_by_correlation(dy, w, &fg);
+        }
         let one = self.one();
         let (o, groups, l) = (self.out_channels, self.groups, one.out_len());
         let (og, kg) = (o / groups, one.rows() / groups);

@@ -1,7 +1,7 @@
 //! Max, average and adaptive average pooling in 2D and 3D, PyTorch semantics, exact
 //! gradients at every order (see [`super::taps`]: a box pool is a product of one-axis pools).
 
-use super::gather::GatherMap;
+use super::gather::PlaneGather;
 use super::linear::apply_adjoint;
 use super::taps::{self, AxisTaps};
 use crate::{Error, Result};
@@ -271,54 +271,68 @@ impl Win {
         }
         ((start + lo * d) as usize, (hi - lo) as usize)
     }
-
-    fn ranges(&self) -> Vec<(usize, usize)> {
-        (0..self.out).map(|o| self.range(o)).collect()
-    }
 }
 
-/// Values and flat input indices of the first maximum of every window (NaN wins, as in
-/// PyTorch), for a contiguous `[N, C, D, H, W]` buffer.
+/// The in-plane offsets of every window's valid taps in scan order, as CSR: window `o`
+/// reads `offsets[ptr[o]..ptr[o + 1]]`. The same for every plane.
+fn window_offsets(w: &[Win; 3]) -> (Vec<u32>, Vec<usize>) {
+    let (mut offsets, mut ptr) = (Vec::new(), vec![0]);
+    for od in 0..w[0].out {
+        let (d0, dn) = w[0].range(od);
+        for oh in 0..w[1].out {
+            let (h0, hn) = w[1].range(oh);
+            for ow in 0..w[2].out {
+                let (w0, wn) = w[2].range(ow);
+                for td in 0..dn {
+                    for th in 0..hn {
+                        let row = ((d0 + td * w[0].d) * w[1].len + h0 + th * w[1].d) * w[2].len;
+                        for tw in 0..wn {
+                            offsets.push((row + w0 + tw * w[2].d) as u32);
+                        }
+                    }
+                }
+                ptr.push(offsets.len());
+            }
+        }
+    }
+    (offsets, ptr)
+}
+
+/// Values and in-plane indices of the first maximum of every window (NaN wins, as in
+/// PyTorch), for a contiguous buffer of `planes` planes.
 fn window_max<T: WithDType>(x: &[T], planes: usize, w: &[Win; 3]) -> (Vec<T>, Vec<u32>) {
     let plane = w[0].len * w[1].len * w[2].len;
     let out_plane = w[0].out * w[1].out * w[2].out;
+    let (offsets, ptr) = window_offsets(w);
+    let chunk = (1 << 14) / plane.max(1) + 1;
     let mut vals = vec![T::zero(); planes * out_plane];
     let mut idx = vec![0u32; planes * out_plane];
-    let r: Vec<Vec<(usize, usize)>> = w.iter().map(Win::ranges).collect();
-    vals.par_chunks_mut(out_plane)
-        .zip(idx.par_chunks_mut(out_plane))
-        .enumerate()
-        .for_each(|(p, (vo, io))| {
-            let base = p * plane;
-            let xp = &x[base..base + plane];
-            let mut o = 0;
-            for &(d0, dn) in &r[0] {
-                for &(h0, hn) in &r[1] {
-                    for &(w0, wn) in &r[2] {
-                        // Branch-free running max (data-dependent branches mispredict on
-                        // random activations). NaN wins, as in PyTorch.
-                        let (mut bv, mut bi, mut seen) = (T::zero(), 0usize, false);
-                        for td in 0..dn {
-                            let zd = d0 + td * w[0].d;
-                            for th in 0..hn {
-                                let zh = h0 + th * w[1].d;
-                                let row = (zd * w[1].len + zh) * w[2].len;
-                                for tw in 0..wn {
-                                    let zw = w0 + tw * w[2].d;
-                                    let v = xp[row + zw];
-                                    #[allow(clippy::eq_op)] // v != v is the NaN test
-                                    let take = !seen | (v > bv) | ((v != v) & (bv == bv));
-                                    bv = if take { v } else { bv };
-                                    bi = if take { row + zw } else { bi };
-                                    seen = true;
-                                }
-                            }
-                        }
-                        let (v, i) = (bv, bi);
-                        vo[o] = v;
-                        io[o] = (base + i) as u32;
-                        o += 1;
+    vals.par_chunks_mut(out_plane * chunk)
+        .zip(idx.par_chunks_mut(out_plane * chunk))
+        .zip(x.par_chunks(plane * chunk))
+        .for_each(|((vo, io), xs)| {
+            for ((vo, io), xp) in vo
+                .chunks_mut(out_plane)
+                .zip(io.chunks_mut(out_plane))
+                .zip(xs.chunks(plane))
+            {
+                for o in 0..out_plane {
+                    let taps = &offsets[ptr[o]..ptr[o + 1]];
+                    let Some((&first, rest)) = taps.split_first() else {
+                        continue;
+                    };
+                    let (mut bv, mut bi) = (xp[first as usize], first);
+                    // Branch-free running maximum (data-dependent branches mispredict on
+                    // random activations); NaN wins.
+                    for &j in rest {
+                        let v = xp[j as usize];
+                        #[allow(clippy::eq_op)] // v != v is the NaN test
+                        let take = (v > bv) | ((v != v) & (bv == bv));
+                        bv = if take { v } else { bv };
+                        bi = if take { j } else { bi };
                     }
+                    vo[o] = bv;
+                    io[o] = bi;
                 }
             }
         });
@@ -326,7 +340,7 @@ fn window_max<T: WithDType>(x: &[T], planes: usize, w: &[Win; 3]) -> (Vec<T>, Ve
 }
 
 /// The CPU max-pool op: values and argmax in one pass; the argmax is kept for the backward,
-/// which scatters the gradient through [`GatherMap`]'s adjoint (exact at every order).
+/// which scatters the gradient through [`PlaneGather`]'s adjoint (exact at every order).
 struct MaxPoolOp {
     wins: [Win; 3],
     out_dims: Vec<usize>,
@@ -365,9 +379,10 @@ impl CustomOp1 for MaxPoolOp {
         let Some(idx) = self.argmax.get() else {
             candle_core::bail!("scarce-max-pool: backward before forward")
         };
-        let map = Arc::new(GatherMap {
+        let map = Arc::new(PlaneGather {
             input: arg.dims().to_vec(),
             output: self.out_dims.clone(),
+            planes: arg.dims()[0] * arg.dims()[1],
             idx: idx.clone(),
         });
         apply_adjoint(grad, &map)
