@@ -25,19 +25,49 @@ fn dims3(shape: &Shape) -> (usize, usize, usize) {
     (d[0], d[1], d[2..].iter().product())
 }
 
-/// Two-pass per-channel statistics in f64.
+/// `Σ f(p[i])`, accumulated in `T` over 8 independent lanes (so that it vectorises) and
+/// returned in f64; callers add these per-plane sums in f64.
+fn lanes<T: WithDType>(p: &[T], f: impl Fn(T) -> T) -> f64 {
+    let mut acc = [T::zero(); 8];
+    let chunks = p.chunks_exact(8);
+    let rest = chunks.remainder();
+    for ch in chunks {
+        for i in 0..8 {
+            acc[i] += f(ch[i]);
+        }
+    }
+    acc.iter().map(|a| a.to_f64()).sum::<f64>() + rest.iter().map(|&v| f(v).to_f64()).sum::<f64>()
+}
+
+/// `Σ f(a[i], b[i])`, as [`lanes`].
+fn lanes2<T: WithDType>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> f64 {
+    let mut acc = [T::zero(); 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(&x, &y)| f(x, y).to_f64())
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += f(x[i], y[i]);
+        }
+    }
+    acc.iter().map(|a| a.to_f64()).sum::<f64>() + tail
+}
+
+/// Two-pass per-channel statistics (per-plane sums in `T`, totals in f64).
 fn stats<T: WithDType>(x: &[T], n: usize, c: usize, inner: usize, eps: f64) -> Stats {
     let count = (n * inner) as f64;
     let per: Vec<(f64, f64)> = (0..c)
         .into_par_iter()
         .map(|ch| {
             let planes = || (0..n).map(move |b| &x[(b * c + ch) * inner..][..inner]);
-            let mean = planes()
-                .map(|p| p.iter().map(|v| v.to_f64()).sum::<f64>())
-                .sum::<f64>()
-                / count;
+            let mean = planes().map(|p| lanes(p, |v| v)).sum::<f64>() / count;
+            let m = T::from_f64(mean);
             let var = planes()
-                .map(|p| p.iter().map(|v| (v.to_f64() - mean).powi(2)).sum::<f64>())
+                .map(|p| lanes(p, |v| (v - m) * (v - m)))
                 .sum::<f64>()
                 / count;
             (mean, var)
@@ -166,16 +196,15 @@ impl CustomOp3 for BnGrad {
             let sums: Vec<(f64, f64)> = (0..c)
                 .into_par_iter()
                 .map(|k| {
-                    let (m, inv) = (st.mean[k], st.inv[k]);
+                    let (m, inv) = (T::from_f64(st.mean[k]), st.inv[k]);
                     let (mut s, mut sx) = (0f64, 0f64);
                     for b in 0..n {
                         let o = (b * c + k) * inner;
-                        for (g, v) in dy[o..o + inner].iter().zip(&x[o..o + inner]) {
-                            let g = g.to_f64();
-                            s += g;
-                            sx += g * (v.to_f64() - m) * inv;
-                        }
+                        let (g, v) = (&dy[o..o + inner], &x[o..o + inner]);
+                        s += lanes(g, |g| g);
+                        sx += lanes2(g, v, |g, v| g * (v - m));
                     }
+                    sx *= inv;
                     (s, sx)
                 })
                 .collect();

@@ -152,12 +152,12 @@ impl ConvSpec {
     fn flipped_geom(&self) -> Option<Geom> {
         let g = &self.geom;
         let mut pad = [0; 3];
-        for a in 0..3 {
+        for (a, p) in pad.iter_mut().enumerate() {
             let reach = g.dil[a] * (g.kernel[a] - 1);
             if g.stride[a] != 1 || g.pad[a] > reach {
                 return None;
             }
-            pad[a] = reach - g.pad[a];
+            *p = reach - g.pad[a];
         }
         Some(Geom {
             n: 1,
