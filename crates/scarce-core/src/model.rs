@@ -5,7 +5,9 @@
 //! federated clients and GAN discriminators alike. Mutable state that is not learnt (batch-
 //! norm running statistics) lives in [`Ctx::buffers`].
 
-use crate::ops::{batch_norm_eval, batch_norm_train};
+use crate::ops::{
+    batch_norm_eval, batch_norm_train, batch_norm_train_max_pool, max_pool, BatchStats, PoolOpts,
+};
 use crate::rng::Stream;
 use crate::{Error, Params, Result};
 use candle_core::{Device, Tensor};
@@ -68,48 +70,124 @@ impl Ctx {
     /// Batch norm for layer `prefix` (weights `<prefix>.weight`, `<prefix>.bias` in `p`;
     /// buffers `<prefix>.running_mean`, `<prefix>.running_var`), following the mode.
     pub fn batch_norm(&mut self, p: &Params, prefix: &str, x: &Tensor, eps: f64) -> Result<Tensor> {
-        let w = p.require(&format!("{prefix}.weight"))?;
-        let b = p.require(&format!("{prefix}.bias"))?;
+        let (w, b) = bn_weights(p, prefix)?;
+        match self.mode {
+            Mode::Train => {
+                let (y, stats) = batch_norm_train(x, Some(w), Some(b), eps)?;
+                self.update_running(prefix, stats)?;
+                Ok(y)
+            }
+            Mode::Eval => self.batch_norm_running(prefix, x, w, b, eps),
+        }
+    }
+
+    /// [`Ctx::batch_norm`] followed by a `window`-max-pool (stride `window`, floor mode) over
+    /// the spatial axes of `x` (2D or 3D). In train mode on the CPU the two run as one fused op
+    /// ([`crate::ops::batch_norm_train_max_pool`]).
+    pub fn batch_norm_max_pool(
+        &mut self,
+        p: &Params,
+        prefix: &str,
+        x: &Tensor,
+        eps: f64,
+        window: usize,
+    ) -> Result<Tensor> {
+        let (w, b) = bn_weights(p, prefix)?;
+        match (self.mode, x.rank()) {
+            (Mode::Train, 4) => {
+                let (y, stats) = batch_norm_train_max_pool(
+                    x,
+                    Some(w),
+                    Some(b),
+                    eps,
+                    &PoolOpts::<2>::new(window),
+                )?;
+                self.update_running(prefix, stats)?;
+                Ok(y)
+            }
+            (Mode::Train, 5) => {
+                let (y, stats) = batch_norm_train_max_pool(
+                    x,
+                    Some(w),
+                    Some(b),
+                    eps,
+                    &PoolOpts::<3>::new(window),
+                )?;
+                self.update_running(prefix, stats)?;
+                Ok(y)
+            }
+            (Mode::Eval, 4) => max_pool(
+                &self.batch_norm_running(prefix, x, w, b, eps)?,
+                &PoolOpts::<2>::new(window),
+            ),
+            (Mode::Eval, 5) => max_pool(
+                &self.batch_norm_running(prefix, x, w, b, eps)?,
+                &PoolOpts::<3>::new(window),
+            ),
+            _ => Err(Error::shape(
+                "x",
+                "[N, C, H, W] or [N, C, D, H, W]",
+                x.dims(),
+            )),
+        }
+    }
+
+    /// Running-average update with a training batch's statistics (unbiased variance), when
+    /// tracked and present in the buffers.
+    fn update_running(&mut self, prefix: &str, stats: BatchStats) -> Result<()> {
+        if !self.update_running_stats {
+            return Ok(());
+        }
         let (rm, rv) = (
             format!("{prefix}.running_mean"),
             format!("{prefix}.running_var"),
         );
-        match self.mode {
-            Mode::Train => {
-                let (y, stats) = batch_norm_train(x, Some(w), Some(b), eps)?;
-                if self.update_running_stats {
-                    if let (Some(m), Some(v)) = (self.buffers.get(&rm), self.buffers.get(&rv)) {
-                        let k = self.bn_momentum;
-                        let unbiased =
-                            (stats.var * (stats.count as f64 / (stats.count.max(2) - 1) as f64))?;
-                        let m = ((m * (1.0 - k))? + (stats.mean.to_dtype(m.dtype())? * k)?)?;
-                        let v = ((v * (1.0 - k))? + (unbiased.to_dtype(v.dtype())? * k)?)?;
-                        self.buffers.insert(rm, m);
-                        self.buffers.insert(rv, v);
-                    }
-                }
-                Ok(y)
-            }
-            Mode::Eval => {
-                let m = self.buffers.get(&rm).ok_or_else(|| Error::Missing {
-                    name: rm.clone(),
-                    what: "buffers (eval mode)".into(),
-                })?;
-                let v = self.buffers.get(&rv).ok_or_else(|| Error::Missing {
-                    name: rv.clone(),
-                    what: "buffers (eval mode)".into(),
-                })?;
-                batch_norm_eval(
-                    x,
-                    &m.to_dtype(x.dtype())?,
-                    &v.to_dtype(x.dtype())?,
-                    Some(w),
-                    Some(b),
-                    eps,
-                )
-            }
+        if let (Some(m), Some(v)) = (self.buffers.get(&rm), self.buffers.get(&rv)) {
+            let k = self.bn_momentum;
+            let unbiased = (stats.var * (stats.count as f64 / (stats.count.max(2) - 1) as f64))?;
+            let m = ((m * (1.0 - k))? + (stats.mean.to_dtype(m.dtype())? * k)?)?;
+            let v = ((v * (1.0 - k))? + (unbiased.to_dtype(v.dtype())? * k)?)?;
+            self.buffers.insert(rm, m);
+            self.buffers.insert(rv, v);
         }
+        Ok(())
     }
+
+    /// Batch norm with the running statistics of layer `prefix`.
+    fn batch_norm_running(
+        &self,
+        prefix: &str,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        eps: f64,
+    ) -> Result<Tensor> {
+        let get = |name: String| {
+            self.buffers.get(&name).cloned().ok_or(Error::Missing {
+                name,
+                what: "buffers (eval mode)".into(),
+            })
+        };
+        let (m, v) = (
+            get(format!("{prefix}.running_mean"))?,
+            get(format!("{prefix}.running_var"))?,
+        );
+        batch_norm_eval(
+            x,
+            &m.to_dtype(x.dtype())?,
+            &v.to_dtype(x.dtype())?,
+            Some(w),
+            Some(b),
+            eps,
+        )
+    }
+}
+
+fn bn_weights<'a>(p: &'a Params, prefix: &str) -> Result<(&'a Tensor, &'a Tensor)> {
+    Ok((
+        p.require(&format!("{prefix}.weight"))?,
+        p.require(&format!("{prefix}.bias"))?,
+    ))
 }
 
 /// A network written once as a pure function of its weights.

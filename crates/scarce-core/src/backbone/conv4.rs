@@ -114,11 +114,10 @@ impl Model for Conv4 {
             let w = p.require(&format!("encoder.{i}.0.weight"))?;
             let b = p.require(&format!("encoder.{i}.0.bias"))?;
             h = c.spatial.conv(&h, w, Some(b), 1, 1)?;
-            h = ctx.batch_norm(p, &format!("encoder.{i}.1"), &h, c.bn_eps)?;
-            // max-pool then ReLU: equal to ReLU then max-pool, values and gradients, since
-            // ReLU is monotone (the window's first maximum is the same element, and where it
-            // is ≤ 0 the gradient is 0 either way), and the ReLU runs on a 4× smaller tensor.
-            h = c.spatial.max_pool(&h, 2)?;
+            // Batch norm and max-pool (one fused op in training), then ReLU: equal to ReLU
+            // then max-pool, values and gradients, since ReLU is monotone (each window's first
+            // maximum is the same element, and where it is ≤ 0 the gradient is 0 either way).
+            h = ctx.batch_norm_max_pool(p, &format!("encoder.{i}.1"), &h, c.bn_eps, 2)?;
             h = ops::relu(&h)?;
         }
         Ok(h.flatten_from(1)?)

@@ -8,6 +8,9 @@
 //! exact too. On other devices the composed formula is used throughout.
 
 use super::channel::{channel_expand, channel_sum};
+use super::gather::PlaneGather;
+use super::linear::apply_adjoint;
+use super::pool::{window_max, Win};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Shape, Tensor, Var, WithDType};
 use rayon::prelude::*;
 use std::sync::{Arc, OnceLock};
@@ -326,6 +329,248 @@ pub(crate) fn bn_train_cpu(
             stats: cell.clone(),
         },
     )?;
+    let st = cell
+        .get()
+        .cloned()
+        .ok_or_else(|| crate::Error::param("x", "batch norm produced no statistics"))?;
+    Ok((y, st))
+}
+
+/// Training-mode batch norm followed by a max pool, fused: the normalised tensor is never
+/// written. Forward: statistics (two passes), then each window's maximum of `x·scale + shift`.
+/// Backward (`BnPoolGrad`): the pooled gradient is sparse (one entry per window), so the
+/// per-channel sums read only the window maxima and `dx` is one dense pass plus the
+/// scattered entries.
+struct BnPool {
+    eps: f64,
+    wins: [Win; 3],
+    out_dims: Vec<usize>,
+    stats: Arc<OnceLock<Stats>>,
+    argmax: Arc<OnceLock<Arc<Vec<u32>>>>,
+}
+
+impl CustomOp3 for BnPool {
+    fn name(&self) -> &'static str {
+        "scarce-batch-norm-max-pool"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        fn run<T: WithDType>(op: &BnPool, x: &[T], w: &[T], b: &[T], shape: &Shape) -> Vec<T> {
+            let (n, c, inner) = dims3(shape);
+            let st = stats(x, n, c, inner, op.eps);
+            let scale: Vec<T> = (0..c)
+                .map(|k| T::from_f64(st.inv[k] * w[k].to_f64()))
+                .collect();
+            let shift: Vec<T> = (0..c)
+                .map(|k| T::from_f64(b[k].to_f64() - st.mean[k] * st.inv[k] * w[k].to_f64()))
+                .collect();
+            let (y, idx) = window_max(x, n * c, &op.wins, Some((&scale, &shift)));
+            let _ = op.stats.set(st);
+            let _ = op.argmax.set(Arc::new(idx));
+            y
+        }
+        let (x, w, b) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let out = match (x, w, b) {
+            (Slice::F32(x), Slice::F32(w), Slice::F32(b)) => {
+                CpuStorage::F32(run(self, x, w, b, l1.shape()))
+            }
+            (Slice::F64(x), Slice::F64(w), Slice::F64(b)) => {
+                CpuStorage::F64(run(self, x, w, b, l1.shape()))
+            }
+            _ => bail!("scarce-batch-norm-max-pool: x, weight and bias must all be f32 or all f64"),
+        };
+        Ok((out, Shape::from(self.out_dims.clone())))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (Some(stats), Some(argmax)) = (self.stats.get(), self.argmax.get()) else {
+            bail!("scarce-batch-norm-max-pool: backward before forward")
+        };
+        let (numel, c) = (x.elem_count(), w.elem_count());
+        let op = BnPoolGrad {
+            eps: self.eps,
+            stats: stats.clone(),
+            argmax: argmax.clone(),
+        };
+        let flat = dy
+            .contiguous()?
+            .apply_op3(&x.contiguous()?, &w.contiguous()?, op)?;
+        Ok((
+            Some(flat.narrow(0, 0, numel)?.reshape(x.shape())?),
+            Some(flat.narrow(0, numel, c)?),
+            Some(flat.narrow(0, numel + c, c)?),
+        ))
+    }
+}
+
+/// `(dy, x, w) -> [dx, dw, db]` for [`BnPool`], the pooled gradient `dy` entering at the
+/// stored window maxima.
+struct BnPoolGrad {
+    eps: f64,
+    stats: Stats,
+    argmax: Arc<Vec<u32>>,
+}
+
+impl CustomOp3 for BnPoolGrad {
+    fn name(&self) -> &'static str {
+        "scarce-batch-norm-max-pool-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        fn run<T: WithDType>(op: &BnPoolGrad, dy: &[T], x: &[T], w: &[T], shape: &Shape) -> Vec<T> {
+            let (n, c, inner) = dims3(shape);
+            let out_plane = dy.len() / (n * c);
+            let (st, idx) = (&op.stats, &op.argmax);
+            let count = (n * inner) as f64;
+            // Per channel: Σ dy and Σ dy·xhat over the window maxima.
+            let sums: Vec<(f64, f64)> = (0..c)
+                .into_par_iter()
+                .map(|k| {
+                    let (m, inv) = (st.mean[k], st.inv[k]);
+                    let (mut s, mut sx) = (0f64, 0f64);
+                    for b in 0..n {
+                        let p = b * c + k;
+                        let (g, ix) = (
+                            &dy[p * out_plane..][..out_plane],
+                            &idx[p * out_plane..][..out_plane],
+                        );
+                        let xp = &x[p * inner..][..inner];
+                        for (&g, &i) in g.iter().zip(ix) {
+                            let g = g.to_f64();
+                            s += g;
+                            sx += g * (xp[i as usize].to_f64() - m) * inv;
+                        }
+                    }
+                    (s, sx)
+                })
+                .collect();
+            // dx = a·(dy_dense - Σdy/count - xhat·Σ(dy·xhat)/count) = α + β·x, plus a·dy at
+            // the maxima.
+            let a: Vec<f64> = (0..c).map(|k| w[k].to_f64() * st.inv[k]).collect();
+            let beta: Vec<T> = (0..c)
+                .map(|k| T::from_f64(-a[k] * st.inv[k] * sums[k].1 / count))
+                .collect();
+            let alpha: Vec<T> = (0..c)
+                .map(|k| {
+                    T::from_f64(
+                        -a[k] * sums[k].0 / count
+                            + a[k] * st.mean[k] * st.inv[k] * sums[k].1 / count,
+                    )
+                })
+                .collect();
+            let a_t: Vec<T> = a.iter().map(|&v| T::from_f64(v)).collect();
+            let mut out = vec![T::zero(); x.len() + 2 * c];
+            let (dx, rest) = out.split_at_mut(x.len());
+            per_plane(dx, c, inner, |p, k, o| {
+                for (o, &v) in o.iter_mut().zip(&x[p * inner..][..inner]) {
+                    *o = alpha[k] + beta[k] * v;
+                }
+                for (&g, &i) in dy[p * out_plane..][..out_plane]
+                    .iter()
+                    .zip(&idx[p * out_plane..][..out_plane])
+                {
+                    o[i as usize] += a_t[k] * g;
+                }
+            });
+            for k in 0..c {
+                rest[k] = T::from_f64(sums[k].1);
+                rest[c + k] = T::from_f64(sums[k].0);
+            }
+            out
+        }
+        let (dy, x, w) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let out = match (dy, x, w) {
+            (Slice::F32(dy), Slice::F32(x), Slice::F32(w)) => {
+                CpuStorage::F32(run(self, dy, x, w, l2.shape()))
+            }
+            (Slice::F64(dy), Slice::F64(x), Slice::F64(w)) => {
+                CpuStorage::F64(run(self, dy, x, w, l2.shape()))
+            }
+            _ => bail!("scarce-batch-norm-max-pool-grad: mixed or unsupported dtypes"),
+        };
+        Ok((
+            out,
+            Shape::from(l2.shape().elem_count() + 2 * l3.shape().elem_count()),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        dy: &Tensor,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // Vector-Jacobian product of the composed formula: scatter dy to the maxima, then
+        // batch norm's (dx, dw, db), differentiated by autodiff.
+        let var = |t: &Tensor| -> candle_core::Result<Tensor> {
+            Ok(Var::from_tensor(&t.detach())?.as_tensor().clone())
+        };
+        let (dyv, xv, wv) = (var(dy)?, var(x)?, var(w)?);
+        let scatter = Arc::new(PlaneGather {
+            input: x.dims().to_vec(),
+            output: dy.dims().to_vec(),
+            planes: x.dim(0)? * x.dim(1)?,
+            idx: self.argmax.clone(),
+        });
+        let dense = apply_adjoint(&dyv, &scatter).map_err(candle_core::Error::wrap)?;
+        let (dx, dw, db) =
+            composed_grad(&dense, &xv, &wv, self.eps).map_err(candle_core::Error::wrap)?;
+        let (numel, c) = (x.elem_count(), w.elem_count());
+        let g = g.detach();
+        let s = ((dx * g.narrow(0, 0, numel)?.reshape(x.shape())?)?.sum_all()?
+            + (dw * g.narrow(0, numel, c)?)?.sum_all()?)?
+        .add(&(db * g.narrow(0, numel + c, c)?)?.sum_all()?)?;
+        let store = s.backward()?;
+        let get = |t: &Tensor| store.get(t).cloned();
+        Ok((get(&dyv), get(&xv), get(&wv)))
+    }
+}
+
+/// Fused training-mode batch norm + max pool on the CPU: `(y, stats)`.
+pub(crate) fn bn_max_pool_cpu(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    eps: f64,
+    wins: [Win; 3],
+    out_dims: Vec<usize>,
+) -> crate::Result<(Tensor, Stats)> {
+    let cell = Arc::new(OnceLock::new());
+    let op = BnPool {
+        eps,
+        wins,
+        out_dims,
+        stats: cell.clone(),
+        argmax: Arc::new(OnceLock::new()),
+    };
+    let y = x
+        .contiguous()?
+        .apply_op3(&w.contiguous()?, &b.contiguous()?, op)?;
     let st = cell
         .get()
         .cloned()

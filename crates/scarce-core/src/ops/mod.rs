@@ -28,7 +28,10 @@ pub use conv::{
 };
 pub use grid_sample::{grid_sample, Padding, SampleMode};
 pub use interp::{interpolate, InterpMode, Resize};
-pub use norm::{batch_norm_eval, batch_norm_train, group_norm, layer_norm, BatchStats};
+pub use norm::{
+    batch_norm_eval, batch_norm_train, batch_norm_train_max_pool, group_norm, layer_norm,
+    BatchStats,
+};
 pub use pool::{
     adaptive_avg_pool, adaptive_avg_pool2d, adaptive_avg_pool3d, avg_pool, avg_pool2d, avg_pool3d,
     max_pool, max_pool2d, max_pool3d, PoolOpts,

@@ -2,8 +2,9 @@
 //! correct at first and second order (candle's fused `layer_norm` / `rms_norm` return no
 //! gradient at all, so they are never used). Variances are biased, as in PyTorch.
 
-use super::bn_fused::bn_train_cpu;
+use super::bn_fused::{bn_max_pool_cpu, bn_train_cpu, Stats};
 use super::channel::{channel_expand, channel_sum};
+use super::pool::{max_pool, windows, PoolOpts};
 use crate::{Error, Result};
 use candle_core::{DType, Tensor};
 
@@ -51,36 +52,9 @@ pub fn batch_norm_train(
     }
     let c = x.dim(1)?;
     let count = x.elem_count() / c.max(1);
-    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
-        let ones;
-        let zeros;
-        let w = match w {
-            Some(w) => w,
-            None => {
-                ones = Tensor::ones(c, x.dtype(), x.device())?;
-                &ones
-            }
-        };
-        let b = match b {
-            Some(b) => b,
-            None => {
-                zeros = Tensor::zeros(c, x.dtype(), x.device())?;
-                &zeros
-            }
-        };
-        for (name, t) in [("weight", w), ("bias", b)] {
-            if t.dims() != [c] || t.dtype() != x.dtype() {
-                return Err(Error::shape(
-                    name,
-                    format!("[{c}] of {:?}", x.dtype()),
-                    t.dims(),
-                ));
-            }
-        }
-        let (y, st) = bn_train_cpu(x, w, b, eps)?;
-        let mean = Tensor::from_vec(st.mean, c, x.device())?.to_dtype(x.dtype())?;
-        let var = Tensor::from_vec(st.var, c, x.device())?.to_dtype(x.dtype())?;
-        return Ok((y, BatchStats { mean, var, count }));
+    if let Some((w, b)) = fused_affine(x, w, b)? {
+        let (y, st) = bn_train_cpu(x, &w, &b, eps)?;
+        return Ok((y, batch_stats(st, x, count)?));
     }
     let mean = (channel_sum(x)? / count as f64)?;
     let centred = (x - channel_expand(&mean, x.dims())?)?;
@@ -92,6 +66,71 @@ pub fn batch_norm_train(
     };
     let inv = (var + eps)?.sqrt()?.recip()?;
     Ok((scale_shift(&centred, &inv, w, b)?, stats))
+}
+
+/// For the fused CPU kernels: `(w, b)` as `[C]` tensors of x's dtype (ones and zeros when
+/// absent), or `None` when `x` is not an f32/f64 tensor on the CPU.
+fn fused_affine(
+    x: &Tensor,
+    w: Option<&Tensor>,
+    b: Option<&Tensor>,
+) -> Result<Option<(Tensor, Tensor)>> {
+    if !(x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)) {
+        return Ok(None);
+    }
+    let c = x.dim(1)?;
+    let w = match w {
+        Some(w) => w.clone(),
+        None => Tensor::ones(c, x.dtype(), x.device())?,
+    };
+    let b = match b {
+        Some(b) => b.clone(),
+        None => Tensor::zeros(c, x.dtype(), x.device())?,
+    };
+    for (name, t) in [("weight", &w), ("bias", &b)] {
+        if t.dims() != [c] || t.dtype() != x.dtype() {
+            return Err(Error::shape(
+                name,
+                format!("[{c}] of {:?}", x.dtype()),
+                t.dims(),
+            ));
+        }
+    }
+    Ok(Some((w, b)))
+}
+
+fn batch_stats(st: Stats, x: &Tensor, count: usize) -> Result<BatchStats> {
+    let c = x.dim(1)?;
+    let mean = Tensor::from_vec(st.mean, c, x.device())?.to_dtype(x.dtype())?;
+    let var = Tensor::from_vec(st.var, c, x.device())?.to_dtype(x.dtype())?;
+    Ok(BatchStats { mean, var, count })
+}
+
+/// Training-mode batch norm followed by max pooling, `max_pool(batch_norm_train(x))`, with
+/// the batch statistics. On the CPU one fused op (the normalised tensor is never stored, and
+/// the backward reads the pooled gradient at the window maxima only); elsewhere the two ops.
+pub fn batch_norm_train_max_pool<const D: usize>(
+    x: &Tensor,
+    w: Option<&Tensor>,
+    b: Option<&Tensor>,
+    eps: f64,
+    pool: &PoolOpts<D>,
+) -> Result<(Tensor, BatchStats)> {
+    if x.rank() != D + 2 {
+        return Err(Error::shape(
+            "x",
+            format!("[N, C, {D} spatial axes]"),
+            x.dims(),
+        ));
+    }
+    let count = x.elem_count() / x.dim(1)?.max(1);
+    if let Some((w, b)) = fused_affine(x, w, b)? {
+        let (wins, out_dims) = windows(x, pool)?;
+        let (y, st) = bn_max_pool_cpu(x, &w, &b, eps, wins, out_dims)?;
+        return Ok((y, batch_stats(st, x, count)?));
+    }
+    let (y, stats) = batch_norm_train(x, w, b, eps)?;
+    Ok((max_pool(&y, pool)?, stats))
 }
 
 /// `x · expand(inv · w) + expand(b)` per channel.

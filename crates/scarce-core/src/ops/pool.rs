@@ -202,21 +202,20 @@ fn adaptive_taps(input: usize, out_len: usize) -> Result<AxisTaps> {
 /// the first row holding the maximum).
 pub fn max_pool<const D: usize>(x: &Tensor, opts: &PoolOpts<D>) -> Result<Tensor> {
     opts.check(x)?;
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        return max_pool_cpu(x, opts);
+    }
     let axes = (0..D)
         .map(|a| {
-            max_taps(
-                x.dim(a + 2)?,
+            let (k, s, p, d) = (
                 opts.kernel[a],
                 opts.stride[a],
                 opts.padding[a],
                 opts.dilation[a],
-                opts.ceil_mode,
-            )
+            );
+            max_taps(x.dim(a + 2)?, k, s, p, d, opts.ceil_mode)
         })
         .collect::<Result<Vec<_>>>()?;
-    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
-        return max_pool_cpu(x, opts, &axes);
-    }
     max_pool_by_axes(x, &axes)
 }
 
@@ -249,7 +248,7 @@ fn max_pool_by_axes(x: &Tensor, axes: &[AxisTaps]) -> Result<Tensor> {
 /// Window geometry of one axis as plain numbers: output length, kernel, stride, padding,
 /// dilation, input length.
 #[derive(Debug, Clone, Copy)]
-struct Win {
+pub(crate) struct Win {
     out: usize,
     k: usize,
     s: usize,
@@ -275,7 +274,7 @@ impl Win {
 
 /// The in-plane offsets of every window's valid taps in scan order, as CSR: window `o`
 /// reads `offsets[ptr[o]..ptr[o + 1]]`. The same for every plane.
-fn window_offsets(w: &[Win; 3]) -> (Vec<u32>, Vec<usize>) {
+pub(crate) fn window_offsets(w: &[Win; 3]) -> (Vec<u32>, Vec<usize>) {
     let (mut offsets, mut ptr) = (Vec::new(), vec![0]);
     for od in 0..w[0].out {
         let (d0, dn) = w[0].range(od);
@@ -300,7 +299,16 @@ fn window_offsets(w: &[Win; 3]) -> (Vec<u32>, Vec<usize>) {
 
 /// Values and in-plane indices of the first maximum of every window (NaN wins, as in
 /// PyTorch), for a contiguous buffer of `planes` planes.
-fn window_max<T: WithDType>(x: &[T], planes: usize, w: &[Win; 3]) -> (Vec<T>, Vec<u32>) {
+///
+/// With `affine = Some((scale, shift))` (per channel, `planes` being `N·C` with `C =
+/// scale.len()`), the maximum is taken over `x·scale[c] + shift[c]` and that value returned:
+/// a per-channel affine map (batch norm) fused in front of the pool.
+pub(crate) fn window_max<T: WithDType>(
+    x: &[T],
+    planes: usize,
+    w: &[Win; 3],
+    affine: Option<(&[T], &[T])>,
+) -> (Vec<T>, Vec<u32>) {
     let plane = w[0].len * w[1].len * w[2].len;
     let out_plane = w[0].out * w[1].out * w[2].out;
     let (offsets, ptr) = window_offsets(w);
@@ -310,22 +318,31 @@ fn window_max<T: WithDType>(x: &[T], planes: usize, w: &[Win; 3]) -> (Vec<T>, Ve
     vals.par_chunks_mut(out_plane * chunk)
         .zip(idx.par_chunks_mut(out_plane * chunk))
         .zip(x.par_chunks(plane * chunk))
-        .for_each(|((vo, io), xs)| {
-            for ((vo, io), xp) in vo
+        .enumerate()
+        .for_each(|(t, ((vo, io), xs))| {
+            for (q, ((vo, io), xp)) in vo
                 .chunks_mut(out_plane)
                 .zip(io.chunks_mut(out_plane))
                 .zip(xs.chunks(plane))
+                .enumerate()
             {
+                let (a, b) = match affine {
+                    Some((scale, shift)) => {
+                        let k = (t * chunk + q) % scale.len();
+                        (scale[k], shift[k])
+                    }
+                    None => (T::one(), T::zero()),
+                };
                 for o in 0..out_plane {
                     let taps = &offsets[ptr[o]..ptr[o + 1]];
                     let Some((&first, rest)) = taps.split_first() else {
                         continue;
                     };
-                    let (mut bv, mut bi) = (xp[first as usize], first);
+                    let (mut bv, mut bi) = (xp[first as usize] * a + b, first);
                     // Branch-free running maximum (data-dependent branches mispredict on
                     // random activations); NaN wins.
                     for &j in rest {
-                        let v = xp[j as usize];
+                        let v = xp[j as usize] * a + b;
                         #[allow(clippy::eq_op)] // v != v is the NaN test
                         let take = (v > bv) | ((v != v) & (bv == bv));
                         bv = if take { v } else { bv };
@@ -358,11 +375,11 @@ impl CustomOp1 for MaxPoolOp {
         let planes = l.dims()[0] * l.dims()[1];
         let (out, idx) = match s {
             CpuStorage::F32(v) => {
-                let (o, i) = window_max(&v[a..b], planes, &self.wins);
+                let (o, i) = window_max(&v[a..b], planes, &self.wins, None);
                 (CpuStorage::F32(o), i)
             }
             CpuStorage::F64(v) => {
-                let (o, i) = window_max(&v[a..b], planes, &self.wins);
+                let (o, i) = window_max(&v[a..b], planes, &self.wins, None);
                 (CpuStorage::F64(o), i)
             }
             _ => candle_core::bail!("scarce-max-pool: f32 or f64 only"),
@@ -391,11 +408,12 @@ impl CustomOp1 for MaxPoolOp {
     }
 }
 
-fn max_pool_cpu<const D: usize>(
+/// The window geometry of a max pool on `x`, padded to three axes, and the output dims.
+pub(crate) fn windows<const D: usize>(
     x: &Tensor,
     opts: &PoolOpts<D>,
-    axes: &[AxisTaps],
-) -> Result<Tensor> {
+) -> Result<([Win; 3], Vec<usize>)> {
+    opts.check(x)?;
     let unit = Win {
         out: 1,
         k: 1,
@@ -405,18 +423,31 @@ fn max_pool_cpu<const D: usize>(
         len: 1,
     };
     let mut wins = [unit; 3];
-    for a in 0..D {
-        wins[3 - D + a] = Win {
-            out: axes[a].out_len,
-            k: opts.kernel[a],
-            s: opts.stride[a],
-            p: opts.padding[a],
-            d: opts.dilation[a],
-            len: x.dim(a + 2)?,
-        };
-    }
     let mut out_dims = x.dims()[..2].to_vec();
-    out_dims.extend(axes.iter().map(|a| a.out_len));
+    for a in 0..D {
+        let len = x.dim(a + 2)?;
+        let (k, s, p, d) = (
+            opts.kernel[a],
+            opts.stride[a],
+            opts.padding[a],
+            opts.dilation[a],
+        );
+        let out = out_size(len, k, s, p, d, opts.ceil_mode)?;
+        wins[3 - D + a] = Win {
+            out,
+            k,
+            s,
+            p,
+            d,
+            len,
+        };
+        out_dims.push(out);
+    }
+    Ok((wins, out_dims))
+}
+
+fn max_pool_cpu<const D: usize>(x: &Tensor, opts: &PoolOpts<D>) -> Result<Tensor> {
+    let (wins, out_dims) = windows(x, opts)?;
     let op = MaxPoolOp {
         wins,
         out_dims,
