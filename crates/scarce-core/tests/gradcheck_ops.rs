@@ -168,13 +168,18 @@ fn norms_softmax_losses() {
     // Fused batch norm + max pool, a negative scale in one channel (the max of the normalised
     // values is then the min of x), and the same thing as two ops.
     let wneg = Tensor::new(&[1.5f64, -0.7, 0.3, 2.0], &Device::Cpu).unwrap();
-    for opts in [PoolOpts::new(2), PoolOpts::new(3).stride(2).padding(1).ceil_mode(true)] {
+    for opts in [
+        PoolOpts::new(2),
+        PoolOpts::new(3).stride(2).padding(1).ceil_mode(true),
+    ] {
         both(
             "batch_norm + max_pool (fused)",
             |t| Ok(ops::batch_norm_train_max_pool(&t[0], Some(&t[1]), Some(&t[2]), 1e-5, &opts)?.0),
             &[x.clone(), wneg.clone(), b.clone()],
         );
-        let fused = ops::batch_norm_train_max_pool(&x, Some(&wneg), Some(&b), 1e-5, &opts).unwrap().0;
+        let fused = ops::batch_norm_train_max_pool(&x, Some(&wneg), Some(&b), 1e-5, &opts)
+            .unwrap()
+            .0;
         let (bn, _) = ops::batch_norm_train(&x, Some(&wneg), Some(&b), 1e-5).unwrap();
         let composed = ops::max_pool2d(&bn, &opts).unwrap();
         assert!(scarce_core::fixture::rel_err(&fused, &composed).unwrap() < 1e-14);
