@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
+#![deny(unsafe_code)] // except ops::conv_cpu, which calls gemm with raw pointers
 #![warn(missing_debug_implementations)]
 
 pub mod backbone;

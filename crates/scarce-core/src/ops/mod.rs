@@ -60,3 +60,92 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         None => y,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Error;
+    use candle_core::{DType, Device};
+
+    fn zeros(shape: &[usize]) -> Tensor {
+        Tensor::zeros(shape, DType::F32, &Device::Cpu).unwrap()
+    }
+
+    /// Bad shapes and settings are errors that name the argument at fault, never panics.
+    #[test]
+    fn bad_input_is_a_named_error() {
+        let name = |r: Result<Tensor>| match r {
+            Err(Error::InvalidParam { name, .. }) | Err(Error::Shape { name, .. }) => name,
+            other => panic!("expected a parameter or shape error, got {other:?}"),
+        };
+        let x = zeros(&[2, 4, 5, 5]);
+        assert_eq!(
+            name(conv2d(
+                &x,
+                &zeros(&[6, 3, 3, 3]),
+                None,
+                &ConvOpts::default()
+            )),
+            "w"
+        );
+        assert_eq!(
+            name(conv2d(
+                &x,
+                &zeros(&[6, 4, 3, 3]),
+                Some(&zeros(&[5])),
+                &ConvOpts::default()
+            )),
+            "bias"
+        );
+        assert_eq!(
+            name(conv2d(
+                &x,
+                &zeros(&[6, 2, 3, 3]),
+                None,
+                &ConvOpts::default().groups(0)
+            )),
+            "groups"
+        );
+        assert_eq!(
+            name(conv2d(
+                &x,
+                &zeros(&[6, 4, 9, 9]),
+                None,
+                &ConvOpts::default()
+            )),
+            "x"
+        );
+        assert_eq!(
+            name(conv3d(
+                &x,
+                &zeros(&[6, 4, 3, 3, 3]),
+                None,
+                &ConvOpts::default()
+            )),
+            "x"
+        );
+        assert_eq!(
+            name(max_pool2d(&x, &PoolOpts::new(2).padding(2))),
+            "padding"
+        );
+        assert_eq!(name(avg_pool2d(&zeros(&[2, 4, 5]), &PoolOpts::new(2))), "x");
+        assert_eq!(
+            name(interpolate(&x, &Resize::Size(vec![3]), InterpMode::Nearest)),
+            "target"
+        );
+        assert_eq!(
+            name(interpolate(
+                &x,
+                &Resize::Scale(vec![0.0, 1.0]),
+                InterpMode::Nearest
+            )),
+            "scale_factor"
+        );
+        let logits = zeros(&[3, 4]);
+        let bad = Tensor::new(&[0u32, 4, 1], &Device::Cpu).unwrap();
+        assert_eq!(name(cross_entropy(&logits, &bad)), "target");
+        assert_eq!(name(cross_entropy(&logits, &zeros(&[2]))), "target");
+        assert_eq!(name(group_norm(&x, 3, None, None, 1e-5)), "groups");
+        assert_eq!(name(softmax(&logits, 2)), "dim");
+    }
+}
