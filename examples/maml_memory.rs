@@ -2,11 +2,11 @@
 //! 15 queries per class, meta-batch 4, one inner SGD step, 1×28×28 inputs, f32, batch norm
 //! with batch statistics. Random inputs: memory and time do not depend on the values.
 //!
-//! Run: `cargo run --release -p scarce-core --example maml_memory`
+//! Run: `cargo run --release --example maml_memory`
 //! Prints the peak resident set size (VmHWM) of the process and the step time.
 
-use scarce_core::backbone::{Conv4, Conv4Config};
-use scarce_core::{ops, second_order, Ctx, DType, Device, Model, Params, Result, Stream, Tensor};
+use scarce::core::backbone::{Conv4, Conv4Config};
+use scarce::core::{ops, second_order, Ctx, DType, Device, Model, Params, Result, Stream, Tensor};
 use std::time::Instant;
 
 fn vm_hwm_mib() -> Option<f64> {

@@ -1,12 +1,13 @@
 //! `protonet_step`: one ProtoNet training step with Conv4-64 on a 5-way 5-shot 15-query
 //! episode of 1×28×28 images (100 images): forward, prototype loss, backward, Adam. The same
 //! workload as `shared/bench/protonet_step.py` (PyTorch) for side-by-side figures.
-//! Also `conv2d_layer`: forward + backward of one Conv4 layer (64→64, 3×3, 14×14, batch 100).
+//! Also `conv2d_layer`: forward, sum and backward of one Conv4 layer (64→64, 3×3, 14×14,
+//! batch 100), gradients for input, weight and bias.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use scarce_core::backbone::{Conv4, Conv4Config};
-use scarce_core::optim::{Adam, AdamConfig, Optimizer};
-use scarce_core::{ops, Ctx, DType, Device, Model, Params, Result, Stream, Tensor};
+use scarce::core::backbone::{Conv4, Conv4Config};
+use scarce::core::optim::{Adam, AdamConfig, Optimizer};
+use scarce::core::{ops, Ctx, DType, Device, Model, Params, Result, Stream, Tensor};
 
 /// Squared-Euclidean ProtoNet loss; support then query rows, class-major.
 fn proto_loss(z: &Tensor, n_way: usize, k_shot: usize, yq: &Tensor) -> Result<Tensor> {
@@ -80,16 +81,18 @@ fn conv2d_layer(c: &mut Criterion) {
     ]
     .into_iter()
     .collect();
+    let mut p = p;
+    p.insert("x", x);
     let p = p.to_vars().unwrap();
-    let x = candle_core::Var::from_tensor(&x).unwrap();
+    let x = p.require("x").unwrap();
     let opts = ops::ConvOpts::default().padding(1);
     let mut g = c.benchmark_group("conv2d");
     g.sample_size(20);
     g.bench_function("fwd+bwd 100x64x14x14 k3 p1 -> 64", |b| {
         b.iter(|| {
-            let y = ops::conv2d(x.as_tensor(), p.require("w").unwrap(), p.get("b"), &opts).unwrap();
+            let y = ops::conv2d(x, p.require("w").unwrap(), p.get("b"), &opts).unwrap();
             let g = y.sum_all().unwrap().backward().unwrap();
-            assert!(g.get(x.as_tensor()).is_some());
+            assert!(g.get(x).is_some());
         })
     });
     g.finish();
