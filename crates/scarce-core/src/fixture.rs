@@ -137,6 +137,45 @@ impl Case {
     }
 }
 
+/// What [`check_family`] found.
+#[derive(Debug, Clone, Default)]
+pub struct FamilyReport {
+    /// Cases that passed.
+    pub checked: usize,
+    /// `case: error` for each case that failed.
+    pub failures: Vec<String>,
+}
+
+/// Runs `check` on every case file of `family` (listing the folder), printing one line per
+/// case with the largest error `check` returns, and a summary line with the count.
+/// `Ok(None)`, after printing a skip line, when the family folder is absent.
+pub fn check_family(
+    family: &str,
+    check: impl Fn(&Case) -> Result<f64>,
+) -> Result<Option<FamilyReport>> {
+    let Some(files) = case_files(family)? else {
+        println!("SKIP {family} fixtures: no fixtures/{family} folder (set SCARCE_FIXTURES or place shared/ beside the repo)");
+        return Ok(None);
+    };
+    let mut report = FamilyReport::default();
+    for f in &files {
+        let case = Case::load(f)?;
+        match check(&case) {
+            Ok(e) => {
+                report.checked += 1;
+                println!("ok   {:<45} max err {e:.1e}", case.name);
+            }
+            Err(e) => report.failures.push(format!("{}: {e}", case.name)),
+        }
+    }
+    println!(
+        "{family} fixtures: {} cases checked, {} failed",
+        report.checked,
+        report.failures.len()
+    );
+    Ok(Some(report))
+}
+
 /// Relative error `max|a-b| / max(max|b|, 1e-300)` between two tensors of equal shape.
 pub fn rel_err(a: &Tensor, b: &Tensor) -> Result<f64> {
     if a.dims() != b.dims() {

@@ -3,7 +3,7 @@
 //! folder; settings and shapes are read from each file.
 
 use candle_core::Var;
-use scarce_core::fixture::{case_files, rel_err, Case};
+use scarce_core::fixture::{check_family, rel_err, Case};
 use scarce_core::ops::{self, ConvOpts, InterpMode, Padding, PoolOpts, Resize, SampleMode};
 use scarce_core::{second_order, Device, Error, Result, Tensor};
 
@@ -220,31 +220,18 @@ fn check(c: &Case) -> Result<f64> {
 
 #[test]
 fn ops_match_pytorch() {
-    let Some(files) = case_files("ops").unwrap() else {
-        println!("SKIP ops fixtures: no fixtures/ops folder (set SCARCE_FIXTURES or place shared/ beside the repo)");
-        return;
-    };
     second_order::ensure()
         .expect("second order must be live for the fixture's second-order products");
-    let mut failures = vec![];
-    let mut checked = 0;
-    for f in &files {
-        let case = Case::load(f).unwrap();
-        match check(&case) {
-            Ok(e) => {
-                checked += 1;
-                println!("ok   {:<45} max rel err {e:.1e}", case.name);
-            }
-            Err(e) => failures.push(format!("{}: {e}", case.name)),
-        }
-    }
-    println!(
-        "ops fixtures: {checked} cases checked, {} failed",
-        failures.len()
-    );
-    assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
+    let Some(report) = check_family("ops", check).unwrap() else {
+        return;
+    };
     assert!(
-        checked > 0,
+        report.failures.is_empty(),
+        "failures:\n{}",
+        report.failures.join("\n")
+    );
+    assert!(
+        report.checked > 0,
         "the ops fixture folder exists but holds no case"
     );
 }

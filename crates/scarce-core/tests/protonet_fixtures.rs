@@ -4,7 +4,7 @@
 //! learner itself belongs to scarce-metric.
 
 use scarce_core::backbone::{Conv4, Conv4Config};
-use scarce_core::fixture::{case_files, rel_err, Case};
+use scarce_core::fixture::{check_family, rel_err, Case};
 use scarce_core::{ops, Ctx, DType, Device, Error, Model, Params, Result, Tensor};
 
 const TOL: f64 = 1e-9;
@@ -134,29 +134,16 @@ fn check(c: &Case) -> Result<f64> {
 
 #[test]
 fn conv4_protonet_episode_matches_pytorch() {
-    let Some(files) = case_files("protonet").unwrap() else {
-        println!("SKIP protonet fixtures: no fixtures/protonet folder (set SCARCE_FIXTURES or place shared/ beside the repo)");
+    let Some(report) = check_family("protonet", check).unwrap() else {
         return;
     };
-    let mut failures = vec![];
-    let mut checked = 0;
-    for f in &files {
-        let case = Case::load(f).unwrap();
-        match check(&case) {
-            Ok(e) => {
-                checked += 1;
-                println!("ok   {:<30} max rel err {e:.1e}", case.name);
-            }
-            Err(e) => failures.push(format!("{}: {e}", case.name)),
-        }
-    }
-    println!(
-        "protonet fixtures: {checked} cases checked, {} failed",
-        failures.len()
-    );
-    assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
     assert!(
-        checked > 0,
+        report.failures.is_empty(),
+        "failures:\n{}",
+        report.failures.join("\n")
+    );
+    assert!(
+        report.checked > 0,
         "the protonet fixture folder exists but holds no case"
     );
 }

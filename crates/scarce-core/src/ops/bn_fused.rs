@@ -152,20 +152,11 @@ impl CustomOp3 for BnTrain {
         _res: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let numel = x.elem_count();
-        let c = w.elem_count();
         let op = BnGrad {
             eps: self.eps,
             stats: self.stats.get().cloned(),
         };
-        let flat = dy
-            .contiguous()?
-            .apply_op3(&x.contiguous()?, &w.contiguous()?, op)?;
-        Ok((
-            Some(flat.narrow(0, 0, numel)?.reshape(x.shape())?),
-            Some(flat.narrow(0, numel, c)?),
-            Some(flat.narrow(0, numel + c, c)?),
-        ))
+        grads_via(op, dy, x, w)
     }
 }
 
@@ -257,20 +248,7 @@ impl CustomOp3 for BnGrad {
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         // Vector-Jacobian product of the composed (dx, dw, db) formula, by autodiff.
-        let var = |t: &Tensor| -> candle_core::Result<Tensor> {
-            Ok(Var::from_tensor(&t.detach())?.as_tensor().clone())
-        };
-        let (dyv, xv, wv) = (var(dy)?, var(x)?, var(w)?);
-        let (dx, dw, db) =
-            composed_grad(&dyv, &xv, &wv, self.eps).map_err(candle_core::Error::wrap)?;
-        let (numel, c) = (x.elem_count(), w.elem_count());
-        let g = g.detach();
-        let s = ((dx * g.narrow(0, 0, numel)?.reshape(x.shape())?)?.sum_all()?
-            + (dw * g.narrow(0, numel, c)?)?.sum_all()?)?
-        .add(&(db * g.narrow(0, numel + c, c)?)?.sum_all()?)?;
-        let store = s.backward()?;
-        let get = |t: &Tensor| store.get(t).cloned();
-        Ok((get(&dyv), get(&xv), get(&wv)))
+        composed_vjp(dy, x, w, g, self.eps, |dy| Ok(dy.clone()))
     }
 }
 
@@ -288,6 +266,54 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<Slice<'a>> {
         CpuStorage::F64(v) => Slice::F64(&v[a..b]),
         _ => bail!("batch norm: only f32 and f64 are supported on the CPU"),
     })
+}
+
+/// Gradients for `(x, w, b)` or `(dy, x, w)`.
+type Grads3 = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
+
+/// Runs a gradient op `(dy, x, w) -> [dx, dw, db]` and splits its flat output.
+fn grads_via<C: CustomOp3 + Send + Sync + 'static>(
+    op: C,
+    dy: &Tensor,
+    x: &Tensor,
+    w: &Tensor,
+) -> candle_core::Result<Grads3> {
+    let (numel, c) = (x.elem_count(), w.elem_count());
+    let flat = dy
+        .contiguous()?
+        .apply_op3(&x.contiguous()?, &w.contiguous()?, op)?;
+    Ok((
+        Some(flat.narrow(0, 0, numel)?.reshape(x.shape())?),
+        Some(flat.narrow(0, numel, c)?),
+        Some(flat.narrow(0, numel + c, c)?),
+    ))
+}
+
+/// The vector-Jacobian product, with `g` (`[dx, dw, db]` flat), of the composed batch-norm
+/// gradient formula applied to `(spread(dy), x, w)`, by autodiff; the backward of the fused
+/// gradient ops.
+fn composed_vjp(
+    dy: &Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    g: &Tensor,
+    eps: f64,
+    spread: impl Fn(&Tensor) -> crate::Result<Tensor>,
+) -> candle_core::Result<Grads3> {
+    let wrap = candle_core::Error::wrap;
+    let var = |t: &Tensor| -> candle_core::Result<Tensor> {
+        Ok(Var::from_tensor(&t.detach())?.as_tensor().clone())
+    };
+    let (dyv, xv, wv) = (var(dy)?, var(x)?, var(w)?);
+    let (dx, dw, db) = composed_grad(&spread(&dyv).map_err(wrap)?, &xv, &wv, eps).map_err(wrap)?;
+    let (numel, c) = (x.elem_count(), w.elem_count());
+    let g = g.detach();
+    let s = ((dx * g.narrow(0, 0, numel)?.reshape(x.shape())?)?.sum_all()?
+        + (dw * g.narrow(0, numel, c)?)?.sum_all()?)?
+    .add(&(db * g.narrow(0, numel + c, c)?)?.sum_all()?)?;
+    let store = s.backward()?;
+    let get = |t: &Tensor| store.get(t).cloned();
+    Ok((get(&dyv), get(&xv), get(&wv)))
 }
 
 /// The batch-norm input, weight and bias gradients written with candle ops.
@@ -401,20 +427,12 @@ impl CustomOp3 for BnPool {
         let (Some(stats), Some(argmax)) = (self.stats.get(), self.argmax.get()) else {
             bail!("scarce-batch-norm-max-pool: backward before forward")
         };
-        let (numel, c) = (x.elem_count(), w.elem_count());
         let op = BnPoolGrad {
             eps: self.eps,
             stats: stats.clone(),
             argmax: argmax.clone(),
         };
-        let flat = dy
-            .contiguous()?
-            .apply_op3(&x.contiguous()?, &w.contiguous()?, op)?;
-        Ok((
-            Some(flat.narrow(0, 0, numel)?.reshape(x.shape())?),
-            Some(flat.narrow(0, numel, c)?),
-            Some(flat.narrow(0, numel + c, c)?),
-        ))
+        grads_via(op, dy, x, w)
     }
 }
 
@@ -527,27 +545,13 @@ impl CustomOp3 for BnPoolGrad {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         // Vector-Jacobian product of the composed formula: scatter dy to the maxima, then
         // batch norm's (dx, dw, db), differentiated by autodiff.
-        let var = |t: &Tensor| -> candle_core::Result<Tensor> {
-            Ok(Var::from_tensor(&t.detach())?.as_tensor().clone())
-        };
-        let (dyv, xv, wv) = (var(dy)?, var(x)?, var(w)?);
         let scatter = Arc::new(PlaneGather {
             input: x.dims().to_vec(),
             output: dy.dims().to_vec(),
             planes: x.dim(0)? * x.dim(1)?,
             idx: self.argmax.clone(),
         });
-        let dense = apply_adjoint(&dyv, &scatter).map_err(candle_core::Error::wrap)?;
-        let (dx, dw, db) =
-            composed_grad(&dense, &xv, &wv, self.eps).map_err(candle_core::Error::wrap)?;
-        let (numel, c) = (x.elem_count(), w.elem_count());
-        let g = g.detach();
-        let s = ((dx * g.narrow(0, 0, numel)?.reshape(x.shape())?)?.sum_all()?
-            + (dw * g.narrow(0, numel, c)?)?.sum_all()?)?
-        .add(&(db * g.narrow(0, numel + c, c)?)?.sum_all()?)?;
-        let store = s.backward()?;
-        let get = |t: &Tensor| store.get(t).cloned();
-        Ok((get(&dyv), get(&xv), get(&wv)))
+        composed_vjp(dy, x, w, g, self.eps, |dy| apply_adjoint(dy, &scatter))
     }
 }
 
