@@ -23,6 +23,23 @@ pub(crate) struct Stats {
     pub inv: Vec<f64>,
 }
 
+impl Stats {
+    /// The per-channel affine map of the normalisation: `y = x·scale + shift` with
+    /// `scale = w·inv` and `shift = b - mean·scale`.
+    fn scale_shift<T: WithDType>(&self, w: &[T], b: &[T]) -> (Vec<T>, Vec<T>) {
+        let scale: Vec<f64> = self
+            .inv
+            .iter()
+            .zip(w)
+            .map(|(i, w)| i * w.to_f64())
+            .collect();
+        let shift = (0..scale.len())
+            .map(|k| T::from_f64(b[k].to_f64() - self.mean[k] * scale[k]))
+            .collect();
+        (scale.into_iter().map(T::from_f64).collect(), shift)
+    }
+}
+
 fn dims3(shape: &Shape) -> (usize, usize, usize) {
     let d = shape.dims();
     (d[0], d[1], d[2..].iter().product())
@@ -116,12 +133,7 @@ impl CustomOp3 for BnTrain {
         fn run<T: WithDType>(op: &BnTrain, x: &[T], w: &[T], b: &[T], shape: &Shape) -> Vec<T> {
             let (n, c, inner) = dims3(shape);
             let st = stats(x, n, c, inner, op.eps);
-            let scale: Vec<T> = (0..c)
-                .map(|k| T::from_f64(st.inv[k] * w[k].to_f64()))
-                .collect();
-            let shift: Vec<T> = (0..c)
-                .map(|k| T::from_f64(b[k].to_f64() - st.mean[k] * st.inv[k] * w[k].to_f64()))
-                .collect();
+            let (scale, shift) = st.scale_shift(w, b);
             let _ = op.stats.set(st);
             let mut y = vec![T::zero(); x.len()];
             per_plane(&mut y, c, inner, |p, k, o| {
@@ -131,16 +143,13 @@ impl CustomOp3 for BnTrain {
             });
             y
         }
-        let (x, w, b) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
-        let out = match (x, w, b) {
-            (Slice::F32(x), Slice::F32(w), Slice::F32(b)) => {
-                CpuStorage::F32(run(self, x, w, b, l1.shape()))
-            }
-            (Slice::F64(x), Slice::F64(w), Slice::F64(b)) => {
-                CpuStorage::F64(run(self, x, w, b, l1.shape()))
-            }
-            _ => bail!("scarce-batch-norm: x, weight and bias must all be f32 or all f64"),
-        };
+        let out = on_floats!(self.name(), s1, l1, s2, l2, s3, l3, |x, w, b| run(
+            self,
+            x,
+            w,
+            b,
+            l1.shape()
+        ));
         Ok((out, l1.shape().clone()))
     }
 
@@ -225,16 +234,13 @@ impl CustomOp3 for BnGrad {
             }
             out
         }
-        let (dy, x, w) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
-        let out = match (dy, x, w) {
-            (Slice::F32(dy), Slice::F32(x), Slice::F32(w)) => {
-                CpuStorage::F32(run(self, dy, x, w, l2.shape()))
-            }
-            (Slice::F64(dy), Slice::F64(x), Slice::F64(w)) => {
-                CpuStorage::F64(run(self, dy, x, w, l2.shape()))
-            }
-            _ => bail!("scarce-batch-norm-grad: mixed or unsupported dtypes"),
-        };
+        let out = on_floats!(self.name(), s1, l1, s2, l2, s3, l3, |dy, x, w| run(
+            self,
+            dy,
+            x,
+            w,
+            l2.shape()
+        ));
         let c = l3.shape().elem_count();
         Ok((out, Shape::from(l2.shape().elem_count() + 2 * c)))
     }
@@ -251,6 +257,19 @@ impl CustomOp3 for BnGrad {
         composed_vjp(dy, x, w, g, self.eps, |dy| Ok(dy.clone()))
     }
 }
+
+/// Runs `$body` with the three storages as `&[f32]` or as `&[f64]` slices and wraps the
+/// result back into a `CpuStorage`; mixed or other dtypes are an error naming the op.
+macro_rules! on_floats {
+    ($name:expr, $s1:ident, $l1:ident, $s2:ident, $l2:ident, $s3:ident, $l3:ident, |$a:ident, $b:ident, $c:ident| $body:expr) => {
+        match (slice($s1, $l1)?, slice($s2, $l2)?, slice($s3, $l3)?) {
+            (Slice::F32($a), Slice::F32($b), Slice::F32($c)) => CpuStorage::F32($body),
+            (Slice::F64($a), Slice::F64($b), Slice::F64($c)) => CpuStorage::F64($body),
+            _ => bail!("{}: inputs must all be f32 or all f64", $name),
+        }
+    };
+}
+use on_floats;
 
 enum Slice<'a> {
     F32(&'a [f32]),
@@ -392,27 +411,19 @@ impl CustomOp3 for BnPool {
         fn run<T: WithDType>(op: &BnPool, x: &[T], w: &[T], b: &[T], shape: &Shape) -> Vec<T> {
             let (n, c, inner) = dims3(shape);
             let st = stats(x, n, c, inner, op.eps);
-            let scale: Vec<T> = (0..c)
-                .map(|k| T::from_f64(st.inv[k] * w[k].to_f64()))
-                .collect();
-            let shift: Vec<T> = (0..c)
-                .map(|k| T::from_f64(b[k].to_f64() - st.mean[k] * st.inv[k] * w[k].to_f64()))
-                .collect();
+            let (scale, shift) = st.scale_shift(w, b);
             let (y, idx) = window_max(x, n * c, &op.wins, Some((&scale, &shift)));
             let _ = op.stats.set(st);
             let _ = op.argmax.set(Arc::new(idx));
             y
         }
-        let (x, w, b) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
-        let out = match (x, w, b) {
-            (Slice::F32(x), Slice::F32(w), Slice::F32(b)) => {
-                CpuStorage::F32(run(self, x, w, b, l1.shape()))
-            }
-            (Slice::F64(x), Slice::F64(w), Slice::F64(b)) => {
-                CpuStorage::F64(run(self, x, w, b, l1.shape()))
-            }
-            _ => bail!("scarce-batch-norm-max-pool: x, weight and bias must all be f32 or all f64"),
-        };
+        let out = on_floats!(self.name(), s1, l1, s2, l2, s3, l3, |x, w, b| run(
+            self,
+            x,
+            w,
+            b,
+            l1.shape()
+        ));
         Ok((out, Shape::from(self.out_dims.clone())))
     }
 
@@ -519,16 +530,13 @@ impl CustomOp3 for BnPoolGrad {
             }
             out
         }
-        let (dy, x, w) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
-        let out = match (dy, x, w) {
-            (Slice::F32(dy), Slice::F32(x), Slice::F32(w)) => {
-                CpuStorage::F32(run(self, dy, x, w, l2.shape()))
-            }
-            (Slice::F64(dy), Slice::F64(x), Slice::F64(w)) => {
-                CpuStorage::F64(run(self, dy, x, w, l2.shape()))
-            }
-            _ => bail!("scarce-batch-norm-max-pool-grad: mixed or unsupported dtypes"),
-        };
+        let out = on_floats!(self.name(), s1, l1, s2, l2, s3, l3, |dy, x, w| run(
+            self,
+            dy,
+            x,
+            w,
+            l2.shape()
+        ));
         Ok((
             out,
             Shape::from(l2.shape().elem_count() + 2 * l3.shape().elem_count()),
