@@ -5,7 +5,9 @@
 //! `BnGrad(dy, x, w)`, one fused kernel returning `(dx, dw, db)` concatenated. `BnGrad`'s own
 //! backward (reached only when differentiating a gradient, e.g. MAML) differentiates the
 //! textbook formula for `(dx, dw, db)` written with candle ops, so second-order values are
-//! exact too. On other devices the composed formula is used throughout.
+//! exact too (a third derivative through these ops is not supported: the second-order
+//! product is returned as a plain tensor). On other devices the composed formula is used
+//! throughout.
 
 use super::channel::{channel_expand, channel_sum};
 use super::gather::PlaneGather;
