@@ -52,8 +52,9 @@ pub fn enable() -> Result<()> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn off_without_the_variable_and_said_so() {
-        // A fresh thread with the variable unset must report second order as off.
+    fn fresh_thread_reports_what_candle_does() {
+        // A fresh thread reads the variable at its first backward: live exactly when it is
+        // "1", and when off the error says how to turn it on.
         let live_env = std::env::var("CANDLE_GRAD_DO_NOT_DETACH").as_deref() == Ok("1");
         let (live, err) = std::thread::spawn(|| {
             (
