@@ -24,14 +24,24 @@ impl ShuffledBatches {
             return Err(Error::param("batch_size", "must be at least 1"));
         }
         if n == 0 || (drop_last && n < batch_size) {
-            return Err(Error::param("n", format!("{n} samples make no batch of {batch_size}")));
+            return Err(Error::param(
+                "n",
+                format!("{n} samples make no batch of {batch_size}"),
+            ));
         }
-        Ok(ShuffledBatches { n, batch_size, drop_last, seed })
+        Ok(ShuffledBatches {
+            n,
+            batch_size,
+            drop_last,
+            seed,
+        })
     }
 
     /// The batches of epoch `epoch`.
     pub fn epoch(&self, epoch: u64) -> Vec<Vec<usize>> {
-        let order = Stream::new(self.seed, "shuffled-batches").at(epoch).permutation(self.n);
+        let order = Stream::new(self.seed, "shuffled-batches")
+            .at(epoch)
+            .permutation(self.n);
         order
             .chunks(self.batch_size)
             .filter(|b| !self.drop_last || b.len() == self.batch_size)
@@ -62,7 +72,11 @@ impl ClassBalancedSampler {
         if members.is_empty() {
             return Err(Error::Empty(dataset.name().to_string()));
         }
-        Ok(ClassBalancedSampler { members, batch_size, seed })
+        Ok(ClassBalancedSampler {
+            members,
+            batch_size,
+            seed,
+        })
     }
 
     /// Batch `index` (a pure function of seed and index).

@@ -208,7 +208,11 @@ impl Dataset {
         if got != self.len() {
             return Err(Error::param(
                 what,
-                format!("{} samples in `{}`, got {got} values", self.len(), self.name),
+                format!(
+                    "{} samples in `{}`, got {got} values",
+                    self.len(),
+                    self.name
+                ),
             ));
         }
         Ok(())
@@ -379,7 +383,10 @@ impl Dataset {
         let [ch, h, w] = self.sample_shape[..] else {
             return Err(Error::param(
                 "turns",
-                format!("rotations need 2D samples, shape is {:?}", self.sample_shape),
+                format!(
+                    "rotations need 2D samples, shape is {:?}",
+                    self.sample_shape
+                ),
             ));
         };
         if h != w || turns.is_empty() {
@@ -411,11 +418,13 @@ impl Dataset {
             .collect();
         let pixels = match &self.storage.pixels {
             // Keep 8-bit storage 8-bit: the rotated values are the same bytes.
-            Pixels::U8(_) => Pixels::U8(pixels.iter().map(|&v| (v * 255.0).round() as u8).collect()),
+            Pixels::U8(_) => {
+                Pixels::U8(pixels.iter().map(|&v| (v * 255.0).round() as u8).collect())
+            }
             Pixels::F32(_) => Pixels::F32(pixels),
         };
-        let mut ds = Self::build(&self.name, &self.sample_shape, pixels, labels)?
-            .with_class_names(names)?;
+        let mut ds =
+            Self::build(&self.name, &self.sample_shape, pixels, labels)?.with_class_names(names)?;
         if self.groups.is_some() {
             ds = ds.with_groups(groups)?;
         }

@@ -36,7 +36,11 @@ pub struct ReadOptions {
 const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 
 /// Decodes one image to channels-first 8-bit pixels.
-fn read_image(path: &Path, channels: Channels, size: Option<(usize, usize)>) -> Result<(Vec<u8>, [usize; 3])> {
+fn read_image(
+    path: &Path,
+    channels: Channels,
+    size: Option<(usize, usize)>,
+) -> Result<(Vec<u8>, [usize; 3])> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -62,7 +66,12 @@ fn read_image(path: &Path, channels: Channels, size: Option<(usize, usize)>) -> 
         (1, vec![img.to_luma8().into_raw()])
     } else {
         let rgb = img.to_rgb8().into_raw();
-        (3, (0..3).map(|k| rgb.iter().skip(k).step_by(3).copied().collect()).collect())
+        (
+            3,
+            (0..3)
+                .map(|k| rgb.iter().skip(k).step_by(3).copied().collect())
+                .collect(),
+        )
     };
     let (oh, ow) = size.unwrap_or((h, w));
     let mut out = Vec::with_capacity(c * oh * ow);
@@ -77,11 +86,20 @@ fn read_image(path: &Path, channels: Channels, size: Option<(usize, usize)>) -> 
 }
 
 /// Decodes many files in parallel and stacks them; all must end up one shape.
-fn stack(files: &[PathBuf], opts: ReadOptions, row_error: impl Fn(usize, Error) -> Error + Sync) -> Result<(Vec<u8>, [usize; 3])> {
+fn stack(
+    files: &[PathBuf],
+    opts: ReadOptions,
+    row_error: impl Fn(usize, Error) -> Error + Sync,
+) -> Result<(Vec<u8>, [usize; 3])> {
     let channels = match (opts.channels, files.first()) {
         (Channels::Auto, Some(first)) => {
-            let (_, [c, _, _]) = read_image(first, Channels::Auto, Some((1, 1))).map_err(|e| row_error(0, e))?;
-            if c == 1 { Channels::Grey } else { Channels::Rgb }
+            let (_, [c, _, _]) =
+                read_image(first, Channels::Auto, Some((1, 1))).map_err(|e| row_error(0, e))?;
+            if c == 1 {
+                Channels::Grey
+            } else {
+                Channels::Rgb
+            }
         }
         (c, _) => c,
     };
@@ -138,7 +156,10 @@ pub fn load_image_folder(root: &Path, opts: ReadOptions) -> Result<Dataset> {
         return Err(Error::Empty(root.display().to_string()));
     }
     let (pixels, shape) = stack(&files, opts, |_, e| e)?;
-    let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     Dataset::from_u8(&name, &shape, pixels, labels)?.with_class_names(class_names)
 }
 
@@ -160,7 +181,10 @@ pub fn load_manifest(manifest: &Path, opts: ReadOptions) -> Result<Dataset> {
         .clone();
     let col = |name: &str| header.iter().position(|h| h.trim() == name);
     let (Some(path_col), Some(label_col)) = (col("path"), col("label")) else {
-        return Err(Error::format(manifest, "the header must name `path` and `label` columns"));
+        return Err(Error::format(
+            manifest,
+            "the header must name `path` and `label` columns",
+        ));
     };
     let (patient_col, site_col, mask_col) = (col("patient"), col("site"), col("mask"));
     let base = manifest.parent().unwrap_or(Path::new("."));
@@ -175,7 +199,10 @@ pub fn load_manifest(manifest: &Path, opts: ReadOptions) -> Result<Dataset> {
         let get = |c: Option<usize>| c.and_then(|c| rec.get(c)).map(|v| v.trim().to_string());
         let file = base.join(get(Some(path_col)).unwrap_or_default());
         if !file.is_file() {
-            return Err(row_err(row, format!("file {} does not exist", file.display())));
+            return Err(row_err(
+                row,
+                format!("file {} does not exist", file.display()),
+            ));
         }
         let label = get(Some(label_col)).unwrap_or_default();
         if label.is_empty() {
@@ -197,7 +224,10 @@ pub fn load_manifest(manifest: &Path, opts: ReadOptions) -> Result<Dataset> {
         return Err(Error::Empty(manifest.display().to_string()));
     }
     if !masks.is_empty() && masks.len() != files.len() {
-        return Err(Error::format(manifest, "either every row has a mask or none has"));
+        return Err(Error::format(
+            manifest,
+            "either every row has a mask or none has",
+        ));
     }
     let distinct: BTreeSet<&String> = label_text.iter().collect();
     let mut class_names: Vec<String> = distinct.into_iter().cloned().collect();
@@ -211,17 +241,26 @@ pub fn load_manifest(manifest: &Path, opts: ReadOptions) -> Result<Dataset> {
     let row_error = |i: usize, e: Error| row_err(i + 1, e.to_string());
     let (pixels, shape) = stack(&files, opts, row_error)?;
     let mut ds = Dataset::from_u8(
-        manifest.file_stem().and_then(|s| s.to_str()).unwrap_or("manifest"),
+        manifest
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("manifest"),
         &shape,
         pixels,
         labels,
     )?
     .with_class_names(class_names)?;
     if !masks.is_empty() {
-        let mask_opts = ReadOptions { channels: Channels::Grey, size: None };
+        let mask_opts = ReadOptions {
+            channels: Channels::Grey,
+            size: None,
+        };
         let (m, mshape) = stack(&masks, mask_opts, row_error)?;
         if mshape[1..] != shape[1..] {
-            return Err(Error::format(manifest, format!("masks are {mshape:?}, images {shape:?}")));
+            return Err(Error::format(
+                manifest,
+                format!("masks are {mshape:?}, images {shape:?}"),
+            ));
         }
         ds = ds.with_masks(m)?;
     }

@@ -90,7 +90,12 @@ impl Collator {
 
     /// Augments every sample (queries too unless `augment_query` is false), with
     /// randomness keyed by `seed`, the episode index and the position.
-    pub fn with_augment(mut self, augment: Arc<dyn Augment>, augment_query: bool, seed: u64) -> Self {
+    pub fn with_augment(
+        mut self,
+        augment: Arc<dyn Augment>,
+        augment_query: bool,
+        seed: u64,
+    ) -> Self {
         self.augment = Some(augment);
         self.augment_query = augment_query;
         self.seed = seed;
@@ -108,14 +113,22 @@ impl Collator {
         &self.dataset
     }
 
-    fn stack(&self, samples: &[usize], episode: u64, part: &str, augment: bool) -> Result<(Tensor, Option<Tensor>)> {
+    fn stack(
+        &self,
+        samples: &[usize],
+        episode: u64,
+        part: &str,
+        augment: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let ds = &self.dataset;
         let per = ds.sample_len();
         let shape = ds.sample_shape();
         let plane: usize = shape[1..].iter().product();
         let mut pixels = vec![0f32; samples.len() * per];
         let mut masks = ds.has_masks().then(|| vec![0u8; samples.len() * plane]);
-        let rng = Stream::new(self.seed, "collate-augment").at(episode).child(part);
+        let rng = Stream::new(self.seed, "collate-augment")
+            .at(episode)
+            .child(part);
         let work = |(slot, (out, mask)): (usize, (&mut [f32], Option<&mut [u8]>))| -> Result<()> {
             let i = samples[slot];
             ds.read(i, out);
@@ -157,14 +170,24 @@ impl Collator {
     /// The tensors of one episode.
     pub fn collate(&self, episode: &Episode) -> Result<EpisodeBatch> {
         let n = self.dataset.len();
-        if let Some(&bad) = episode.support.iter().chain(&episode.query).find(|&&i| i >= n) {
+        if let Some(&bad) = episode
+            .support
+            .iter()
+            .chain(&episode.query)
+            .find(|&&i| i >= n)
+        {
             return Err(Error::param(
                 "episode",
-                format!("sample {bad} is past `{}` ({n} samples)", self.dataset.name()),
+                format!(
+                    "sample {bad} is past `{}` ({n} samples)",
+                    self.dataset.name()
+                ),
             ));
         }
-        let (support, support_masks) = self.stack(&episode.support, episode.index, "support", true)?;
-        let (query, query_masks) = self.stack(&episode.query, episode.index, "query", self.augment_query)?;
+        let (support, support_masks) =
+            self.stack(&episode.support, episode.index, "support", true)?;
+        let (query, query_masks) =
+            self.stack(&episode.query, episode.index, "query", self.augment_query)?;
         let support_labels = Tensor::new(episode.support_labels(), &self.device)?;
         let query_labels = Tensor::new(episode.query_labels(), &self.device)?;
         Ok(EpisodeBatch {
@@ -224,7 +247,11 @@ impl EpisodeLoader {
                         return;
                     }
                     let episode = match &episodes {
-                        Episodes::Sampled { sampler, start, count } => {
+                        Episodes::Sampled {
+                            sampler,
+                            start,
+                            count,
+                        } => {
                             if count.is_some_and(|c| next >= c) {
                                 return;
                             }

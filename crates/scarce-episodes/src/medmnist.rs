@@ -48,9 +48,10 @@ pub fn load_medmnist(path: &Path, split: Split) -> Result<Dataset> {
         }
     };
     let n = images.shape.first().copied().unwrap_or(0);
-    let bytes = images.bytes().filter(|_| images.dtype == NpyType::U8).ok_or_else(|| {
-        Error::format(path, format!("{}_images must be uint8", split.key()))
-    })?;
+    let bytes = images
+        .bytes()
+        .filter(|_| images.dtype == NpyType::U8)
+        .ok_or_else(|| Error::format(path, format!("{}_images must be uint8", split.key())))?;
     let (shape, pixels): (Vec<usize>, Vec<u8>) = match images.shape[..] {
         [_, h, w] => (vec![1, h, w], bytes.to_vec()),
         [_, h, w, 3] if !(h == w && w == 3) => {
@@ -85,7 +86,10 @@ pub fn load_medmnist(path: &Path, split: Split) -> Result<Dataset> {
         ));
     }
     let labels = labels.to_labels(path)?;
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("medmnist");
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("medmnist");
     Dataset::from_u8(&format!("{stem}-{}", split.key()), &shape, pixels, labels)
 }
 
@@ -110,7 +114,11 @@ fn read_safetensors(path: &Path, split: Split) -> Result<(NpyArray, NpyArray)> {
                 ))
             }
         };
-        Ok(NpyArray::from_le_bytes(t.shape().to_vec(), dtype, t.data().to_vec()))
+        Ok(NpyArray::from_le_bytes(
+            t.shape().to_vec(),
+            dtype,
+            t.data().to_vec(),
+        ))
     };
     Ok((get("images")?, get("labels")?))
 }

@@ -171,7 +171,9 @@ pub fn read_npy(mut r: impl Read, name: &Path) -> Result<NpyArray> {
     };
     let fortran = field("fortran_order").ok_or_else(|| bad("no fortran_order"))?;
     if fortran.starts_with("True") {
-        return Err(bad("Fortran-order arrays are not supported; save with C order"));
+        return Err(bad(
+            "Fortran-order arrays are not supported; save with C order",
+        ));
     }
     let shape_text = field("shape").ok_or_else(|| bad("no shape"))?;
     let shape_text = shape_text
@@ -182,7 +184,10 @@ pub fn read_npy(mut r: impl Read, name: &Path) -> Result<NpyArray> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| bad("shape entry is not a number")))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| bad("shape entry is not a number"))
+        })
         .collect::<Result<Vec<_>>>()?;
     let n: usize = shape.iter().product();
     let mut bytes = vec![0u8; n * dtype.size()];
@@ -206,9 +211,9 @@ pub fn read_npz_member(path: &Path, member: &str) -> Result<NpyArray> {
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
         .map_err(|e| Error::format(path, format!("not a zip (npz) archive: {e}")))?;
     let name = format!("{member}.npy");
-    let entry = zip.by_name(&name).map_err(|_| {
-        Error::format(path, format!("the archive has no member `{name}`"))
-    })?;
+    let entry = zip
+        .by_name(&name)
+        .map_err(|_| Error::format(path, format!("the archive has no member `{name}`")))?;
     read_npy(std::io::BufReader::new(entry), &path.join(&name))
 }
 
@@ -239,16 +244,23 @@ mod tests {
         let b = read_npy(&be[..], Path::new("b.npy")).unwrap();
         assert_eq!(b.to_f64(), vec![258.0]);
         let s = npy("<f8", "()", &2.5f64.to_le_bytes());
-        assert_eq!(read_npy(&s[..], Path::new("s.npy")).unwrap().to_f64(), vec![2.5]);
+        assert_eq!(
+            read_npy(&s[..], Path::new("s.npy")).unwrap().to_f64(),
+            vec![2.5]
+        );
     }
 
     #[test]
     fn refuses_what_it_cannot_read() {
         let t = npy("<c16", "(1,)", &[0; 16]);
-        let e = read_npy(&t[..], Path::new("c.npy")).unwrap_err().to_string();
+        let e = read_npy(&t[..], Path::new("c.npy"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("c.npy") && e.contains("c16"), "{e}");
         let short = npy("<f4", "(4,)", &[0; 8]);
-        let e = read_npy(&short[..], Path::new("d.npy")).unwrap_err().to_string();
+        let e = read_npy(&short[..], Path::new("d.npy"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("truncated"), "{e}");
     }
 }

@@ -62,7 +62,10 @@ impl Omniglot {
         let [chars, drawers, h, w] = images.shape[..] else {
             return Err(Error::format(
                 &path,
-                format!("images must be [chars, drawers, 105, 105], got {:?}", images.shape),
+                format!(
+                    "images must be [chars, drawers, 105, 105], got {:?}",
+                    images.shape
+                ),
             ));
         };
         let bits = images
@@ -85,7 +88,14 @@ impl Omniglot {
             .collect();
         let (alphabets, class_alphabet, names) = alphabets(dir, set, chars)?;
         let dataset = Dataset::from_u8(
-            &format!("omniglot-{}", if set == OmniglotSet::Background { "background" } else { "evaluation" }),
+            &format!(
+                "omniglot-{}",
+                if set == OmniglotSet::Background {
+                    "background"
+                } else {
+                    "evaluation"
+                }
+            ),
             &[1, side, side],
             resized,
             labels,
@@ -126,7 +136,10 @@ fn alphabets(
         let field = |i: usize| rec.get(i).unwrap_or("").trim().to_string();
         let num = |i: usize| {
             field(i).parse::<usize>().map_err(|_| {
-                Error::format(&path, format!("row {}: column {} is not a number", row + 1, i + 1))
+                Error::format(
+                    &path,
+                    format!("row {}: column {} is not a number", row + 1, i + 1),
+                )
             })
         };
         let first = num(3)?;
@@ -146,7 +159,11 @@ fn alphabets(
     if let Some(c) = class_alphabet.iter().position(|&a| a == usize::MAX) {
         return Err(Error::format(
             &path,
-            format!("character {} of {:?} belongs to no alphabet", c + set.first_id(), set),
+            format!(
+                "character {} of {:?} belongs to no alphabet",
+                c + set.first_id(),
+                set
+            ),
         ));
     }
     Ok((names, class_alphabet, char_names))

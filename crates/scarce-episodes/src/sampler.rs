@@ -107,7 +107,11 @@ impl EpisodeSampler {
                 ),
             ));
         }
-        let needed = if config.with_replacement { 2 } else { config.k_shot + config.q_query };
+        let needed = if config.with_replacement {
+            2
+        } else {
+            config.k_shot + config.q_query
+        };
         for &c in &classes {
             let count = dataset.class_samples(c).len();
             if count < needed {
@@ -147,10 +151,11 @@ impl EpisodeSampler {
     pub fn episode(&self, index: u64) -> Result<Episode> {
         let cfg = self.config;
         let rng = Stream::new(self.seed, "episode").at(index);
-        let picked: Vec<usize> = partial_shuffle(&rng.child("classes"), self.classes.len(), cfg.n_way)
-            .into_iter()
-            .map(|k| self.classes[k])
-            .collect();
+        let picked: Vec<usize> =
+            partial_shuffle(&rng.child("classes"), self.classes.len(), cfg.n_way)
+                .into_iter()
+                .map(|k| self.classes[k])
+                .collect();
         let ds = &self.dataset;
         let mut support = Vec::with_capacity(cfg.n_way * cfg.k_shot);
         // Per class, the samples left for the query once the support is drawn.
@@ -175,7 +180,10 @@ impl EpisodeSampler {
                 order.sort_by_key(|&i| rank[&ds.group(i)]);
                 order
             } else {
-                r.permutation(members.len()).into_iter().map(|p| members[p]).collect()
+                r.permutation(members.len())
+                    .into_iter()
+                    .map(|p| members[p])
+                    .collect()
             };
             let n_support = if cfg.with_replacement && order.len() < cfg.k_shot + cfg.q_query {
                 // Keep support and query disjoint: split the class in proportion K : Q.
@@ -189,7 +197,9 @@ impl EpisodeSampler {
                 support.extend_from_slice(sup);
             } else {
                 let d = r.child("support-draws");
-                support.extend((0..cfg.k_shot).map(|j| sup[d.below(j as u64, sup.len() as u64) as usize]));
+                support.extend(
+                    (0..cfg.k_shot).map(|j| sup[d.below(j as u64, sup.len() as u64) as usize]),
+                );
             }
             rest.push(q.to_vec());
         }
@@ -205,7 +215,9 @@ impl EpisodeSampler {
                 .filter(|i| !support_groups.contains(&ds.group(*i)))
                 .collect();
             let c = picked[k];
-            if usable.is_empty() && cfg.q_query > 0 || (!cfg.with_replacement && usable.len() < cfg.q_query) {
+            if usable.is_empty() && cfg.q_query > 0
+                || (!cfg.with_replacement && usable.len() < cfg.q_query)
+            {
                 return Err(Error::ClassTooSmall {
                     class: c,
                     name: ds.class_name(c).to_string(),
@@ -218,7 +230,10 @@ impl EpisodeSampler {
                 query.extend_from_slice(&usable[..cfg.q_query]);
             } else {
                 let d = rng.child("query-draws").at(k as u64);
-                query.extend((0..cfg.q_query).map(|j| usable[d.below(j as u64, usable.len() as u64) as usize]));
+                query.extend(
+                    (0..cfg.q_query)
+                        .map(|j| usable[d.below(j as u64, usable.len() as u64) as usize]),
+                );
             }
         }
         Ok(Episode {
@@ -272,7 +287,9 @@ impl EpisodeSet {
             n_classes: ds.n_classes(),
             config: sampler.config(),
             seed: sampler.seed(),
-            episodes: (0..count as u64).map(|i| sampler.episode(i)).collect::<Result<_>>()?,
+            episodes: (0..count as u64)
+                .map(|i| sampler.episode(i))
+                .collect::<Result<_>>()?,
         })
     }
 
@@ -300,7 +317,10 @@ impl EpisodeSet {
                 && e.classes.iter().all(|&c| c < dataset.n_classes())
         });
         if !in_range {
-            return Err(Error::param("episode set", "an episode indexes past the dataset"));
+            return Err(Error::param(
+                "episode set",
+                "an episode indexes past the dataset",
+            ));
         }
         Ok(())
     }

@@ -36,11 +36,21 @@ impl ClassSplit {
     }
 
     /// An explicit split by class names of `dataset`; every name must exist, none twice.
-    pub fn by_names(dataset: &Dataset, train: &[&str], val: &[&str], test: &[&str]) -> Result<Self> {
+    pub fn by_names(
+        dataset: &Dataset,
+        train: &[&str],
+        val: &[&str],
+        test: &[&str],
+    ) -> Result<Self> {
         let find = |n: &&str| {
             (0..dataset.n_classes())
                 .find(|&c| dataset.class_name(c) == *n)
-                .ok_or_else(|| Error::param("class names", format!("no class named `{n}` in `{}`", dataset.name())))
+                .ok_or_else(|| {
+                    Error::param(
+                        "class names",
+                        format!("no class named `{n}` in `{}`", dataset.name()),
+                    )
+                })
         };
         let split = ClassSplit {
             train: train.iter().map(find).collect::<Result<_>>()?,
@@ -56,10 +66,16 @@ impl ClassSplit {
         let mut seen = vec![false; n_classes];
         for &c in self.train.iter().chain(&self.val).chain(&self.test) {
             if c >= n_classes {
-                return Err(Error::param("split", format!("class {c} out of range ({n_classes} classes)")));
+                return Err(Error::param(
+                    "split",
+                    format!("class {c} out of range ({n_classes} classes)"),
+                ));
             }
             if std::mem::replace(&mut seen[c], true) {
-                return Err(Error::param("split", format!("class {c} is in more than one part")));
+                return Err(Error::param(
+                    "split",
+                    format!("class {c} is in more than one part"),
+                ));
             }
         }
         Ok(())
@@ -82,7 +98,10 @@ impl ClassSplit {
 pub fn group_split(dataset: &Dataset, fractions: [f64; 3], seed: u64) -> Result<[Dataset; 3]> {
     let total: f64 = fractions.iter().sum();
     if fractions.iter().any(|&f| !(f >= 0.0)) || (total - 1.0).abs() > 1e-9 {
-        return Err(Error::param("fractions", format!("must be non-negative and sum to 1, got {fractions:?}")));
+        return Err(Error::param(
+            "fractions",
+            format!("must be non-negative and sum to 1, got {fractions:?}"),
+        ));
     }
     if dataset.is_empty() {
         return Err(Error::Empty(dataset.name().to_string()));
@@ -96,7 +115,13 @@ pub fn group_split(dataset: &Dataset, fractions: [f64; 3], seed: u64) -> Result<
     let cut2 = ((fractions[0] + fractions[1]) * n).round() as usize;
     let mut part_of = std::collections::HashMap::new();
     for (rank, &k) in order.iter().enumerate() {
-        let part = if rank < cut1 { 0 } else if rank < cut2 { 1 } else { 2 };
+        let part = if rank < cut1 {
+            0
+        } else if rank < cut2 {
+            1
+        } else {
+            2
+        };
         part_of.insert(group_ids[k], part);
     }
     let mut parts: [Vec<usize>; 3] = Default::default();

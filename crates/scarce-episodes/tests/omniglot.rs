@@ -18,8 +18,18 @@ fn shared_omniglot() -> Option<PathBuf> {
 fn counts_and_pillow_resize() {
     let dir = scarce_episodes::data_dir().join("omniglot");
     for (set, chars, alphabets, file) in [
-        (OmniglotSet::Background, 964, 30, "omniglot_background_28x28.safetensors"),
-        (OmniglotSet::Evaluation, 659, 20, "omniglot_evaluation_28x28.safetensors"),
+        (
+            OmniglotSet::Background,
+            964,
+            30,
+            "omniglot_background_28x28.safetensors",
+        ),
+        (
+            OmniglotSet::Evaluation,
+            659,
+            20,
+            "omniglot_evaluation_28x28.safetensors",
+        ),
     ] {
         let o = Omniglot::load(&dir, set, 28).unwrap();
         let ds = &o.dataset;
