@@ -7,9 +7,18 @@
 //! | feature | crate | what it holds |
 //! | --- | --- | --- |
 //! | `core` (default) | [`core`] = `scarce-core` | `Params`, the functional `Model`, verified differentiable ops, backbones, RNG streams, optimisers, checkpoints, gradcheck |
+//! | `episodes` (default) | [`episodes`] = `scarce-episodes` | datasets (Omniglot, MedMNIST, folders, manifests), splits, N-way K-shot episodes, loaders |
+//! | `metric` (default) | [`metric`] = `scarce-metric` | ProtoNet, SimpleShot, the episodic trainer |
+//! | `eval` (default) | [`eval`] = `scarce-eval` | accuracy ± 95% CI, confusion matrix, AUROC, calibration, Fréchet distance |
 //! | `cuda` | | candle's CUDA backend for every crate with tensor code |
 //! | `full` | | every crate |
 #![deny(missing_docs)]
 
 #[cfg(feature = "core")]
 pub use scarce_core as core;
+#[cfg(feature = "episodes")]
+pub use scarce_episodes as episodes;
+#[cfg(feature = "eval")]
+pub use scarce_eval as eval;
+#[cfg(feature = "metric")]
+pub use scarce_metric as metric;

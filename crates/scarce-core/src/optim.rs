@@ -200,6 +200,26 @@ impl Adam {
     pub fn steps(&self) -> i32 {
         self.t
     }
+
+    /// The moment estimates (`m`, `v`) by parameter name, for checkpoints.
+    pub fn moments(&self) -> (&Params, &Params) {
+        (&self.m, &self.v)
+    }
+
+    /// Restores a state saved from [`Adam::steps`] and [`Adam::moments`], so that training
+    /// resumes exactly where it stopped.
+    pub fn restore(&mut self, steps: i32, m: Params, v: Params) -> Result<()> {
+        if steps < 0 || m.names() != v.names() {
+            return Err(Error::param(
+                "adam state",
+                "steps must be non-negative and m, v hold the same names",
+            ));
+        }
+        self.t = steps;
+        self.m = m;
+        self.v = v;
+        Ok(())
+    }
 }
 
 impl Optimizer for Adam {

@@ -1,0 +1,47 @@
+//! # scarce-eval
+//!
+//! The numbers a few-shot or medical classifier is judged by, on plain slices (no tensor
+//! library): mean accuracy with a 95% confidence interval over test episodes; confusion
+//! matrix, per-class sensitivity / specificity and balanced accuracy; AUROC (binary,
+//! one-vs-rest, one-vs-one); expected calibration error and temperature scaling; the
+//! Fréchet distance between feature sets (FID's formula).
+//! The definitions follow scikit-learn's and are checked against it
+//! (`shared/fixtures/metrics`).
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod calibration;
+pub mod classification;
+pub mod frechet;
+pub mod roc;
+pub mod summary;
+
+pub use calibration::{expected_calibration_error, fit_temperature, ReliabilityBin};
+pub use classification::ConfusionMatrix;
+pub use frechet::frechet_distance;
+pub use roc::{auroc, auroc_ovo, auroc_ovr, OvrAuc};
+pub use summary::{mean_ci95, MeanCi};
+
+/// Errors: inputs that cannot give a meaningful number, named.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[non_exhaustive]
+pub enum Error {
+    /// An argument is unusable (empty, mismatched lengths, out-of-range label, NaN).
+    #[error("invalid `{name}`: {reason}")]
+    Invalid {
+        /// The argument.
+        name: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn invalid(name: &'static str, reason: impl Into<String>) -> Error {
+    Error::Invalid {
+        name,
+        reason: reason.into(),
+    }
+}

@@ -1,0 +1,301 @@
+//! Episodic training of a backbone with a few-shot head, and evaluation on fixed episodes.
+//!
+//! Training draws episodes `start..steps` from an [`EpisodeSampler`] through an
+//! [`EpisodeLoader`] (episodes are a pure function of their index, so a resumed run sees
+//! exactly the episodes the interrupted one would have), takes one Adam step per episode,
+//! validates on a fixed [`EpisodeSet`] every `val_every` steps, and writes under `out_dir`:
+//! `last.safetensors` (weights, batch-norm statistics, Adam state, step; written atomically
+//! at every validation), `best.safetensors` (best validation accuracy), `log.csv`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use scarce_core::checkpoint::{self, CheckpointMeta};
+use scarce_core::optim::{Adam, AdamConfig, LrSchedule, Optimizer};
+use scarce_core::{ops, Ctx, Error, Model, Params, Result};
+use scarce_episodes::{Collator, EpisodeBatch, EpisodeLoader, EpisodeSampler, EpisodeSet, Episodes};
+
+use crate::classifier::FewShotClassifier;
+
+/// Weights of a backbone + head, with the backbone's batch-norm statistics.
+#[derive(Clone, Debug)]
+pub struct Learner {
+    /// Backbone weights.
+    pub backbone: Params,
+    /// Head weights (may be empty).
+    pub head: Params,
+    /// Batch-norm running statistics.
+    pub buffers: Params,
+}
+
+/// How to train.
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
+    /// Total steps (episodes).
+    pub steps: usize,
+    /// Adam's base learning rate.
+    pub lr: f64,
+    /// Learning-rate schedule over steps.
+    pub schedule: LrSchedule,
+    /// Validate (and checkpoint) every this many steps, and at the end.
+    pub val_every: usize,
+    /// Print a progress line every this many steps (0: never).
+    pub log_every: usize,
+    /// Where checkpoints and the log go (created if missing).
+    pub out_dir: PathBuf,
+    /// Continue from `out_dir/last.safetensors` when it exists.
+    pub resume: bool,
+    /// Episodes collated ahead of the learner.
+    pub prefetch: usize,
+    /// What the backbone is (kind and config); a checkpoint of anything else is refused.
+    pub backbone_id: serde_json::Value,
+}
+
+/// What a training run ended with.
+#[derive(Clone, Debug)]
+pub struct TrainOutcome {
+    /// The weights with the best validation accuracy.
+    pub best: Learner,
+    /// That accuracy (%).
+    pub best_val: f64,
+    /// The step it was reached at.
+    pub best_step: usize,
+    /// Steps run in this call (fewer than `steps` after a resume).
+    pub steps_run: usize,
+}
+
+/// One forward pass over an episode: logits of the queries.
+pub fn episode_logits<M: Model, C: FewShotClassifier>(
+    model: &M,
+    classifier: &C,
+    learner_backbone: &Params,
+    head: &Params,
+    ctx: &mut Ctx,
+    batch: &EpisodeBatch,
+) -> Result<Tensor> {
+    let ns = batch.support.dim(0)?;
+    let x = Tensor::cat(&[&batch.support, &batch.query], 0)?;
+    let z = model.forward(learner_backbone, &x, ctx)?;
+    let (zs, zq) = (z.narrow(0, 0, ns)?, z.narrow(0, ns, z.dim(0)? - ns)?);
+    let labels = batch.episode.support_labels();
+    classifier.logits(head, &zs, &labels, batch.episode.classes.len(), &zq)
+}
+
+fn accuracy(logits: &Tensor, labels: &Tensor) -> Result<f64> {
+    let pred = logits.argmax(1)?.to_dtype(DType::U32)?;
+    let right = pred.eq(labels)?.to_dtype(DType::F32)?.mean_all()?.to_scalar::<f32>()?;
+    Ok(100.0 * right as f64)
+}
+
+/// Per-episode query accuracy (%) of `learner` on a fixed episode set, batch norm in eval
+/// mode (running statistics).
+pub fn evaluate<M: Model, C: FewShotClassifier>(
+    model: &M,
+    classifier: &C,
+    learner: &Learner,
+    collator: &Collator,
+    set: &EpisodeSet,
+) -> Result<Vec<f64>> {
+    let loader = EpisodeLoader::new(Episodes::Fixed(set.clone()), collator.clone(), 4).map_err(episodes_err)?;
+    let mut accs = Vec::with_capacity(set.episodes.len());
+    let mut ctx = Ctx::eval(learner.buffers.clone());
+    for batch in loader {
+        let batch = batch.map_err(episodes_err)?;
+        let logits = episode_logits(model, classifier, &learner.backbone, &learner.head, &mut ctx, &batch)?;
+        accs.push(accuracy(&logits, &batch.query_labels)?);
+    }
+    Ok(accs)
+}
+
+/// Maps a data-layer error into the core error (keeping its message).
+pub fn episodes_err(e: scarce_episodes::Error) -> Error {
+    match e {
+        scarce_episodes::Error::Core(c) => c,
+        scarce_episodes::Error::Candle(c) => Error::Candle(c),
+        other => Error::param("episodes", other.to_string()),
+    }
+}
+
+fn prefixed(out: &mut Params, prefix: &str, p: &Params) {
+    for (n, t) in p.iter() {
+        out.insert(format!("{prefix}{n}"), t.clone());
+    }
+}
+
+fn unprefixed(all: &Params, prefix: &str) -> Params {
+    all.iter()
+        .filter_map(|(n, t)| n.strip_prefix(prefix).map(|s| (s.to_string(), t.clone())))
+        .collect()
+}
+
+fn save_learner(path: &Path, learner: &Learner, adam: Option<&Adam>, meta: &CheckpointMeta) -> Result<()> {
+    let mut all = Params::new();
+    prefixed(&mut all, "backbone.", &learner.backbone);
+    prefixed(&mut all, "head.", &learner.head);
+    prefixed(&mut all, "buffer.", &learner.buffers);
+    if let Some(a) = adam {
+        let (m, v) = a.moments();
+        prefixed(&mut all, "adam.m.", m);
+        prefixed(&mut all, "adam.v.", v);
+    }
+    checkpoint::save(path, &all.detach(), meta)
+}
+
+/// Loads a checkpoint written by [`train`], refusing one made for another backbone or
+/// head. Returns the learner, the Adam state and the metadata.
+pub fn load_learner(
+    path: &Path,
+    backbone_id: &serde_json::Value,
+    head_name: &str,
+    device: &Device,
+) -> Result<(Learner, (Params, Params), CheckpointMeta)> {
+    let (all, meta) = checkpoint::load(path, device)?;
+    let want = serde_json::json!({ "backbone": backbone_id, "head": head_name });
+    if meta.kind != "scarce-metric.learner" || meta.config != want {
+        return Err(Error::Format {
+            path: path.to_path_buf(),
+            reason: format!(
+                "checkpoint is for {} ({}), this run trains {want}",
+                meta.kind, meta.config
+            ),
+        });
+    }
+    let learner = Learner {
+        backbone: unprefixed(&all, "backbone."),
+        head: unprefixed(&all, "head."),
+        buffers: unprefixed(&all, "buffer."),
+    };
+    Ok((learner, (unprefixed(&all, "adam.m."), unprefixed(&all, "adam.v.")), meta))
+}
+
+/// Trains `init` on episodes of `sampler` (collated by `collator`), validating on
+/// `val_set` (collated by `val_collator`).
+#[allow(clippy::too_many_arguments)]
+pub fn train<M: Model, C: FewShotClassifier>(
+    model: &M,
+    classifier: &C,
+    init: Learner,
+    sampler: &EpisodeSampler,
+    collator: &Collator,
+    val_set: &EpisodeSet,
+    val_collator: &Collator,
+    cfg: &TrainConfig,
+) -> Result<TrainOutcome> {
+    if cfg.steps == 0 || cfg.val_every == 0 {
+        return Err(Error::param("steps, val_every", "must be at least 1"));
+    }
+    std::fs::create_dir_all(&cfg.out_dir).map_err(|source| Error::Io { path: cfg.out_dir.clone(), source })?;
+    let last = cfg.out_dir.join("last.safetensors");
+    let best_path = cfg.out_dir.join("best.safetensors");
+    let log_path = cfg.out_dir.join("log.csv");
+    let device = init.backbone.iter().next().map(|(_, t)| t.device().clone()).unwrap_or(Device::Cpu);
+    let mut adam = Adam::new(AdamConfig { lr: cfg.lr, ..Default::default() })?;
+    let mut learner = init;
+    let (mut start, mut best_val, mut best_step) = (0usize, f64::NEG_INFINITY, 0usize);
+    let mut best = learner.clone();
+    let head_name = classifier.name();
+    if cfg.resume && last.exists() {
+        let (l, (m, v), meta) = load_learner(&last, &cfg.backbone_id, &head_name, &device)?;
+        let num = |k: &str| -> Result<f64> {
+            meta.extra.get(k).and_then(|s| s.parse().ok()).ok_or_else(|| Error::Format {
+                path: last.clone(),
+                reason: format!("no `{k}` in the checkpoint header"),
+            })
+        };
+        start = num("step")? as usize;
+        adam.restore(start as i32, m, v)?;
+        learner = l;
+        if best_path.exists() {
+            best = load_learner(&best_path, &cfg.backbone_id, &head_name, &device)?.0;
+            best_val = num("best_val")?;
+            best_step = num("best_step")? as usize;
+        }
+        eprintln!("resuming from {} at step {start}", last.display());
+    } else {
+        let mut f = std::fs::File::create(&log_path).map_err(|source| Error::Io { path: log_path.clone(), source })?;
+        writeln!(f, "step,loss,train_acc,lr,val_acc").map_err(|source| Error::Io { path: log_path.clone(), source })?;
+    }
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log_path)
+        .map_err(|source| Error::Io { path: log_path.clone(), source })?;
+    let meta_for = |step: usize, best_val: f64, best_step: usize| CheckpointMeta {
+        kind: "scarce-metric.learner".into(),
+        config: serde_json::json!({ "backbone": cfg.backbone_id, "head": head_name }),
+        extra: [
+            ("step".to_string(), step.to_string()),
+            ("best_val".to_string(), best_val.to_string()),
+            ("best_step".to_string(), best_step.to_string()),
+        ]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    };
+    let loader = EpisodeLoader::new(
+        Episodes::Sampled { sampler: sampler.clone(), start: start as u64, count: Some((cfg.steps.saturating_sub(start)) as u64) },
+        collator.clone(),
+        cfg.prefetch.max(1),
+    )
+    .map_err(episodes_err)?;
+    let mut params = learner.backbone.to_vars()?;
+    let mut head = learner.head.to_vars()?;
+    let mut buffers = learner.buffers;
+    let clock = Instant::now();
+    let (mut loss_sum, mut acc_sum, mut since) = (0.0, 0.0, 0usize);
+    for (k, batch) in loader.enumerate() {
+        let step = start + k;
+        let batch = batch.map_err(episodes_err)?;
+        let lr = cfg.schedule.lr_at(cfg.lr, step);
+        adam.set_lr(lr);
+        let mut ctx = Ctx::train(std::mem::take(&mut buffers));
+        let logits = episode_logits(model, classifier, &params, &head, &mut ctx, &batch)?;
+        let loss = ops::cross_entropy(&logits, &batch.query_labels)?;
+        let grads = loss.backward()?;
+        // One optimiser over backbone and head: join them under distinct prefixes.
+        let mut all = Params::new();
+        prefixed(&mut all, "backbone.", &params);
+        prefixed(&mut all, "head.", &head);
+        let g = all.grads(&grads)?;
+        adam.step(&mut all, &g)?;
+        params = unprefixed(&all, "backbone.");
+        head = unprefixed(&all, "head.");
+        buffers = ctx.buffers;
+        let (l, a) = (loss.to_dtype(DType::F64)?.to_scalar::<f64>()?, accuracy(&logits, &batch.query_labels)?);
+        loss_sum += l;
+        acc_sum += a;
+        since += 1;
+        let done = step + 1;
+        let validate = done % cfg.val_every == 0 || done == cfg.steps;
+        let mut val_text = String::new();
+        if validate {
+            let current = Learner { backbone: params.detach(), head: head.detach(), buffers: buffers.clone() };
+            let accs = evaluate(model, classifier, &current, val_collator, val_set)?;
+            let val = accs.iter().sum::<f64>() / accs.len().max(1) as f64;
+            val_text = format!("{val:.4}");
+            if val > best_val {
+                best_val = val;
+                best_step = done;
+                best = current.clone();
+                save_learner(&best_path, &best, None, &meta_for(done, best_val, best_step))?;
+            }
+            save_learner(&last, &current, Some(&adam), &meta_for(done, best_val, best_step))?;
+        }
+        writeln!(log, "{done},{l:.6},{a:.3},{lr:.3e},{val_text}").map_err(|source| Error::Io { path: log_path.clone(), source })?;
+        if cfg.log_every > 0 && (done % cfg.log_every == 0 || validate) {
+            let rate = (k + 1) as f64 / clock.elapsed().as_secs_f64();
+            let eta = (cfg.steps - done) as f64 / rate;
+            eprintln!(
+                "step {done:>6}/{} loss {:.4} train acc {:5.1}%{} best val {best_val:.2}% | {rate:.1} steps/s, eta {:.0}s",
+                cfg.steps,
+                loss_sum / since as f64,
+                acc_sum / since as f64,
+                if val_text.is_empty() { String::new() } else { format!(" val {val_text}%") },
+                eta
+            );
+            (loss_sum, acc_sum, since) = (0.0, 0.0, 0);
+        }
+    }
+    Ok(TrainOutcome { best, best_val, best_step, steps_run: cfg.steps.saturating_sub(start) })
+}
