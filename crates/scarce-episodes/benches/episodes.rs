@@ -11,7 +11,12 @@ use scarce_core::rng::Stream;
 use scarce_episodes::omniglot::{Omniglot, OmniglotSet};
 use scarce_episodes::{Collator, EpisodeConfig, EpisodeSampler, Result};
 
-fn shift_and_noise(px: &mut [f32], _: Option<&mut [u8]>, shape: &[usize], rng: &Stream) -> Result<()> {
+fn shift_and_noise(
+    px: &mut [f32],
+    _: Option<&mut [u8]>,
+    shape: &[usize],
+    rng: &Stream,
+) -> Result<()> {
     let (h, w) = (shape[1], shape[2]);
     let dy = rng.below(0, 5) as isize - 2;
     let dx = rng.below(1, 5) as isize - 2;
@@ -20,7 +25,11 @@ fn shift_and_noise(px: &mut [f32], _: Option<&mut [u8]>, shape: &[usize], rng: &
         for x in 0..w as isize {
             let (sy, sx) = (y - dy, x - dx);
             let inside = (0..h as isize).contains(&sy) && (0..w as isize).contains(&sx);
-            let v = if inside { src[(sy * w as isize + sx) as usize] } else { 0.0 };
+            let v = if inside {
+                src[(sy * w as isize + sx) as usize]
+            } else {
+                0.0
+            };
             let k = (y * w as isize + x) as usize;
             px[k] = v + 0.05 * rng.normal(2 + k as u64) as f32;
         }
@@ -44,7 +53,10 @@ fn bench(c: &mut Criterion) {
             if augment {
                 collator = collator.with_augment(Arc::new(shift_and_noise), true, 0);
             }
-            let name = format!("omniglot_{n_way}w5s15q{}", if augment { "_augmented" } else { "" });
+            let name = format!(
+                "omniglot_{n_way}w5s15q{}",
+                if augment { "_augmented" } else { "" }
+            );
             let mut i = 0u64;
             group.bench_function(name, |b| {
                 b.iter(|| {

@@ -28,11 +28,20 @@ fn softmax(row: &[f64], t: f64) -> Vec<f64> {
 
 fn check(logits: &[Vec<f64>], labels: &[usize]) -> Result<()> {
     if logits.is_empty() || logits.len() != labels.len() {
-        return Err(invalid("logits", format!("{} rows for {} labels", logits.len(), labels.len())));
+        return Err(invalid(
+            "logits",
+            format!("{} rows for {} labels", logits.len(), labels.len()),
+        ));
     }
     let k = logits[0].len();
-    if logits.iter().any(|r| r.len() != k || r.iter().any(|v| !v.is_finite())) {
-        return Err(invalid("logits", "rows must have equal length and finite values"));
+    if logits
+        .iter()
+        .any(|r| r.len() != k || r.iter().any(|v| !v.is_finite()))
+    {
+        return Err(invalid(
+            "logits",
+            "rows must have equal length and finite values",
+        ));
     }
     if let Some(&bad) = labels.iter().find(|&&l| l >= k) {
         return Err(invalid("labels", format!("label {bad} outside 0..{k}")));
@@ -54,10 +63,11 @@ pub fn expected_calibration_error(
     let mut acc = vec![(0usize, 0.0f64, 0usize); bins];
     for (row, &y) in logits.iter().zip(labels) {
         let p = softmax(row, 1.0);
-        let (arg, conf) = p
-            .iter()
-            .enumerate()
-            .fold((0, f64::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+        let (arg, conf) =
+            p.iter().enumerate().fold(
+                (0, f64::NEG_INFINITY),
+                |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+            );
         let b = ((conf * bins as f64).ceil() as usize).clamp(1, bins) - 1;
         acc[b].0 += 1;
         acc[b].1 += conf;
@@ -75,7 +85,13 @@ pub fn expected_calibration_error(
                 (0.0, 0.0)
             };
             ece += count as f64 / n * (c - a).abs();
-            ReliabilityBin { lo: i as f64 / bins as f64, hi: (i + 1) as f64 / bins as f64, count, confidence: c, accuracy: a }
+            ReliabilityBin {
+                lo: i as f64 / bins as f64,
+                hi: (i + 1) as f64 / bins as f64,
+                count,
+                confidence: c,
+                accuracy: a,
+            }
         })
         .collect();
     Ok((ece, bins_out))

@@ -25,7 +25,10 @@ impl ConfusionMatrix {
         let mut counts = vec![vec![0u64; k]; k];
         for (&t, &p) in truth.iter().zip(predicted) {
             if t >= k || p >= k {
-                return Err(invalid("labels", format!("label {} outside 0..{k}", t.max(p))));
+                return Err(invalid(
+                    "labels",
+                    format!("label {} outside 0..{k}", t.max(p)),
+                ));
             }
             counts[t][p] += 1;
         }
@@ -71,7 +74,11 @@ impl ConfusionMatrix {
     /// Mean sensitivity over classes that have samples (scikit-learn's
     /// `balanced_accuracy_score`); `adjusted` rescales so that chance is 0 and perfect 1.
     pub fn balanced_accuracy(&self, adjusted: bool) -> f64 {
-        let rec: Vec<f64> = self.sensitivity().into_iter().filter(|r| !r.is_nan()).collect();
+        let rec: Vec<f64> = self
+            .sensitivity()
+            .into_iter()
+            .filter(|r| !r.is_nan())
+            .collect();
         let bal = rec.iter().sum::<f64>() / rec.len() as f64;
         if adjusted {
             let chance = 1.0 / rec.len() as f64;

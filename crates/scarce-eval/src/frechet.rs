@@ -17,7 +17,9 @@ pub fn mean_cov(rows: &[Vec<f64>]) -> Result<(Vec<f64>, Mat)> {
     if d == 0 || rows.iter().any(|r| r.len() != d) {
         return Err(invalid("features", "rows must have one non-zero length"));
     }
-    let mu: Vec<f64> = (0..d).map(|j| rows.iter().map(|r| r[j]).sum::<f64>() / n as f64).collect();
+    let mu: Vec<f64> = (0..d)
+        .map(|j| rows.iter().map(|r| r[j]).sum::<f64>() / n as f64)
+        .collect();
     let mut cov = vec![vec![0.0; d]; d];
     for r in rows {
         for i in 0..d {
@@ -33,9 +35,14 @@ pub fn mean_cov(rows: &[Vec<f64>]) -> Result<(Vec<f64>, Mat)> {
 /// Eigenvalues and eigenvectors (columns of the returned matrix) of a symmetric matrix.
 fn jacobi(mut a: Mat) -> (Vec<f64>, Mat) {
     let d = a.len();
-    let mut v: Mat = (0..d).map(|i| (0..d).map(|j| (i == j) as u8 as f64).collect()).collect();
+    let mut v: Mat = (0..d)
+        .map(|i| (0..d).map(|j| (i == j) as u8 as f64).collect())
+        .collect();
     for _sweep in 0..100 {
-        let off: f64 = (0..d).flat_map(|i| (0..d).filter(move |&j| j != i).map(move |j| (i, j))).map(|(i, j)| a[i][j] * a[i][j]).sum();
+        let off: f64 = (0..d)
+            .flat_map(|i| (0..d).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[i][j] * a[i][j])
+            .sum();
         let scale: f64 = (0..d).map(|i| a[i][i] * a[i][i]).sum::<f64>();
         if off <= 1e-30 * scale.max(1e-300) {
             break;
@@ -73,7 +80,13 @@ fn jacobi(mut a: Mat) -> (Vec<f64>, Mat) {
 
 fn matmul(a: &Mat, b: &Mat) -> Mat {
     let (n, m, k) = (a.len(), b[0].len(), b.len());
-    (0..n).map(|i| (0..m).map(|j| (0..k).map(|l| a[i][l] * b[l][j]).sum()).collect()).collect()
+    (0..n)
+        .map(|i| {
+            (0..m)
+                .map(|j| (0..k).map(|l| a[i][l] * b[l][j]).sum())
+                .collect()
+        })
+        .collect()
 }
 
 /// `Tr √(Σa Σb)` for symmetric positive semi-definite `Σa`, `Σb`.
@@ -82,10 +95,20 @@ pub fn trace_sqrt_product(sigma_a: &Mat, sigma_b: &Mat) -> f64 {
     let d = la.len();
     // √Σa = V diag(√λ) Vᵀ (negative rounding noise clipped to 0).
     let sqrt_a: Mat = (0..d)
-        .map(|i| (0..d).map(|j| (0..d).map(|k| va[i][k] * la[k].max(0.0).sqrt() * va[j][k]).sum()).collect())
+        .map(|i| {
+            (0..d)
+                .map(|j| {
+                    (0..d)
+                        .map(|k| va[i][k] * la[k].max(0.0).sqrt() * va[j][k])
+                        .sum()
+                })
+                .collect()
+        })
         .collect();
     let m = matmul(&matmul(&sqrt_a, sigma_b), &sqrt_a);
-    let sym: Mat = (0..d).map(|i| (0..d).map(|j| 0.5 * (m[i][j] + m[j][i])).collect()).collect();
+    let sym: Mat = (0..d)
+        .map(|i| (0..d).map(|j| 0.5 * (m[i][j] + m[j][i])).collect())
+        .collect();
     jacobi(sym).0.into_iter().map(|l| l.max(0.0).sqrt()).sum()
 }
 
@@ -94,7 +117,10 @@ pub fn frechet_distance(features_a: &[Vec<f64>], features_b: &[Vec<f64>]) -> Res
     let (mu_a, sa) = mean_cov(features_a)?;
     let (mu_b, sb) = mean_cov(features_b)?;
     if mu_a.len() != mu_b.len() {
-        return Err(invalid("features_b", format!("{} features, features_a has {}", mu_b.len(), mu_a.len())));
+        return Err(invalid(
+            "features_b",
+            format!("{} features, features_a has {}", mu_b.len(), mu_a.len()),
+        ));
     }
     let diff: f64 = mu_a.iter().zip(&mu_b).map(|(a, b)| (a - b).powi(2)).sum();
     let tr = |s: &Mat| (0..s.len()).map(|i| s[i][i]).sum::<f64>();

@@ -7,7 +7,10 @@ use crate::{invalid, Result};
 /// Binary AUROC of `scores` for `positive[i]` (true = positive class).
 pub fn auroc(positive: &[bool], scores: &[f64]) -> Result<f64> {
     if positive.len() != scores.len() {
-        return Err(invalid("scores", format!("{} scores for {} labels", scores.len(), positive.len())));
+        return Err(invalid(
+            "scores",
+            format!("{} scores for {} labels", scores.len(), positive.len()),
+        ));
     }
     if scores.iter().any(|s| s.is_nan()) {
         return Err(invalid("scores", "NaN score"));
@@ -15,7 +18,10 @@ pub fn auroc(positive: &[bool], scores: &[f64]) -> Result<f64> {
     let n_pos = positive.iter().filter(|&&p| p).count();
     let n_neg = positive.len() - n_pos;
     if n_pos == 0 || n_neg == 0 {
-        return Err(invalid("labels", "AUROC needs both positive and negative samples"));
+        return Err(invalid(
+            "labels",
+            "AUROC needs both positive and negative samples",
+        ));
     }
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
@@ -49,11 +55,17 @@ pub struct OvrAuc {
 
 fn check_multiclass(labels: &[usize], scores: &[Vec<f64>]) -> Result<usize> {
     if labels.len() != scores.len() || scores.is_empty() {
-        return Err(invalid("scores", format!("{} score rows for {} labels", scores.len(), labels.len())));
+        return Err(invalid(
+            "scores",
+            format!("{} score rows for {} labels", scores.len(), labels.len()),
+        ));
     }
     let k = scores[0].len();
     if k < 2 || scores.iter().any(|r| r.len() != k) {
-        return Err(invalid("scores", "rows must all have the same number (≥ 2) of classes"));
+        return Err(invalid(
+            "scores",
+            "rows must all have the same number (≥ 2) of classes",
+        ));
     }
     if let Some(&bad) = labels.iter().find(|&&l| l >= k) {
         return Err(invalid("labels", format!("label {bad} outside 0..{k}")));
@@ -74,7 +86,11 @@ pub fn auroc_ovr(labels: &[usize], scores: &[Vec<f64>]) -> Result<OvrAuc> {
         per_class.push(a);
     }
     let macro_avg = per_class.iter().sum::<f64>() / k as f64;
-    Ok(OvrAuc { per_class, macro_avg, weighted })
+    Ok(OvrAuc {
+        per_class,
+        macro_avg,
+        weighted,
+    })
 }
 
 /// One-vs-one AUROC of Hand & Till (`multi_class="ovo"`, macro): the mean over class pairs
@@ -85,7 +101,9 @@ pub fn auroc_ovo(labels: &[usize], scores: &[Vec<f64>]) -> Result<f64> {
     let mut pairs = 0;
     for j in 0..k {
         for l in j + 1..k {
-            let rows: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == j || labels[i] == l).collect();
+            let rows: Vec<usize> = (0..labels.len())
+                .filter(|&i| labels[i] == j || labels[i] == l)
+                .collect();
             let pair = |a: usize| -> Result<f64> {
                 let pos: Vec<bool> = rows.iter().map(|&i| labels[i] == a).collect();
                 let s: Vec<f64> = rows.iter().map(|&i| scores[i][a]).collect();

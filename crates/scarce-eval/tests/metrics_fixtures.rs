@@ -16,8 +16,14 @@ fn vec_f64(c: &Case, name: &str) -> Result<Vec<f64>> {
 }
 
 fn vec_usize(c: &Case, name: &str) -> Result<Vec<usize>> {
-    let t = c.tensor(name, &Device::Cpu)?.to_dtype(DType::I64)?.flatten_all()?;
-    Ok(t.to_vec1::<i64>()?.into_iter().map(|v| v as usize).collect())
+    let t = c
+        .tensor(name, &Device::Cpu)?
+        .to_dtype(DType::I64)?
+        .flatten_all()?;
+    Ok(t.to_vec1::<i64>()?
+        .into_iter()
+        .map(|v| v as usize)
+        .collect())
 }
 
 fn close(name: &str, got: f64, want: f64) -> Result<f64> {
@@ -27,7 +33,10 @@ fn close(name: &str, got: f64, want: f64) -> Result<f64> {
 fn close_within(name: &str, got: f64, want: f64, tol: f64) -> Result<f64> {
     let e = (got - want).abs() / want.abs().max(1e-300);
     if e.is_nan() || e > tol {
-        return Err(Error::param(name, format!("got {got}, want {want} (rel err {e:e})")));
+        return Err(Error::param(
+            name,
+            format!("got {got}, want {want} (rel err {e:e})"),
+        ));
     }
     Ok(e)
 }
@@ -46,33 +55,73 @@ fn check(c: &Case) -> Result<f64> {
         let y = vec_usize(c, "y_true")?;
         let s = vec_f64(c, "y_score")?;
         let pos: Vec<bool> = y.iter().map(|&v| v == 1).collect();
-        worst = worst.max(close("auc", scarce_eval::auroc(&pos, &s).map_err(eval_err)?, scalar(c, "auc")?)?);
+        worst = worst.max(close(
+            "auc",
+            scarce_eval::auroc(&pos, &s).map_err(eval_err)?,
+            scalar(c, "auc")?,
+        )?);
     }
     if c.has("auc_per_class_ovr") {
         let y = vec_usize(c, "y_true")?;
         let scores = c.f64("y_score", &Device::Cpu)?.to_vec2::<f64>()?;
         let ovr = scarce_eval::auroc_ovr(&y, &scores).map_err(eval_err)?;
-        for (k, (&g, w)) in ovr.per_class.iter().zip(vec_f64(c, "auc_per_class_ovr")?).enumerate() {
+        for (k, (&g, w)) in ovr
+            .per_class
+            .iter()
+            .zip(vec_f64(c, "auc_per_class_ovr")?)
+            .enumerate()
+        {
             worst = worst.max(close(&format!("auc_per_class_ovr[{k}]"), g, w)?);
         }
-        worst = worst.max(close("auc_ovr_macro", ovr.macro_avg, scalar(c, "auc_ovr_macro")?)?);
-        worst = worst.max(close("auc_ovr_weighted", ovr.weighted, scalar(c, "auc_ovr_weighted")?)?);
+        worst = worst.max(close(
+            "auc_ovr_macro",
+            ovr.macro_avg,
+            scalar(c, "auc_ovr_macro")?,
+        )?);
+        worst = worst.max(close(
+            "auc_ovr_weighted",
+            ovr.weighted,
+            scalar(c, "auc_ovr_weighted")?,
+        )?);
         let ovo = scarce_eval::auroc_ovo(&y, &scores).map_err(eval_err)?;
         worst = worst.max(close("auc_ovo_macro", ovo, scalar(c, "auc_ovo_macro")?)?);
     }
     if c.has("confusion_matrix") {
-        let want = c.tensor("confusion_matrix", &Device::Cpu)?.to_dtype(DType::I64)?.to_vec2::<i64>()?;
+        let want = c
+            .tensor("confusion_matrix", &Device::Cpu)?
+            .to_dtype(DType::I64)?
+            .to_vec2::<i64>()?;
         let k = want.len();
-        let cm = scarce_eval::ConfusionMatrix::new(&vec_usize(c, "y_true")?, &vec_usize(c, "y_pred")?, k)
-            .map_err(eval_err)?;
-        let got: Vec<Vec<i64>> = cm.counts.iter().map(|r| r.iter().map(|&v| v as i64).collect()).collect();
+        let cm = scarce_eval::ConfusionMatrix::new(
+            &vec_usize(c, "y_true")?,
+            &vec_usize(c, "y_pred")?,
+            k,
+        )
+        .map_err(eval_err)?;
+        let got: Vec<Vec<i64>> = cm
+            .counts
+            .iter()
+            .map(|r| r.iter().map(|&v| v as i64).collect())
+            .collect();
         if got != want {
-            return Err(Error::param("confusion_matrix", format!("got {got:?}, want {want:?}")));
+            return Err(Error::param(
+                "confusion_matrix",
+                format!("got {got:?}, want {want:?}"),
+            ));
         }
-        for (k, (g, w)) in cm.sensitivity().into_iter().zip(vec_f64(c, "recall_per_class")?).enumerate() {
+        for (k, (g, w)) in cm
+            .sensitivity()
+            .into_iter()
+            .zip(vec_f64(c, "recall_per_class")?)
+            .enumerate()
+        {
             worst = worst.max(close(&format!("recall_per_class[{k}]"), g, w)?);
         }
-        worst = worst.max(close("balanced_accuracy", cm.balanced_accuracy(false), scalar(c, "balanced_accuracy")?)?);
+        worst = worst.max(close(
+            "balanced_accuracy",
+            cm.balanced_accuracy(false),
+            scalar(c, "balanced_accuracy")?,
+        )?);
         worst = worst.max(close(
             "balanced_accuracy_adjusted",
             cm.balanced_accuracy(true),
@@ -85,9 +134,19 @@ fn check(c: &Case) -> Result<f64> {
         let (_, sa) = scarce_eval::frechet::mean_cov(&a).map_err(eval_err)?;
         let (_, sb) = scarce_eval::frechet::mean_cov(&b).map_err(eval_err)?;
         let tsp = scarce_eval::frechet::trace_sqrt_product(&sa, &sb);
-        worst = worst.max(close_within("trace_sqrt_product", tsp, scalar(c, "trace_sqrt_product")?, TOL_FRECHET)?);
+        worst = worst.max(close_within(
+            "trace_sqrt_product",
+            tsp,
+            scalar(c, "trace_sqrt_product")?,
+            TOL_FRECHET,
+        )?);
         let fd = scarce_eval::frechet_distance(&a, &b).map_err(eval_err)?;
-        worst = worst.max(close_within("frechet_distance", fd, scalar(c, "frechet_distance")?, TOL_FRECHET)?);
+        worst = worst.max(close_within(
+            "frechet_distance",
+            fd,
+            scalar(c, "frechet_distance")?,
+            TOL_FRECHET,
+        )?);
     }
     Ok(worst)
 }
@@ -97,6 +156,13 @@ fn metrics_match_scikit_learn() {
     let Some(report) = check_family("metrics", check).unwrap() else {
         return;
     };
-    assert!(report.failures.is_empty(), "failures:\n{}", report.failures.join("\n"));
-    assert!(report.checked > 0, "the metrics fixture folder holds no case");
+    assert!(
+        report.failures.is_empty(),
+        "failures:\n{}",
+        report.failures.join("\n")
+    );
+    assert!(
+        report.checked > 0,
+        "the metrics fixture folder holds no case"
+    );
 }

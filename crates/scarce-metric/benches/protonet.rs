@@ -18,7 +18,9 @@ use scarce_metric::ProtoNet;
 fn bench(c: &mut Criterion) {
     let dev = Device::Cpu;
     let dir = scarce_episodes::data_dir().join("omniglot");
-    let data = Omniglot::load(&dir, OmniglotSet::Background, 28).unwrap().dataset;
+    let data = Omniglot::load(&dir, OmniglotSet::Background, 28)
+        .unwrap()
+        .dataset;
     let collator = Collator::new(&data, &dev);
     let model = Conv4::new(Conv4Config::default()).unwrap();
     let head = ProtoNet::euclidean();
@@ -27,14 +29,23 @@ fn bench(c: &mut Criterion) {
     for way in [5, 20] {
         let sampler = EpisodeSampler::new(&data, EpisodeConfig::new(way, 5, 15), 0).unwrap();
         let batch = collator.collate(&sampler.episode(0).unwrap()).unwrap();
-        let mut params = model.init(&Stream::new(0, "init"), &dev).unwrap().to_vars().unwrap();
+        let mut params = model
+            .init(&Stream::new(0, "init"), &dev)
+            .unwrap()
+            .to_vars()
+            .unwrap();
         let mut buffers = model.buffers(&dev).unwrap();
-        let mut adam = Adam::new(AdamConfig { lr: 1e-3, ..Default::default() }).unwrap();
+        let mut adam = Adam::new(AdamConfig {
+            lr: 1e-3,
+            ..Default::default()
+        })
+        .unwrap();
         let empty = scarce_core::Params::new();
         g.bench_function(format!("train_step_{way}w5s15q"), |b| {
             b.iter(|| {
                 let mut ctx = Ctx::train(std::mem::take(&mut buffers));
-                let logits = episode_logits(&model, &head, &params, &empty, &mut ctx, &batch).unwrap();
+                let logits =
+                    episode_logits(&model, &head, &params, &empty, &mut ctx, &batch).unwrap();
                 let loss = ops::cross_entropy(&logits, &batch.query_labels).unwrap();
                 let grads = params.grads(&loss.backward().unwrap()).unwrap();
                 adam.step(&mut params, &grads).unwrap();
@@ -51,7 +62,8 @@ fn bench(c: &mut Criterion) {
         g.bench_function(format!("eval_episode_5w{shot}s15q"), |b| {
             b.iter(|| {
                 let mut ctx = Ctx::eval(buffers.clone());
-                let logits = episode_logits(&model, &head, &params, &empty, &mut ctx, &batch).unwrap();
+                let logits =
+                    episode_logits(&model, &head, &params, &empty, &mut ctx, &batch).unwrap();
                 logits.argmax(1).unwrap().to_dtype(DType::U32).unwrap()
             })
         });

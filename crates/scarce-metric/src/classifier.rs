@@ -36,7 +36,11 @@ pub fn check_episode(support: &Tensor, labels: &[u32], n_way: usize, query: &Ten
         return Err(Error::shape("support", "[n_support, d]", s));
     }
     if q.len() != 2 || q[1] != s[1] {
-        return Err(Error::shape("query", format!("[n_query, {}] like the support", s[1]), q));
+        return Err(Error::shape(
+            "query",
+            format!("[n_query, {}] like the support", s[1]),
+            q,
+        ));
     }
     if labels.len() != s[0] {
         return Err(Error::param(
@@ -48,7 +52,12 @@ pub fn check_episode(support: &Tensor, labels: &[u32], n_way: usize, query: &Ten
     for &l in labels {
         match seen.get_mut(l as usize) {
             Some(v) => *v = true,
-            None => return Err(Error::param("support_labels", format!("label {l} outside 0..{n_way}"))),
+            None => {
+                return Err(Error::param(
+                    "support_labels",
+                    format!("label {l} outside 0..{n_way}"),
+                ))
+            }
         }
     }
     if let Some(k) = seen.iter().position(|&v| !v) {
@@ -71,7 +80,8 @@ pub fn prototypes(support: &Tensor, labels: &[u32], n_way: usize) -> Result<Tens
     for (i, &l) in labels.iter().enumerate() {
         w[l as usize * labels.len() + i] = 1.0 / counts[l as usize];
     }
-    let w = Tensor::from_vec(w, (n_way, labels.len()), support.device())?.to_dtype(support.dtype())?;
+    let w =
+        Tensor::from_vec(w, (n_way, labels.len()), support.device())?.to_dtype(support.dtype())?;
     Ok(w.matmul(support)?)
 }
 

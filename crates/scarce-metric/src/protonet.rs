@@ -5,7 +5,9 @@
 use candle_core::{DType, Device, Tensor};
 use scarce_core::{Error, Params, Result};
 
-use crate::classifier::{check_episode, l2_normalize, prototypes, squared_distances, FewShotClassifier};
+use crate::classifier::{
+    check_episode, l2_normalize, prototypes, squared_distances, FewShotClassifier,
+};
 
 /// The distance a ProtoNet compares with.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -32,7 +34,9 @@ pub struct ProtoNet {
 impl ProtoNet {
     /// Squared Euclidean ProtoNet (the paper's).
     pub fn euclidean() -> Self {
-        ProtoNet { metric: Metric::SquaredEuclidean }
+        ProtoNet {
+            metric: Metric::SquaredEuclidean,
+        }
     }
 }
 
@@ -46,18 +50,35 @@ impl FewShotClassifier for ProtoNet {
 
     fn init_head(&self, device: &Device, dtype: DType) -> Result<Params> {
         let mut p = Params::new();
-        if let Metric::Cosine { init_scale, learnable: true } = self.metric {
-            p.insert("scale", Tensor::new(&[init_scale], device)?.to_dtype(dtype)?);
+        if let Metric::Cosine {
+            init_scale,
+            learnable: true,
+        } = self.metric
+        {
+            p.insert(
+                "scale",
+                Tensor::new(&[init_scale], device)?.to_dtype(dtype)?,
+            );
         }
         Ok(p)
     }
 
-    fn logits(&self, head: &Params, support: &Tensor, labels: &[u32], n_way: usize, query: &Tensor) -> Result<Tensor> {
+    fn logits(
+        &self,
+        head: &Params,
+        support: &Tensor,
+        labels: &[u32],
+        n_way: usize,
+        query: &Tensor,
+    ) -> Result<Tensor> {
         check_episode(support, labels, n_way, query)?;
         let protos = prototypes(support, labels, n_way)?;
         match self.metric {
             Metric::SquaredEuclidean => Ok(squared_distances(query, &protos)?.neg()?),
-            Metric::Cosine { init_scale, learnable } => {
+            Metric::Cosine {
+                init_scale,
+                learnable,
+            } => {
                 let cos = l2_normalize(query)?.matmul(&l2_normalize(&protos)?.t()?)?;
                 if learnable {
                     let s = head.get("scale").ok_or_else(|| Error::Missing {

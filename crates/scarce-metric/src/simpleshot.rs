@@ -5,7 +5,9 @@
 use candle_core::Tensor;
 use scarce_core::{Params, Result};
 
-use crate::classifier::{check_episode, l2_normalize, prototypes, squared_distances, FewShotClassifier};
+use crate::classifier::{
+    check_episode, l2_normalize, prototypes, squared_distances, FewShotClassifier,
+};
 
 /// Centred, L2-normalised nearest centroid.
 #[derive(Clone, Debug, Default)]
@@ -20,7 +22,14 @@ impl FewShotClassifier for SimpleShot {
         "simpleshot".into()
     }
 
-    fn logits(&self, _head: &Params, support: &Tensor, labels: &[u32], n_way: usize, query: &Tensor) -> Result<Tensor> {
+    fn logits(
+        &self,
+        _head: &Params,
+        support: &Tensor,
+        labels: &[u32],
+        n_way: usize,
+        query: &Tensor,
+    ) -> Result<Tensor> {
         check_episode(support, labels, n_way, query)?;
         let mean = match &self.base_mean {
             Some(m) => m.reshape((1, ()))?,

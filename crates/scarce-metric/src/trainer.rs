@@ -15,7 +15,9 @@ use candle_core::{DType, Device, Tensor};
 use scarce_core::checkpoint::{self, CheckpointMeta};
 use scarce_core::optim::{Adam, AdamConfig, LrSchedule, Optimizer};
 use scarce_core::{ops, Ctx, Error, Model, Params, Result};
-use scarce_episodes::{Collator, EpisodeBatch, EpisodeLoader, EpisodeSampler, EpisodeSet, Episodes};
+use scarce_episodes::{
+    Collator, EpisodeBatch, EpisodeLoader, EpisodeSampler, EpisodeSet, Episodes,
+};
 
 use crate::classifier::FewShotClassifier;
 
@@ -85,7 +87,11 @@ pub fn episode_logits<M: Model, C: FewShotClassifier>(
 
 fn accuracy(logits: &Tensor, labels: &Tensor) -> Result<f64> {
     let pred = logits.argmax(1)?.to_dtype(DType::U32)?;
-    let right = pred.eq(labels)?.to_dtype(DType::F32)?.mean_all()?.to_scalar::<f32>()?;
+    let right = pred
+        .eq(labels)?
+        .to_dtype(DType::F32)?
+        .mean_all()?
+        .to_scalar::<f32>()?;
     Ok(100.0 * right as f64)
 }
 
@@ -98,12 +104,20 @@ pub fn evaluate<M: Model, C: FewShotClassifier>(
     collator: &Collator,
     set: &EpisodeSet,
 ) -> Result<Vec<f64>> {
-    let loader = EpisodeLoader::new(Episodes::Fixed(set.clone()), collator.clone(), 4).map_err(episodes_err)?;
+    let loader = EpisodeLoader::new(Episodes::Fixed(set.clone()), collator.clone(), 4)
+        .map_err(episodes_err)?;
     let mut accs = Vec::with_capacity(set.episodes.len());
     let mut ctx = Ctx::eval(learner.buffers.clone());
     for batch in loader {
         let batch = batch.map_err(episodes_err)?;
-        let logits = episode_logits(model, classifier, &learner.backbone, &learner.head, &mut ctx, &batch)?;
+        let logits = episode_logits(
+            model,
+            classifier,
+            &learner.backbone,
+            &learner.head,
+            &mut ctx,
+            &batch,
+        )?;
         accs.push(accuracy(&logits, &batch.query_labels)?);
     }
     Ok(accs)
@@ -130,7 +144,12 @@ fn unprefixed(all: &Params, prefix: &str) -> Params {
         .collect()
 }
 
-fn save_learner(path: &Path, learner: &Learner, adam: Option<&Adam>, meta: &CheckpointMeta) -> Result<()> {
+fn save_learner(
+    path: &Path,
+    learner: &Learner,
+    adam: Option<&Adam>,
+    meta: &CheckpointMeta,
+) -> Result<()> {
     let mut all = Params::new();
     prefixed(&mut all, "backbone.", &learner.backbone);
     prefixed(&mut all, "head.", &learner.head);
@@ -167,7 +186,11 @@ pub fn load_learner(
         head: unprefixed(&all, "head."),
         buffers: unprefixed(&all, "buffer."),
     };
-    Ok((learner, (unprefixed(&all, "adam.m."), unprefixed(&all, "adam.v.")), meta))
+    Ok((
+        learner,
+        (unprefixed(&all, "adam.m."), unprefixed(&all, "adam.v.")),
+        meta,
+    ))
 }
 
 /// Trains `init` on episodes of `sampler` (collated by `collator`), validating on
@@ -186,12 +209,23 @@ pub fn train<M: Model, C: FewShotClassifier>(
     if cfg.steps == 0 || cfg.val_every == 0 {
         return Err(Error::param("steps, val_every", "must be at least 1"));
     }
-    std::fs::create_dir_all(&cfg.out_dir).map_err(|source| Error::Io { path: cfg.out_dir.clone(), source })?;
+    std::fs::create_dir_all(&cfg.out_dir).map_err(|source| Error::Io {
+        path: cfg.out_dir.clone(),
+        source,
+    })?;
     let last = cfg.out_dir.join("last.safetensors");
     let best_path = cfg.out_dir.join("best.safetensors");
     let log_path = cfg.out_dir.join("log.csv");
-    let device = init.backbone.iter().next().map(|(_, t)| t.device().clone()).unwrap_or(Device::Cpu);
-    let mut adam = Adam::new(AdamConfig { lr: cfg.lr, ..Default::default() })?;
+    let device = init
+        .backbone
+        .iter()
+        .next()
+        .map(|(_, t)| t.device().clone())
+        .unwrap_or(Device::Cpu);
+    let mut adam = Adam::new(AdamConfig {
+        lr: cfg.lr,
+        ..Default::default()
+    })?;
     let mut learner = init;
     let (mut start, mut best_val, mut best_step) = (0usize, f64::NEG_INFINITY, 0usize);
     let mut best = learner.clone();
@@ -199,10 +233,13 @@ pub fn train<M: Model, C: FewShotClassifier>(
     if cfg.resume && last.exists() {
         let (l, (m, v), meta) = load_learner(&last, &cfg.backbone_id, &head_name, &device)?;
         let num = |k: &str| -> Result<f64> {
-            meta.extra.get(k).and_then(|s| s.parse().ok()).ok_or_else(|| Error::Format {
-                path: last.clone(),
-                reason: format!("no `{k}` in the checkpoint header"),
-            })
+            meta.extra
+                .get(k)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| Error::Format {
+                    path: last.clone(),
+                    reason: format!("no `{k}` in the checkpoint header"),
+                })
         };
         start = num("step")? as usize;
         adam.restore(start as i32, m, v)?;
@@ -214,13 +251,22 @@ pub fn train<M: Model, C: FewShotClassifier>(
         }
         eprintln!("resuming from {} at step {start}", last.display());
     } else {
-        let mut f = std::fs::File::create(&log_path).map_err(|source| Error::Io { path: log_path.clone(), source })?;
-        writeln!(f, "step,loss,train_acc,lr,val_acc").map_err(|source| Error::Io { path: log_path.clone(), source })?;
+        let mut f = std::fs::File::create(&log_path).map_err(|source| Error::Io {
+            path: log_path.clone(),
+            source,
+        })?;
+        writeln!(f, "step,loss,train_acc,lr,val_acc").map_err(|source| Error::Io {
+            path: log_path.clone(),
+            source,
+        })?;
     }
     let mut log = std::fs::OpenOptions::new()
         .append(true)
         .open(&log_path)
-        .map_err(|source| Error::Io { path: log_path.clone(), source })?;
+        .map_err(|source| Error::Io {
+            path: log_path.clone(),
+            source,
+        })?;
     let meta_for = |step: usize, best_val: f64, best_step: usize| CheckpointMeta {
         kind: "scarce-metric.learner".into(),
         config: serde_json::json!({ "backbone": cfg.backbone_id, "head": head_name }),
@@ -234,7 +280,11 @@ pub fn train<M: Model, C: FewShotClassifier>(
         ..Default::default()
     };
     let loader = EpisodeLoader::new(
-        Episodes::Sampled { sampler: sampler.clone(), start: start as u64, count: Some((cfg.steps.saturating_sub(start)) as u64) },
+        Episodes::Sampled {
+            sampler: sampler.clone(),
+            start: start as u64,
+            count: Some((cfg.steps.saturating_sub(start)) as u64),
+        },
         collator.clone(),
         cfg.prefetch.max(1),
     )
@@ -262,7 +312,10 @@ pub fn train<M: Model, C: FewShotClassifier>(
         params = unprefixed(&all, "backbone.");
         head = unprefixed(&all, "head.");
         buffers = ctx.buffers;
-        let (l, a) = (loss.to_dtype(DType::F64)?.to_scalar::<f64>()?, accuracy(&logits, &batch.query_labels)?);
+        let (l, a) = (
+            loss.to_dtype(DType::F64)?.to_scalar::<f64>()?,
+            accuracy(&logits, &batch.query_labels)?,
+        );
         loss_sum += l;
         acc_sum += a;
         since += 1;
@@ -270,7 +323,11 @@ pub fn train<M: Model, C: FewShotClassifier>(
         let validate = done % cfg.val_every == 0 || done == cfg.steps;
         let mut val_text = String::new();
         if validate {
-            let current = Learner { backbone: params.detach(), head: head.detach(), buffers: buffers.clone() };
+            let current = Learner {
+                backbone: params.detach(),
+                head: head.detach(),
+                buffers: buffers.clone(),
+            };
             let accs = evaluate(model, classifier, &current, val_collator, val_set)?;
             let val = accs.iter().sum::<f64>() / accs.len().max(1) as f64;
             val_text = format!("{val:.4}");
@@ -278,11 +335,24 @@ pub fn train<M: Model, C: FewShotClassifier>(
                 best_val = val;
                 best_step = done;
                 best = current.clone();
-                save_learner(&best_path, &best, None, &meta_for(done, best_val, best_step))?;
+                save_learner(
+                    &best_path,
+                    &best,
+                    None,
+                    &meta_for(done, best_val, best_step),
+                )?;
             }
-            save_learner(&last, &current, Some(&adam), &meta_for(done, best_val, best_step))?;
+            save_learner(
+                &last,
+                &current,
+                Some(&adam),
+                &meta_for(done, best_val, best_step),
+            )?;
         }
-        writeln!(log, "{done},{l:.6},{a:.3},{lr:.3e},{val_text}").map_err(|source| Error::Io { path: log_path.clone(), source })?;
+        writeln!(log, "{done},{l:.6},{a:.3},{lr:.3e},{val_text}").map_err(|source| Error::Io {
+            path: log_path.clone(),
+            source,
+        })?;
         if cfg.log_every > 0 && (done % cfg.log_every == 0 || validate) {
             let rate = (k + 1) as f64 / clock.elapsed().as_secs_f64();
             let eta = (cfg.steps - done) as f64 / rate;
@@ -297,5 +367,10 @@ pub fn train<M: Model, C: FewShotClassifier>(
             (loss_sum, acc_sum, since) = (0.0, 0.0, 0);
         }
     }
-    Ok(TrainOutcome { best, best_val, best_step, steps_run: cfg.steps.saturating_sub(start) })
+    Ok(TrainOutcome {
+        best,
+        best_val,
+        best_step,
+        steps_run: cfg.steps.saturating_sub(start),
+    })
 }

@@ -45,8 +45,18 @@ fn check(c: &Case) -> Result<f64> {
     let n_way: usize = c.meta_json("n_way")?;
     let head = match c.meta_str("metric")? {
         "euclidean" => ProtoNet::euclidean(),
-        "cosine" => ProtoNet { metric: Metric::Cosine { init_scale: c.meta_json("temperature")?, learnable: false } },
-        m => return Err(Error::param("metric", format!("unknown metric `{m}` in {}", c.name))),
+        "cosine" => ProtoNet {
+            metric: Metric::Cosine {
+                init_scale: c.meta_json("temperature")?,
+                learnable: false,
+            },
+        },
+        m => {
+            return Err(Error::param(
+                "metric",
+                format!("unknown metric `{m}` in {}", c.name),
+            ))
+        }
     };
     let logits = head.logits(&Params::new(), &zs, &labels, n_way, &zq)?;
     let loss = ops::cross_entropy(&logits, &c.tensor("query_labels", &dev)?)?;
@@ -67,12 +77,19 @@ fn check(c: &Case) -> Result<f64> {
         let scale = max_abs(&want)?;
         let e = rel_err(got, &want)? * scale.max(1e-300) / scale.max(floor);
         if e.is_nan() || e > TOL {
-            return Err(Error::param(name, format!("relative error {e:e} > {TOL:e}")));
+            return Err(Error::param(
+                name,
+                format!("relative error {e:e} > {TOL:e}"),
+            ));
         }
         worst = worst.max(e);
         Ok(())
     };
-    cmp("prototypes", &prototypes(&zs, &labels, n_way)?, c.f64("prototypes", &dev)?)?;
+    cmp(
+        "prototypes",
+        &prototypes(&zs, &labels, n_way)?,
+        c.f64("prototypes", &dev)?,
+    )?;
     cmp("logits", &logits, c.f64("logits", &dev)?)?;
     cmp("loss", &loss, c.f64("loss", &dev)?)?;
     for (n, g) in p.grads(&loss.backward()?)?.iter() {
@@ -86,6 +103,13 @@ fn protonet_learner_matches_pytorch() {
     let Some(report) = check_family("protonet", check).unwrap() else {
         return;
     };
-    assert!(report.failures.is_empty(), "failures:\n{}", report.failures.join("\n"));
-    assert!(report.checked > 0, "the protonet fixture folder holds no case");
+    assert!(
+        report.failures.is_empty(),
+        "failures:\n{}",
+        report.failures.join("\n")
+    );
+    assert!(
+        report.checked > 0,
+        "the protonet fixture folder holds no case"
+    );
 }
