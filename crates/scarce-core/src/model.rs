@@ -154,6 +154,38 @@ impl Ctx {
     }
 
     /// Batch norm with the running statistics of layer `prefix`.
+    /// In eval mode, the weights of a convolution followed by batch norm `prefix`, with the
+    /// batch norm folded in: `w·s`, `(b − mean)·s + β` with `s = γ/√(var + eps)` per output
+    /// channel, so one convolution computes both (exactly equal in real arithmetic).
+    /// `None` in train mode, where the statistics come from the batch.
+    pub fn fold_batch_norm(
+        &self,
+        p: &Params,
+        prefix: &str,
+        w: &Tensor,
+        b: &Tensor,
+        eps: f64,
+    ) -> Result<Option<(Tensor, Tensor)>> {
+        if self.mode != Mode::Eval {
+            return Ok(None);
+        }
+        let (gamma, beta) = bn_weights(p, prefix)?;
+        let get = |name: String| {
+            self.buffers.get(&name).cloned().ok_or(Error::Missing {
+                name,
+                what: "buffers (eval mode)".into(),
+            })
+        };
+        let m = get(format!("{prefix}.running_mean"))?.to_dtype(w.dtype())?;
+        let v = get(format!("{prefix}.running_var"))?.to_dtype(w.dtype())?;
+        let scale = gamma.div(&(v + eps)?.sqrt()?)?;
+        let mut shape = vec![1usize; w.rank()];
+        shape[0] = w.dim(0)?;
+        let wf = w.broadcast_mul(&scale.reshape(shape)?)?;
+        let bf = ((b - m)? * &scale)?.add(beta)?;
+        Ok(Some((wf, bf)))
+    }
+
     fn batch_norm_running(
         &self,
         prefix: &str,

@@ -279,3 +279,74 @@ fn backbones() {
     let mlp = Mlp::new(MlpConfig::new(&[2, 3, 1])).unwrap();
     backbone("mlp", &mlp, rand(33, &[4, 2]));
 }
+
+/// Conv4 in eval mode folds each batch norm into its convolution: the result must equal
+/// conv → batch norm with running statistics → max-pool → ReLU computed op by op, and be
+/// differentiable (f64 finite differences) in the input and every weight.
+#[test]
+fn conv4_eval_folding() {
+    let model = Conv4::new(Conv4Config {
+        in_channels: 1,
+        hidden: 3,
+        blocks: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut p = model
+        .init(&Stream::new(5, "init"), &Device::Cpu)
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap();
+    let mut buffers = Params::new();
+    for i in 0..2 {
+        let bn = format!("encoder.{i}.1");
+        p.insert(format!("{bn}.weight"), rand(20 + i, &[3]));
+        p.insert(format!("{bn}.bias"), rand(30 + i, &[3]));
+        buffers.insert(format!("{bn}.running_mean"), rand(40 + i, &[3]));
+        buffers.insert(
+            format!("{bn}.running_var"),
+            rand(50 + i, &[3]).abs().unwrap(),
+        );
+    }
+    let x = rand(60, &[2, 1, 8, 8]);
+    let folded = model
+        .forward(&p, &x, &mut Ctx::eval(buffers.clone()))
+        .unwrap();
+    let mut h = x.clone();
+    for i in 0..2 {
+        let (w, b) = (&p.tensors()[4 * i], &p.tensors()[4 * i + 1]);
+        let bn = format!("encoder.{i}.1");
+        h = ops::conv2d(&h, w, Some(b), &ConvOpts::default().padding(1)).unwrap();
+        h = ops::batch_norm_eval(
+            &h,
+            buffers.get(&format!("{bn}.running_mean")).unwrap(),
+            buffers.get(&format!("{bn}.running_var")).unwrap(),
+            p.get(&format!("{bn}.weight")),
+            p.get(&format!("{bn}.bias")),
+            1e-5,
+        )
+        .unwrap();
+        h = ops::relu(&ops::max_pool2d(&h, &PoolOpts::new(2)).unwrap()).unwrap();
+    }
+    let diff = (folded - h.flatten_from(1).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    assert!(diff < 1e-12, "folded eval forward differs by {diff}");
+    let names = p.names().to_vec();
+    let mut inputs = vec![x];
+    inputs.extend(p.tensors().iter().cloned());
+    let f = |t: &[Tensor]| -> Result<Tensor> {
+        let params: Params = names.iter().cloned().zip(t[1..].iter().cloned()).collect();
+        energy(model.forward(&params, &t[0], &mut Ctx::eval(buffers.clone()))?)
+    };
+    let r = gradcheck(f, &inputs, GradcheckOpts::default()).unwrap();
+    println!(
+        "conv4 eval (folded): equal to op-by-op within {diff:.1e}; gradcheck max err {:.1e}",
+        r.max_abs_err
+    );
+}

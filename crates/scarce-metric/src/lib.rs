@@ -2,17 +2,24 @@
 //!
 //! Metric-based few-shot learning: one [`FewShotClassifier`] interface (support embeddings
 //! and labels in, query logits out) with Prototypical Networks (squared Euclidean, or
-//! cosine with a learnable scale) and SimpleShot; an episodic [`trainer`] with validation
-//! on fixed episodes, best and last checkpoints, exact resume and a CSV log.
+//! cosine with a learnable scale), Matching Networks, Relation Networks, SimpleShot, a
+//! linear probe, and the transductive BD-CSPN and TIM; an episodic [`trainer`] with
+//! validation on fixed episodes, best and last checkpoints, exact resume and a CSV log.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod classifier;
+pub mod matching;
 pub mod protonet;
+pub mod relation;
 pub mod simpleshot;
 pub mod trainer;
+pub mod transductive;
 
 pub use classifier::FewShotClassifier;
+pub use matching::MatchingNet;
 pub use protonet::{Metric, ProtoNet};
+pub use relation::RelationNet;
 pub use simpleshot::SimpleShot;
 pub use trainer::{evaluate, train, Learner, TrainConfig, TrainOutcome};
+pub use transductive::{BdCspn, LinearProbe, Tim};

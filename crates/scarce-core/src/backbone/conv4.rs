@@ -113,11 +113,18 @@ impl Model for Conv4 {
         for i in 0..c.blocks {
             let w = p.require(&format!("encoder.{i}.0.weight"))?;
             let b = p.require(&format!("encoder.{i}.0.bias"))?;
+            let bn = format!("encoder.{i}.1");
+            if let Some((wf, bf)) = ctx.fold_batch_norm(p, &bn, w, b, c.bn_eps)? {
+                // Eval mode: batch norm folded into the convolution, one pass fewer.
+                h = c.spatial.conv(&h, &wf, Some(&bf), 1, 1)?;
+                h = ops::relu(&c.spatial.max_pool(&h, 2)?)?;
+                continue;
+            }
             h = c.spatial.conv(&h, w, Some(b), 1, 1)?;
             // Batch norm and max-pool (one fused op in training), then ReLU: equal to ReLU
             // then max-pool, values and gradients, since ReLU is monotone (each window's first
             // maximum is the same element, and where it is ≤ 0 the gradient is 0 either way).
-            h = ctx.batch_norm_max_pool(p, &format!("encoder.{i}.1"), &h, c.bn_eps, 2)?;
+            h = ctx.batch_norm_max_pool(p, &bn, &h, c.bn_eps, 2)?;
             h = ops::relu(&h)?;
         }
         Ok(h.flatten_from(1)?)
