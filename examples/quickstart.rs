@@ -79,6 +79,50 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
+/// `explanation.png`: the first query of a 5-way 1-shot test episode, its distance to each
+/// class and its three nearest support drawings.
+fn explain_first_query(
+    model: &Conv4,
+    learner: &Learner,
+    data: &scarce::episodes::Dataset,
+    out: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let dev = Device::Cpu;
+    let episode = EpisodeSampler::new(data, EpisodeConfig::new(5, 1, 15), 10)?.episode(0)?;
+    let batch = Collator::new(data, &dev).collate(&episode)?;
+    let mut ctx = scarce::core::Ctx::eval(learner.buffers.clone());
+    let zs = model.forward(&learner.backbone, &batch.support, &mut ctx)?;
+    let zq = model.forward(&learner.backbone, &batch.query, &mut ctx)?;
+    let labels = episode.support_labels();
+    let why = scarce::metric::explain(&zq.get(0)?, &zs, &labels, 5, 3)?;
+    let image = |i: usize| -> Vec<f32> {
+        let mut v = vec![0f32; data.sample_len()];
+        data.read(i, &mut v);
+        v
+    };
+    let support: Vec<Vec<f32>> = episode.support.iter().map(|&i| image(i)).collect();
+    let refs: Vec<&[f32]> = support.iter().map(Vec::as_slice).collect();
+    let path = out.join("explanation.png");
+    scarce::metric::explanation_png(
+        &path,
+        &why,
+        &image(episode.query[0]),
+        &refs,
+        &labels,
+        (28, 28),
+    )?;
+    println!(
+        "query 0 of test episode 0 (true class 0): predicted {}, distances {:?}; {}",
+        why.predicted,
+        why.class_distances
+            .iter()
+            .map(|d| (d * 10.0).round() / 10.0)
+            .collect::<Vec<_>>(),
+        path.display()
+    );
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = parse_args()?;
     let started = Instant::now();
@@ -192,6 +236,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             results.insert(format!("{test_way}way_{shot}shot"), entry);
         }
     }
+    explain_first_query(&model, &outcome.best, &evaluation, &args.out)?;
     let total = started.elapsed().as_secs_f64();
     results.insert("train_steps".into(), steps.into());
     results.insert("train_way".into(), way.into());

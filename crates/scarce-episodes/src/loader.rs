@@ -203,6 +203,8 @@ impl Collator {
 }
 
 /// Where a loader's episodes come from.
+// Built once per loader; boxing the sampler would only add an indirection for users.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Episodes {
     /// Indices `start..start + count` of a sampler (`count: None` runs until dropped).

@@ -97,7 +97,7 @@ impl ClassSplit {
 /// together. Classes are unchanged.
 pub fn group_split(dataset: &Dataset, fractions: [f64; 3], seed: u64) -> Result<[Dataset; 3]> {
     let total: f64 = fractions.iter().sum();
-    if fractions.iter().any(|&f| !(f >= 0.0)) || (total - 1.0).abs() > 1e-9 {
+    if fractions.iter().any(|&f| f.is_nan() || f < 0.0) || (total - 1.0).abs() > 1e-9 {
         return Err(Error::param(
             "fractions",
             format!("must be non-negative and sum to 1, got {fractions:?}"),

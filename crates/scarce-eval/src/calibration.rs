@@ -134,6 +134,34 @@ pub fn fit_temperature(logits: &[Vec<f64>], labels: &[usize]) -> Result<f64> {
     Ok(((a + b) / 2.0).exp())
 }
 
+/// A reliability diagram: per bin, a bar of the accuracy (blue) beside the diagonal of
+/// perfect calibration (grey), with the gap to the bin's mean confidence in red.
+pub fn reliability_diagram(bins: &[ReliabilityBin], size: usize) -> crate::plot::Canvas {
+    use crate::plot::{colours, line_chart};
+    let mut c = line_chart(
+        &[(&[(0.0, 0.0), (1.0, 1.0)], colours::GREY)],
+        (0.0, 1.0),
+        (0.0, 1.0),
+        size,
+        size,
+    );
+    let (left, right, top, bottom) = (50i64, size as i64 - 15, 15i64, size as i64 - 30);
+    let px = |x: f64| left + (x * (right - left) as f64).round() as i64;
+    let py = |y: f64| bottom - (y * (bottom - top) as f64).round() as i64;
+    for b in bins.iter().filter(|b| b.count > 0) {
+        c.rect(
+            px(b.lo) + 1,
+            py(b.accuracy),
+            px(b.hi) - 1,
+            bottom - 1,
+            colours::BLUE,
+        );
+        let (lo, hi) = (b.accuracy.min(b.confidence), b.accuracy.max(b.confidence));
+        c.rect(px(b.lo) + 1, py(hi), px(b.hi) - 1, py(lo), colours::RED);
+    }
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +172,16 @@ mod tests {
         let (ece, bins) = expected_calibration_error(&logits, &[0, 1], 10).unwrap();
         assert!(ece < 1e-12);
         assert_eq!(bins[9].count, 2);
+    }
+
+    #[test]
+    fn reliability_bars_reach_the_bin_accuracy() {
+        let bins = [ReliabilityBin { lo: 0.5, hi: 1.0, count: 4, confidence: 0.75, accuracy: 0.5 }];
+        let c = reliability_diagram(&bins, 215);
+        // Plot area x 50..200, y 15..185: the bar spans x 126..199, up to y = 185 - 85.
+        assert_eq!(c.get(160, 150), crate::plot::colours::BLUE);
+        assert_eq!(c.get(160, 90), crate::plot::colours::RED); // the 0.5..0.75 gap
+        assert_eq!(c.get(100, 150), crate::plot::colours::WHITE);
     }
 
     #[test]

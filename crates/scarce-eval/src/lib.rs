@@ -4,7 +4,8 @@
 //! library): mean accuracy with a 95% confidence interval over test episodes; confusion
 //! matrix, per-class sensitivity / specificity and balanced accuracy; AUROC (binary,
 //! one-vs-rest, one-vs-one); expected calibration error and temperature scaling; the
-//! Fréchet distance between feature sets (FID's formula).
+//! Fréchet distance between feature sets (FID's formula); reliability diagrams and line
+//! charts as PNG.
 //! The definitions follow scikit-learn's and are checked against it
 //! (`shared/fixtures/metrics`).
 #![deny(missing_docs)]
@@ -13,6 +14,7 @@
 pub mod calibration;
 pub mod classification;
 pub mod frechet;
+pub mod plot;
 pub mod roc;
 pub mod summary;
 

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod classifier;
+pub mod explain;
 pub mod matching;
 pub mod protonet;
 pub mod relation;
@@ -17,6 +18,7 @@ pub mod trainer;
 pub mod transductive;
 
 pub use classifier::FewShotClassifier;
+pub use explain::{explain, explanation_png, Explanation};
 pub use matching::MatchingNet;
 pub use protonet::{Metric, ProtoNet};
 pub use relation::RelationNet;

@@ -5,7 +5,9 @@
 //! exactly the episodes the interrupted one would have), takes one Adam step per episode,
 //! validates on a fixed [`EpisodeSet`] every `val_every` steps, and writes under `out_dir`:
 //! `last.safetensors` (weights, batch-norm statistics, Adam state, step; written atomically
-//! at every validation), `best.safetensors` (best validation accuracy), `log.csv`.
+//! at every validation), `best.safetensors` (best validation accuracy), `log.csv`, and
+//! `learning_curve.png` (training loss above, validation accuracy below; redrawn from the
+//! log at every validation).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -193,6 +195,86 @@ pub fn load_learner(
     ))
 }
 
+/// Keeps the header and the rows of steps `<= step` (rows written after the checkpoint a
+/// run resumes from are redone, not duplicated); rewritten atomically.
+fn trim_log(log: &Path, step: usize) -> Result<()> {
+    let io = |source| Error::Io {
+        path: log.to_path_buf(),
+        source,
+    };
+    let text = std::fs::read_to_string(log).map_err(io)?;
+    let kept: Vec<&str> = text
+        .lines()
+        .enumerate()
+        .filter(|(i, l)| {
+            *i == 0
+                || l.split(',')
+                    .next()
+                    .and_then(|s| s.parse::<usize>().ok())
+                    .is_some_and(|s| s <= step)
+        })
+        .map(|(_, l)| l)
+        .collect();
+    let tmp = log.with_extension("csv.tmp");
+    std::fs::write(&tmp, kept.join("\n") + "\n").map_err(io)?;
+    std::fs::rename(&tmp, log).map_err(io)
+}
+
+/// Draws `log.csv` (step, loss, train_acc, lr, val_acc) as a PNG: training loss (mean over
+/// windows of `steps / 100` steps) above, validation accuracy (%) below.
+pub fn plot_learning_curve(log: &Path, png: &Path, steps: usize) -> Result<()> {
+    use scarce_eval::plot::{colours, line_chart};
+    let text = std::fs::read_to_string(log).map_err(|source| Error::Io {
+        path: log.to_path_buf(),
+        source,
+    })?;
+    let mut loss = Vec::new();
+    let mut val = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+        if let (Some(step), Some(l)) = (num(0), num(1)) {
+            loss.push((step, l));
+            if let Some(v) = num(4) {
+                val.push((step, v));
+            }
+        }
+    }
+    let window = (steps / 100).max(1);
+    let smoothed: Vec<(f64, f64)> = loss
+        .chunks(window)
+        .map(|c| {
+            (
+                c[c.len() - 1].0,
+                c.iter().map(|p| p.1).sum::<f64>() / c.len() as f64,
+            )
+        })
+        .collect();
+    let top = smoothed.iter().map(|p| p.1).fold(0.0, f64::max).max(1e-6);
+    let (lo, hi) = val
+        .iter()
+        .fold((100.0f64, 0.0f64), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let x = (0.0, steps.max(1) as f64);
+    let upper = line_chart(&[(&smoothed, colours::BLUE)], x, (0.0, top), 640, 240);
+    let lower = line_chart(
+        &[(&val, colours::ORANGE)],
+        x,
+        (
+            (lo - 1.0).floor().max(0.0),
+            hi.ceil().min(100.0).max(lo + 1.0),
+        ),
+        640,
+        240,
+    );
+    upper
+        .stack(&lower)
+        .save_png(png)
+        .map_err(|source| Error::Io {
+            path: png.to_path_buf(),
+            source,
+        })
+}
+
 /// Trains `init` on episodes of `sampler` (collated by `collator`), validating on
 /// `val_set` (collated by `val_collator`).
 #[allow(clippy::too_many_arguments)]
@@ -249,6 +331,7 @@ pub fn train<M: Model, C: FewShotClassifier>(
             best_val = num("best_val")?;
             best_step = num("best_step")? as usize;
         }
+        trim_log(&log_path, start)?;
         eprintln!("resuming from {} at step {start}", last.display());
     } else {
         let mut f = std::fs::File::create(&log_path).map_err(|source| Error::Io {
@@ -321,7 +404,11 @@ pub fn train<M: Model, C: FewShotClassifier>(
         since += 1;
         let done = step + 1;
         let validate = done % cfg.val_every == 0 || done == cfg.steps;
-        let mut val_text = String::new();
+        let io = |source| Error::Io {
+            path: log_path.clone(),
+            source,
+        };
+        let mut val = None;
         if validate {
             let current = Learner {
                 backbone: params.detach(),
@@ -329,10 +416,18 @@ pub fn train<M: Model, C: FewShotClassifier>(
                 buffers: buffers.clone(),
             };
             let accs = evaluate(model, classifier, &current, val_collator, val_set)?;
-            let val = accs.iter().sum::<f64>() / accs.len().max(1) as f64;
-            val_text = format!("{val:.4}");
-            if val > best_val {
-                best_val = val;
+            val = Some((accs.iter().sum::<f64>() / accs.len().max(1) as f64, current));
+        }
+        let val_text = val
+            .as_ref()
+            .map(|v| format!("{:.4}", v.0))
+            .unwrap_or_default();
+        writeln!(log, "{done},{l:.6},{a:.3},{lr:.3e},{val_text}").map_err(io)?;
+        if let Some((acc, current)) = val {
+            // The log row is on disk before the checkpoint that covers it.
+            log.flush().map_err(io)?;
+            if acc > best_val {
+                best_val = acc;
                 best_step = done;
                 best = current.clone();
                 save_learner(
@@ -348,11 +443,12 @@ pub fn train<M: Model, C: FewShotClassifier>(
                 Some(&adam),
                 &meta_for(done, best_val, best_step),
             )?;
+            plot_learning_curve(
+                &log_path,
+                &cfg.out_dir.join("learning_curve.png"),
+                cfg.steps,
+            )?;
         }
-        writeln!(log, "{done},{l:.6},{a:.3},{lr:.3e},{val_text}").map_err(|source| Error::Io {
-            path: log_path.clone(),
-            source,
-        })?;
         if cfg.log_every > 0 && (done % cfg.log_every == 0 || validate) {
             let rate = (k + 1) as f64 / clock.elapsed().as_secs_f64();
             let eta = (cfg.steps - done) as f64 / rate;

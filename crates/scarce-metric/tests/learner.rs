@@ -175,6 +175,12 @@ fn interrupted_training_resumes_to_the_same_weights() {
     run(&straight, 6, false);
     // "Interrupted" after 4 steps (its last checkpoint is at step 4), then resumed to 6.
     run(&split, 4, false);
+    // A row the killed run logged after its last checkpoint: redone on resume, not kept.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(split.join("log.csv"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"5,0.5,50.0,1e-2,\n").unwrap();
     let resumed = run(&split, 6, true);
     assert_eq!(resumed.steps_run, 2);
     let load = |dir: &std::path::Path| {
@@ -198,6 +204,11 @@ fn interrupted_training_resumes_to_the_same_weights() {
         .map(|l| l.split(',').next().unwrap().parse().unwrap())
         .collect();
     assert_eq!(steps, (1..=6).collect::<Vec<_>>());
+    assert_eq!(
+        log,
+        std::fs::read_to_string(straight.join("log.csv")).unwrap()
+    );
+    assert!(split.join("learning_curve.png").is_file());
 
     // A checkpoint of another backbone is refused, naming both.
     let mut other = config(&split, 8, true);

@@ -149,7 +149,7 @@ fn closed_forms() {
         let mut rows = Vec::new();
         let sv = s.to_vec2::<f64>().unwrap();
         let pv = protos.to_vec2::<f64>().unwrap();
-        for k in 0..3 {
+        for (k, proto) in pv.iter().enumerate() {
             let cos = |x: &[f64], p: &[f64]| {
                 let dot: f64 = x.iter().zip(p).map(|(a, b)| a * b).sum();
                 dot / (x.iter().map(|a| a * a).sum::<f64>().sqrt()
@@ -161,7 +161,7 @@ fn closed_forms() {
                 .filter(|(_, &y)| y == k as u32)
                 .map(|(x, _)| x)
                 .collect();
-            let w: Vec<f64> = members.iter().map(|x| cos(x, &pv[k]).exp()).collect();
+            let w: Vec<f64> = members.iter().map(|x| cos(x, proto).exp()).collect();
             let total = 2.0 * w.iter().sum::<f64>();
             let row: Vec<f64> = (0..5)
                 .map(|j| 2.0 * members.iter().zip(&w).map(|(x, w)| w * x[j]).sum::<f64>() / total)
