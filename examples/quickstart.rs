@@ -3,7 +3,8 @@
 //! episodes each of 5-way 1-shot and 5-way 5-shot (15 queries per class), printing mean
 //! accuracy ± 95% confidence interval.
 //!
-//!     cargo run --release --example quickstart [-- --steps N --train-way N --out DIR --resume --paper]
+//!     cargo run --release --example quickstart [-- --steps N --train-way N --train-shot N
+//!         --train-query N --out DIR --resume --paper]
 //!
 //! Training follows the Prototypical Networks protocol: 28×28 drawings, the four rotations
 //! of each character as separate classes, Adam at 1e-3. The quick default — 3 000 episodes
@@ -11,7 +12,8 @@
 //! minutes on 2 CPU cores (`--train-way`, `--train-shot`, `--train-query`, `--steps` change
 //! it). 100 background characters (and their rotations) are held out for validation on 100
 //! fixed 5-way 1-shot episodes. `--paper` runs the paper's schedule instead (60-way 5-shot
-//! 5-query episodes, 20 000 steps, the rate halved every 2 000).
+//! 5-query episodes, 20 000 steps, the rate halved every 2 000) and adds 20-way tests; the
+//! other flags still override its parts.
 //! Everything is written under the output folder (default `target/quickstart`):
 //! `best.safetensors`, `last.safetensors`, `log.csv`, the episode sets, `results.json`.
 
@@ -29,8 +31,8 @@ use scarce::metric::{evaluate, train, FewShotClassifier, Learner, ProtoNet, Trai
 struct Args {
     steps: usize,
     train_way: usize,
-    train_shot: usize,
-    train_query: usize,
+    train_shot: Option<usize>,
+    train_query: Option<usize>,
     out: PathBuf,
     resume: bool,
     paper: bool,
@@ -40,8 +42,8 @@ fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         steps: 0,
         train_way: 0,
-        train_shot: 2,
-        train_query: 3,
+        train_shot: None,
+        train_query: None,
         out: PathBuf::from("target/quickstart"),
         resume: false,
         paper: false,
@@ -61,14 +63,18 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|_| "--train-way: not a number")?
             }
             "--train-shot" => {
-                a.train_shot = value("--train-shot")?
-                    .parse()
-                    .map_err(|_| "--train-shot: not a number")?
+                a.train_shot = Some(
+                    value("--train-shot")?
+                        .parse()
+                        .map_err(|_| "--train-shot: not a number")?,
+                )
             }
             "--train-query" => {
-                a.train_query = value("--train-query")?
-                    .parse()
-                    .map_err(|_| "--train-query: not a number")?
+                a.train_query = Some(
+                    value("--train-query")?
+                        .parse()
+                        .map_err(|_| "--train-query: not a number")?,
+                )
             }
             "--out" => a.out = PathBuf::from(value("--out")?),
             "--resume" => a.resume = true,
@@ -124,7 +130,7 @@ fn explain_first_query(
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = parse_args()?;
+    let args = parse_args()?;
     let started = Instant::now();
     let dev = Device::Cpu;
     let dir = scarce::episodes::data_dir().join("omniglot");
@@ -140,8 +146,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         evaluation.n_classes()
     );
 
+    // Flags given on the command line win over either schedule's defaults.
+    let (shot, query) = if args.paper { (5, 5) } else { (2, 3) };
+    let (shot, query) = (
+        args.train_shot.unwrap_or(shot),
+        args.train_query.unwrap_or(query),
+    );
     let (steps, way, schedule) = if args.paper {
-        (args.train_shot, args.train_query) = (5, 5);
         (
             if args.steps > 0 { args.steps } else { 20_000 },
             60,
@@ -166,11 +177,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         way
     };
-    let sampler = EpisodeSampler::new(
-        &train_set,
-        EpisodeConfig::new(way, args.train_shot, args.train_query),
-        1,
-    )?;
+    let sampler = EpisodeSampler::new(&train_set, EpisodeConfig::new(way, shot, query), 1)?;
     let val_episodes = EpisodeSet::generate(
         &EpisodeSampler::new(&val_chars, EpisodeConfig::new(5, 1, 15), 2)?,
         100,
@@ -196,8 +203,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     eprintln!(
         "training {steps} episodes of {way}-way {}-shot {}-query; output in {}",
-        args.train_shot,
-        args.train_query,
+        shot,
+        query,
         args.out.display()
     );
     let outcome = train(

@@ -176,7 +176,13 @@ mod tests {
 
     #[test]
     fn reliability_bars_reach_the_bin_accuracy() {
-        let bins = [ReliabilityBin { lo: 0.5, hi: 1.0, count: 4, confidence: 0.75, accuracy: 0.5 }];
+        let bins = [ReliabilityBin {
+            lo: 0.5,
+            hi: 1.0,
+            count: 4,
+            confidence: 0.75,
+            accuracy: 0.5,
+        }];
         let c = reliability_diagram(&bins, 215);
         // Plot area x 50..200, y 15..185: the bar spans x 126..199, up to y = 185 - 85.
         assert_eq!(c.get(160, 150), crate::plot::colours::BLUE);
