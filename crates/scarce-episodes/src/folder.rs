@@ -146,7 +146,8 @@ pub fn load_image_folder(root: &Path, opts: ReadOptions) -> Result<Dataset> {
     let mut labels = Vec::new();
     for dir in listing(root)?.into_iter().filter(|p| p.is_dir()) {
         let c = class_names.len();
-        class_names.push(dir.file_name().unwrap().to_string_lossy().into_owned());
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+        class_names.push(name.unwrap_or_default());
         for f in listing(&dir)?.into_iter().filter(|p| p.is_file()) {
             files.push(f);
             labels.push(c);
@@ -231,13 +232,18 @@ pub fn load_manifest(manifest: &Path, opts: ReadOptions) -> Result<Dataset> {
     }
     let distinct: BTreeSet<&String> = label_text.iter().collect();
     let mut class_names: Vec<String> = distinct.into_iter().cloned().collect();
-    if class_names.iter().all(|l| l.parse::<i64>().is_ok()) {
-        class_names.sort_by_key(|l| l.parse::<i64>().unwrap());
+    let numeric: Option<Vec<i64>> = class_names.iter().map(|l| l.parse().ok()).collect();
+    if let Some(values) = numeric {
+        let mut paired: Vec<(i64, String)> = values.into_iter().zip(class_names).collect();
+        paired.sort();
+        class_names = paired.into_iter().map(|(_, name)| name).collect();
     }
-    let labels = label_text
+    let class_of: std::collections::HashMap<&str, usize> = class_names
         .iter()
-        .map(|l| class_names.iter().position(|c| c == l).unwrap())
+        .enumerate()
+        .map(|(c, name)| (name.as_str(), c))
         .collect();
+    let labels = label_text.iter().map(|l| class_of[l.as_str()]).collect();
     let row_error = |i: usize, e: Error| row_err(i + 1, e.to_string());
     let (pixels, shape) = stack(&files, opts, row_error)?;
     let mut ds = Dataset::from_u8(

@@ -88,7 +88,7 @@ impl NpyArray {
         macro_rules! conv {
             ($t:ty, $n:expr) => {
                 b.chunks_exact($n)
-                    .map(|c| <$t>::from_le_bytes(c.try_into().unwrap()) as f64)
+                    .map(|c| <$t>::from_le_bytes(std::array::from_fn(|i| c[i])) as f64)
                     .collect()
             };
         }
