@@ -1,0 +1,268 @@
+//! DICOM files: parse, decode pixel data in every transfer syntax this build has a codec
+//! for, and return samples exactly as pydicom's `pixel_array` does (same dtype, same layout:
+//! frames, rows, columns, samples per pixel).
+
+mod attrs;
+mod codec;
+pub mod lut;
+mod native;
+
+use std::path::{Path, PathBuf};
+
+use dicom_dictionary_std::tags;
+use dicom_encoding::TransferSyntaxIndex;
+use dicom_object::file::ReadPreamble;
+use dicom_object::meta::FileMetaTableBuilder;
+use dicom_object::{FileDicomObject, InMemDicomObject, OpenFileOptions};
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+
+pub use attrs::{ImageAttributes, PixelKind};
+
+use crate::error::{io_err, Error, Result};
+use crate::samples::Samples;
+
+/// Implicit VR Little Endian, the syntax pydicom assumes for a file with no meta group.
+const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
+/// Explicit VR Big Endian (retired, still found in archives).
+const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
+
+/// One parsed DICOM file.
+pub struct DicomFile {
+    path: PathBuf,
+    obj: FileDicomObject<InMemDicomObject>,
+    syntax_inferred: bool,
+    input_len: u64,
+}
+
+impl std::fmt::Debug for DicomFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DicomFile")
+            .field("path", &self.path)
+            .field("transfer_syntax", &self.transfer_syntax_uid())
+            .finish()
+    }
+}
+
+/// Decoded pixel samples in pydicom's layout: C order over (frames, rows, columns,
+/// samples per pixel), colour interleaved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PixelArray {
+    /// The samples, in the dtype pydicom gives.
+    pub samples: Samples,
+    /// Number of frames.
+    pub frames: usize,
+    /// Rows per frame.
+    pub rows: usize,
+    /// Columns per frame.
+    pub columns: usize,
+    /// Samples per pixel (1 grey or palette, 3 colour).
+    pub channels: usize,
+    /// Photometric interpretation of `samples` (after the codec's colour conversion:
+    /// decoded JPEG / JPEG 2000 colour is RGB).
+    pub photometric: String,
+}
+
+impl PixelArray {
+    /// The shape pydicom reports: the frame axis only when there is more than one frame,
+    /// the sample axis only when there is more than one sample per pixel.
+    pub fn numpy_shape(&self) -> Vec<usize> {
+        let mut s = Vec::with_capacity(4);
+        if self.frames > 1 {
+            s.push(self.frames);
+        }
+        s.extend([self.rows, self.columns]);
+        if self.channels > 1 {
+            s.push(self.channels);
+        }
+        s
+    }
+}
+
+impl DicomFile {
+    /// Reads and parses a file. Pixel data is decoded later, by [`DicomFile::pixels`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Parses a file already in memory; `path` is used in error messages only.
+    ///
+    /// A file with a preamble and meta group is read as the meta group says. A file with
+    /// neither is read as Implicit VR Little Endian, as pydicom does with `force=True`;
+    /// [`DicomFile::syntax_inferred`] then says so.
+    pub fn from_bytes(bytes: &[u8], path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let input_len = bytes.len() as u64;
+        let parsed = OpenFileOptions::new().read_preamble(ReadPreamble::Auto).from_reader(bytes);
+        match parsed {
+            Ok(obj) => Ok(DicomFile { path, obj, syntax_inferred: false, input_len }),
+            Err(first) => {
+                let fallback = Self::read_without_meta(bytes).ok_or_else(|| Error::DicomParse {
+                    path: path.clone(),
+                    reason: first.to_string(),
+                })?;
+                Ok(DicomFile { path, obj: fallback, syntax_inferred: true, input_len })
+            }
+        }
+    }
+
+    /// A bare data set (no preamble, no meta group) read as Implicit VR Little Endian; `None`
+    /// unless it parses to a data set that starts at a plausible group.
+    fn read_without_meta(bytes: &[u8]) -> Option<FileDicomObject<InMemDicomObject>> {
+        // A bare data set starts with a group-0008 element (or 0002 mis-written); refusing
+        // anything else keeps random bytes from "parsing".
+        let group = u16::from_le_bytes([*bytes.first()?, *bytes.get(1)?]);
+        if !(0x0002..=0x0010).contains(&group) {
+            return None;
+        }
+        let ts = TransferSyntaxRegistry.get(IMPLICIT_VR_LE)?;
+        let obj = InMemDicomObject::read_dataset_with_ts(bytes, ts).ok()?;
+        let sop_class = attrs::opt_str(&obj, tags::SOP_CLASS_UID).unwrap_or_default();
+        let meta = FileMetaTableBuilder::new()
+            .transfer_syntax(IMPLICIT_VR_LE)
+            .media_storage_sop_class_uid(sop_class)
+            .media_storage_sop_instance_uid("");
+        obj.with_meta(meta).ok()
+    }
+
+    /// The file this came from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The transfer syntax UID (from the meta group, or the inferred one).
+    pub fn transfer_syntax_uid(&self) -> &str {
+        self.obj.meta().transfer_syntax().trim_end_matches(['\0', ' '])
+    }
+
+    /// The transfer syntax's name, or `"unknown"`.
+    pub fn transfer_syntax_name(&self) -> String {
+        TransferSyntaxRegistry
+            .get(self.transfer_syntax_uid())
+            .map(|ts| ts.name().to_string())
+            .unwrap_or_else(|| "unknown".to_string())
+    }
+
+    /// True when the file had no meta group and its syntax was inferred.
+    pub fn syntax_inferred(&self) -> bool {
+        self.syntax_inferred
+    }
+
+    /// The parsed data set, for attributes this crate does not interpret.
+    pub fn dataset(&self) -> &InMemDicomObject {
+        &self.obj
+    }
+
+    /// The Image Pixel attributes; `None` when the file has no pixel data.
+    pub fn attributes(&self) -> Result<Option<ImageAttributes>> {
+        ImageAttributes::read(&self.obj, &self.path)
+    }
+
+    fn big_endian(&self) -> bool {
+        self.transfer_syntax_uid() == EXPLICIT_VR_BE
+    }
+
+    /// Decodes all frames to samples as pydicom's `pixel_array` returns them: unused high
+    /// bits cleared (unsigned) or sign-extended (signed), one-bit data unpacked to 0/1,
+    /// planar colour interleaved, and YBR_FULL / YBR_FULL_422 converted to RGB.
+    pub fn pixels(&self) -> Result<PixelArray> {
+        let a = self.attributes()?.ok_or_else(|| Error::MissingAttribute {
+            path: self.path.clone(),
+            name: "PixelData",
+            tag: "(7FE0,0010)".into(),
+        })?;
+        let uid = self.transfer_syntax_uid().to_string();
+        let elem = self.obj.get(a.pixel_tag).ok_or_else(|| Error::MissingAttribute {
+            path: self.path.clone(),
+            name: "PixelData",
+            tag: "(7FE0,0010)".into(),
+        })?;
+        let mut photometric = a.photometric.clone();
+        let (mut samples, planar) = match elem.value() {
+            dicom_core::value::Value::Primitive(p) => {
+                let bytes = file_order_bytes(p, self.big_endian());
+                let s = native::unpack(&a, &bytes, self.big_endian()).map_err(|e| self.native_error(e))?;
+                (s, a.planar)
+            }
+            dicom_core::value::Value::PixelSequence(_) => {
+                let s = codec::decode(self, &a, &uid)?;
+                if a.samples_per_pixel == 3 {
+                    photometric = "RGB".into();
+                }
+                (s, false)
+            }
+            dicom_core::value::Value::Sequence(_) => {
+                return Err(Error::InvalidAttribute {
+                    path: self.path.clone(),
+                    name: "PixelData",
+                    reason: "is a sequence of items, not pixel data".into(),
+                })
+            }
+        };
+        let (frames, rows, columns, channels) =
+            (a.frames as usize, a.rows as usize, a.columns as usize, a.samples_per_pixel as usize);
+        if planar {
+            native::interleave_planes(&mut samples, frames, rows * columns, channels);
+        }
+        if a.bits_allocated > 1 {
+            native::correct_unused_bits(&mut samples, a.bits_stored);
+        }
+        if channels == 3 && (photometric == "YBR_FULL" || photometric == "YBR_FULL_422") {
+            lut::ybr_full_to_rgb(&mut samples);
+            photometric = "RGB".into();
+        }
+        Ok(PixelArray { samples, frames, rows, columns, channels, photometric })
+    }
+
+    fn native_error(&self, e: native::NativeError) -> Error {
+        match e {
+            native::NativeError::Short { expected, actual } => Error::Truncated {
+                path: self.path.clone(),
+                what: "native pixel data".into(),
+                expected,
+                actual,
+            },
+            native::NativeError::Unsupported(reason) => Error::InvalidAttribute {
+                path: self.path.clone(),
+                name: "BitsAllocated",
+                reason,
+            },
+        }
+    }
+
+    /// Size of the file or buffer this was parsed from.
+    pub(crate) fn input_len(&self) -> u64 {
+        self.input_len
+    }
+}
+
+/// The bytes of a native pixel data value in the file's byte order. dicom-object decodes
+/// OW / OL / OF / OD values to numbers; writing them back in the file's order gives the
+/// byte stream whatever the element's VR, which is how pydicom sees it.
+fn file_order_bytes(p: &dicom_core::PrimitiveValue, big_endian: bool) -> std::borrow::Cow<'_, [u8]> {
+    use dicom_core::PrimitiveValue as P;
+    macro_rules! enc {
+        ($v:expr) => {
+{
+                let mut out = Vec::with_capacity(std::mem::size_of_val(&$v[..]));
+                for x in $v.iter() {
+                    out.extend_from_slice(&if big_endian { x.to_be_bytes() } else { x.to_le_bytes() });
+                }
+                std::borrow::Cow::Owned(out)
+            }
+        };
+    }
+    match p {
+        P::U8(v) => std::borrow::Cow::Borrowed(&v[..]),
+        P::I16(v) => enc!(v),
+        P::U16(v) => enc!(v),
+        P::I32(v) => enc!(v),
+        P::U32(v) => enc!(v),
+        P::I64(v) => enc!(v),
+        P::U64(v) => enc!(v),
+        P::F32(v) => enc!(v),
+        P::F64(v) => enc!(v),
+        other => other.to_bytes(),
+    }
+}

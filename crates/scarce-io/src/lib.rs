@@ -1,0 +1,16 @@
+//! # scarce-io
+//!
+//! Medical images in: DICOM files in every common transfer syntax (decoded exactly as
+//! pydicom decodes them), DICOM series assembled into volumes, NIfTI-1 / NIfTI-2 read and
+//! write (as nibabel reads them), all into one [`Image`] type that carries its geometry.
+//! No tensor library: conversion to tensors lives with the tensor side.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod dicom;
+pub mod error;
+pub mod samples;
+
+pub use dicom::{DicomFile, PixelArray};
+pub use error::{Error, Result};
+pub use samples::{Dtype, Samples, Stats};
