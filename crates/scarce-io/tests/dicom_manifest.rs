@@ -33,6 +33,17 @@ fn dicom_matches_pydicom() {
     let rows = read_manifest(&dir.join("manifest.csv"));
     let (mut with_pixels, mut decoded, mut failures) = (0, 0, Vec::new());
     let mut hashes = HashMap::new();
+    // Arrays pydicom decoded: a file pydicom could not decode is still shown correct when we
+    // decode it to one of these.
+    let known: HashMap<&str, &str> = rows
+        .iter()
+        .filter(|r| r["decode_status"].starts_with("ok"))
+        .map(|r| (r["raw_sha256"].as_str(), r["file"].as_str()))
+        .collect();
+    let mut shown_another_way = 0;
+    // Lossy decodes, kept to compare pixel by pixel with a losslessly stored member of their
+    // identical-pixel group.
+    let mut lossy_arrays: HashMap<String, (Vec<f64>, f64)> = HashMap::new();
     for row in &rows {
         let file = &row["file"];
         let status = &row["decode_status"];
@@ -46,13 +57,10 @@ fn dicom_matches_pydicom() {
             if status != "no_pixel_data" {
                 match &result {
                     Err(e) => println!("{file}: pydicom {status}; ours: {e}"),
-                    Ok((_, px)) => {
-                        hashes.insert(file.clone(), sha_hex(&px.samples.to_le_bytes()));
-                        println!("{file}: pydicom {status}; ours decoded {:?}", px.numpy_shape())
-                    }
+                    Ok((_, px)) => check_unverified(file, status, px, &known, &mut shown_another_way, &mut failures),
                 }
             } else if let Ok((_, px)) = &result {
-                failures.push(format!("{file}: no pixel data per pydicom, but we decoded {:?}", px.numpy_shape()));
+                check_unverified(file, status, px, &known, &mut shown_another_way, &mut failures);
             }
             continue;
         }
@@ -83,6 +91,9 @@ fn dicom_matches_pydicom() {
         }
         let sha = sha_hex(&px.samples.to_le_bytes());
         hashes.insert(file.clone(), sha.clone());
+        if !lossless(f.transfer_syntax_uid()) {
+            lossy_arrays.insert(file.clone(), (px.samples.to_f64(), num(row, "plugins_max_abs_diff").unwrap_or(0.0) + 1.0));
+        }
         let stats = px.samples.stats();
         let uid = f.transfer_syntax_uid();
         if lossless(uid) {
@@ -127,20 +138,64 @@ fn dicom_matches_pydicom() {
         }
     }
     // Identical-pixel groups: every member decodes to the group's hash.
+    // A lossy member decoded by another JPEG implementation than the group's (libjpeg) may
+    // differ by the decoder's rounding: it must then stay within pydicom's own plugin spread
+    // + 1 of a lossless member, pixel by pixel; it is reported apart from the identical ones.
     let groups = read_manifest(&dir.join("identical_pixel_groups.csv"));
-    let mut group_members = 0;
+    let (mut identical, mut within) = (0, 0);
     for g in &groups {
-        if let Some(h) = hashes.get(&g["file"]) {
-            group_members += 1;
-            if *h != g["raw_sha256"] {
-                failures.push(format!("{}: not identical to group {}", g["file"], g["group"]));
+        let Some(h) = hashes.get(&g["file"]) else { continue };
+        if *h == g["raw_sha256"] {
+            identical += 1;
+            continue;
+        }
+        let reference = groups
+            .iter()
+            .filter(|o| o["group"] == g["group"] && !lossy_arrays.contains_key(&o["file"]))
+            .find(|o| hashes.get(&o["file"]) == Some(&o["raw_sha256"]));
+        match (lossy_arrays.get(&g["file"]), reference) {
+            (Some((ours, tol)), Some(r)) => {
+                let reference = DicomFile::open(dir.join(&r["file"])).and_then(|f| f.pixels()).expect("reference decodes");
+                let worst = ours
+                    .iter()
+                    .zip(reference.samples.to_f64())
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f64::max);
+                if worst <= *tol {
+                    within += 1;
+                    println!("{}: lossy, within {worst} of {} (allowed {tol})", g["file"], r["file"]);
+                } else {
+                    failures.push(format!("{}: differs from {} by up to {worst} (allowed {tol})", g["file"], r["file"]));
+                }
             }
+            _ => failures.push(format!("{}: not identical to group {}", g["file"], g["group"])),
         }
     }
+    let group_members = identical + within;
     println!(
-        "DICOM: {} rows, {with_pixels} decoded by pydicom, {decoded} of them reproduced; {group_members}/{} identical-group members checked",
+        "DICOM: {} rows, {with_pixels} decoded by pydicom, {decoded} of them reproduced; {shown_another_way} that pydicom could not decode decoded to an array pydicom gave for another file; {group_members}/{} identical-group members checked: {identical} identical, {within} lossy within tolerance",
         rows.len(),
         groups.len()
     );
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// A file pydicom did not decode but we did: correct only if the array is one pydicom gave
+/// for another file (the same image in another encoding).
+fn check_unverified(
+    file: &str,
+    status: &str,
+    px: &scarce_io::PixelArray,
+    known: &HashMap<&str, &str>,
+    shown: &mut usize,
+    failures: &mut Vec<String>,
+) {
+    let sha = sha_hex(&px.samples.to_le_bytes());
+    match known.get(sha.as_str()) {
+        Some(other) => {
+            *shown += 1;
+            println!("{file}: pydicom {status}; ours decodes to the array pydicom gave for {other}");
+        }
+        None => failures.push(format!("{file}: pydicom {status}, we decoded {:?} that no pydicom array confirms", px.numpy_shape())),
+    }
 }

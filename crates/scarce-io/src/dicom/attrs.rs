@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use dicom_core::header::HasLength;
-use dicom_core::Tag;
+use dicom_core::dictionary::DataDictionary;
+use dicom_core::{PrimitiveValue, Tag, VR};
+use dicom_dictionary_std::StandardDataDictionary;
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 
@@ -57,13 +59,43 @@ fn tag_text(tag: Tag) -> String {
     format!("({:04X},{:04X})", tag.group(), tag.element())
 }
 
+/// The value of an attribute, re-read through the standard dictionary when it was stored
+/// with VR UN (as explicit-VR files converted from implicit VR often do): the bytes are
+/// then little-endian binary numbers or text by the dictionary's VR.
+pub(crate) fn value_of(obj: &InMemDicomObject, tag: Tag) -> Option<PrimitiveValue> {
+    let e = obj.get(tag)?;
+    let p = e.value().primitive()?;
+    if e.vr() != VR::UN {
+        return Some(p.clone());
+    }
+    let bytes = p.to_bytes();
+    let vr = StandardDataDictionary.by_tag(tag)?.vr.relaxed();
+    let le16 = |c: &[u8]| [c[0], c[1]];
+    let le32 = |c: &[u8]| [c[0], c[1], c[2], c[3]];
+    Some(match vr {
+        VR::US => PrimitiveValue::U16(bytes.chunks_exact(2).map(|c| u16::from_le_bytes(le16(c))).collect()),
+        VR::SS => PrimitiveValue::I16(bytes.chunks_exact(2).map(|c| i16::from_le_bytes(le16(c))).collect()),
+        VR::UL => PrimitiveValue::U32(bytes.chunks_exact(4).map(|c| u32::from_le_bytes(le32(c))).collect()),
+        VR::SL => PrimitiveValue::I32(bytes.chunks_exact(4).map(|c| i32::from_le_bytes(le32(c))).collect()),
+        VR::FL => PrimitiveValue::F32(bytes.chunks_exact(4).map(|c| f32::from_le_bytes(le32(c))).collect()),
+        VR::FD => PrimitiveValue::F64(
+            bytes.chunks_exact(8).map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect(),
+        ),
+        VR::OB | VR::OW | VR::UN | VR::SQ => p.clone(),
+        _ => {
+            let text = String::from_utf8_lossy(&bytes);
+            PrimitiveValue::Strs(text.split('\\').map(|s| s.trim_matches(['\0', ' ']).to_string()).collect())
+        }
+    })
+}
+
 /// An optional integer attribute; present but unreadable is an error.
 pub(crate) fn opt_int(obj: &InMemDicomObject, path: &Path, tag: Tag, name: &'static str) -> Result<Option<i64>> {
-    let Some(e) = obj.get(tag) else { return Ok(None) };
-    if e.value().is_empty() {
+    let Some(v) = value_of(obj, tag) else { return Ok(None) };
+    if v.is_empty() {
         return Ok(None);
     }
-    e.to_int::<i64>().map(Some).map_err(|err| Error::InvalidAttribute {
+    v.to_int::<i64>().map(Some).map_err(|err| Error::InvalidAttribute {
         path: path.to_path_buf(),
         name,
         reason: err.to_string(),
@@ -81,11 +113,11 @@ pub(crate) fn req_int(obj: &InMemDicomObject, path: &Path, tag: Tag, name: &'sta
 
 /// An optional multi-valued decimal attribute.
 pub(crate) fn opt_floats(obj: &InMemDicomObject, path: &Path, tag: Tag, name: &'static str) -> Result<Option<Vec<f64>>> {
-    let Some(e) = obj.get(tag) else { return Ok(None) };
-    if e.value().is_empty() {
+    let Some(v) = value_of(obj, tag) else { return Ok(None) };
+    if v.is_empty() {
         return Ok(None);
     }
-    e.to_multi_float64().map(Some).map_err(|err| Error::InvalidAttribute {
+    v.to_multi_float64().map(Some).map_err(|err| Error::InvalidAttribute {
         path: path.to_path_buf(),
         name,
         reason: err.to_string(),
@@ -94,7 +126,8 @@ pub(crate) fn opt_floats(obj: &InMemDicomObject, path: &Path, tag: Tag, name: &'
 
 /// An optional text attribute, trimmed; `None` when absent or empty.
 pub(crate) fn opt_str(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
-    let s = obj.get(tag)?.to_str().ok()?;
+    let v = value_of(obj, tag)?;
+    let s = v.to_str();
     let s = s.trim_matches(|c: char| c == '\0' || c.is_whitespace());
     (!s.is_empty()).then(|| s.to_string())
 }

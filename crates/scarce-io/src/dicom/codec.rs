@@ -19,6 +19,121 @@ use crate::samples::Samples;
 /// a few hundred to one; RLE of a constant frame at most 64:1 per segment run.
 const MAX_EXPANSION: u64 = 4096;
 
+const RLE: &str = "1.2.840.10008.1.2.5";
+const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
+const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
+const JPEG_LOSSLESS: &str = "1.2.840.10008.1.2.4.57";
+const JPEG_LOSSLESS_SV1: &str = "1.2.840.10008.1.2.4.70";
+
+const J2K_LOSSLESS: &str = "1.2.840.10008.1.2.4.90";
+const J2K: &str = "1.2.840.10008.1.2.4.91";
+const J2K_PART2_LOSSLESS: &str = "1.2.840.10008.1.2.4.92";
+const J2K_PART2: &str = "1.2.840.10008.1.2.4.93";
+const HTJ2K_LOSSLESS: &str = "1.2.840.10008.1.2.4.201";
+const HTJ2K_RPCL: &str = "1.2.840.10008.1.2.4.202";
+const HTJ2K: &str = "1.2.840.10008.1.2.4.203";
+const JPEG_LS_PREFIX: &str = "1.2.840.10008.1.2.4.8";
+
+/// One JPEG 2000 / HTJ2K frame through openjp2 (via jpeg2k): every component must match the
+/// data set's rows and columns; samples are written little-endian at BitsAllocated width
+/// (one byte for one-bit data), components interleaved.
+fn decode_j2k(data: &[u8], a: &ImageAttributes, out: &mut Vec<u8>) -> std::result::Result<(), String> {
+    let image = jpeg2k::Image::from_bytes(data).map_err(|e| e.to_string())?;
+    let components = image.components();
+    let channels = a.samples_per_pixel as usize;
+    if components.len() < channels {
+        return Err(format!("codestream has {} components, the data set says {channels}", components.len()));
+    }
+    let pixels = a.rows as usize * a.columns as usize;
+    let width = (a.bits_allocated as usize).div_ceil(8);
+    let base = out.len();
+    out.resize(base + pixels * channels * width, 0);
+    for (c, comp) in components.iter().take(channels).enumerate() {
+        if comp.width() != a.columns || comp.height() != a.rows || comp.data().len() != pixels {
+            return Err(format!(
+                "component {c} is {}x{}, the data set says {}x{}",
+                comp.width(),
+                comp.height(),
+                a.columns,
+                a.rows
+            ));
+        }
+        for (p, v) in comp.data().iter().enumerate() {
+            let at = base + (p * channels + c) * width;
+            out[at..at + width].copy_from_slice(&v.to_le_bytes()[..width]);
+        }
+    }
+    Ok(())
+}
+
+/// True when the first scan of a JPEG-LS stream codes one component only, i.e. the
+/// components are in separate scans (ILV 0).
+fn jpegls_separate_planes(data: &[u8]) -> bool {
+    let mut i = 2;
+    while i + 4 < data.len() {
+        if data[i] != 0xFF {
+            return false;
+        }
+        let marker = data[i + 1];
+        let len = u16::from_be_bytes([data[i + 2], data[i + 3]]) as usize;
+        if marker == 0xDA {
+            return data.get(i + 4) == Some(&1);
+        }
+        i += 2 + len;
+    }
+    false
+}
+
+/// Planar frames (all of channel 0, then 1, ...) -> interleaved, in place.
+fn planes_to_interleaved(out: &mut [u8], a: &ImageAttributes) {
+    let channels = a.samples_per_pixel as usize;
+    let width = (a.bits_allocated as usize).div_ceil(8);
+    let pixels = a.rows as usize * a.columns as usize;
+    let frame_len = pixels * channels * width;
+    for frame in out.chunks_exact_mut(frame_len) {
+        let planar = frame.to_vec();
+        for c in 0..channels {
+            for p in 0..pixels {
+                let src = (c * pixels + p) * width;
+                let dst = (p * channels + c) * width;
+                frame[dst..dst + width].copy_from_slice(&planar[src..src + width]);
+            }
+        }
+    }
+}
+
+fn fragments_of(file: &DicomFile) -> (Vec<Vec<u8>>, Vec<u32>) {
+    match file.obj.raw_pixel_data() {
+        Some(raw) => (raw.fragments.into_vec(), raw.offset_table.into_vec()),
+        None => (Vec::new(), Vec::new()),
+    }
+}
+
+/// One JPEG frame through jpeg-decoder. Whether three components are converted from YCbCr
+/// follows the data set's Photometric Interpretation, not the JPEG markers (as GDCM does):
+/// RGB is kept as stored, YBR_* is converted.
+fn decode_jpeg(data: &[u8], a: &ImageAttributes, out: &mut Vec<u8>) -> std::result::Result<(), String> {
+    let mut decoder = jpeg_decoder::Decoder::new(data);
+    // jpeg-decoder's `RGB` is the identity that interleaves; its `None` leaves lines planar.
+    let transform = match (a.samples_per_pixel, a.photometric.as_str()) {
+        (1, _) => jpeg_decoder::ColorTransform::Grayscale,
+        (_, "RGB") => jpeg_decoder::ColorTransform::RGB,
+        _ => jpeg_decoder::ColorTransform::YCbCr,
+    };
+    decoder.set_color_transform(transform);
+    let frame_bytes = a.rows as usize * a.columns as usize * a.samples_per_pixel as usize * (a.bits_allocated as usize).div_ceil(8);
+    decoder.set_max_decoding_buffer_size(frame_bytes.max(1));
+    decoder.read_info().map_err(|e| e.to_string())?;
+    if let Some(info) = decoder.info() {
+        if info.width as u32 != a.columns || info.height as u32 != a.rows {
+            return Err(format!("JPEG frame is {}x{}, the data set says {}x{}", info.width, info.height, a.columns, a.rows));
+        }
+    }
+    let pixels = decoder.decode().map_err(|e| e.to_string())?;
+    out.extend_from_slice(&pixels);
+    Ok(())
+}
+
 pub(crate) fn decode(file: &DicomFile, a: &ImageAttributes, uid: &str) -> Result<Samples> {
     let path = file.path().to_path_buf();
     let name = file.transfer_syntax_name();
@@ -52,13 +167,76 @@ pub(crate) fn decode(file: &DicomFile, a: &ImageAttributes, uid: &str) -> Result
         }
     }
     let mut out = Vec::new();
-    let decoded = catch_unwind(AssertUnwindSafe(|| reader.decode(&file.obj, &mut out)));
+    let decoded = catch_unwind(AssertUnwindSafe(|| -> std::result::Result<(), String> {
+        match uid {
+            RLE => {
+                let (fragments, table) = fragments_of(file);
+                let frames = super::frames::split(&fragments, &table, a.frames as usize, false)
+                    .ok_or("cannot tell the RLE frames apart")?;
+                let pixels = a.rows as usize * a.columns as usize;
+                for frame in &frames {
+                    if a.bits_allocated == 1 {
+                        // One segment of packed bits per frame, each frame byte-aligned.
+                        let mut packed = Vec::new();
+                        super::rle::decode_frame(frame, pixels.div_ceil(8), 1, 1, &mut packed)?;
+                        out.extend((0..pixels).map(|i| (packed[i / 8] >> (i % 8)) & 1));
+                    } else {
+                        super::rle::decode_frame(frame, pixels, a.samples_per_pixel as usize, bytes_per_sample as usize, &mut out)?;
+                    }
+                }
+                Ok(())
+            }
+            JPEG_BASELINE | JPEG_EXTENDED | JPEG_LOSSLESS | JPEG_LOSSLESS_SV1 => {
+                let (fragments, table) = fragments_of(file);
+                let frames = super::frames::split(&fragments, &table, a.frames as usize, true)
+                    .ok_or("cannot tell the JPEG frames apart")?;
+                for frame in &frames {
+                    decode_jpeg(frame, a, &mut out)?;
+                }
+                Ok(())
+            }
+            J2K_LOSSLESS | J2K | J2K_PART2_LOSSLESS | J2K_PART2 | HTJ2K_LOSSLESS | HTJ2K_RPCL | HTJ2K => {
+                let (fragments, table) = fragments_of(file);
+                let frames = super::frames::split(&fragments, &table, a.frames as usize, false)
+                    .ok_or("cannot tell the JPEG 2000 frames apart")?;
+                for frame in &frames {
+                    decode_j2k(frame, a, &mut out)?;
+                }
+                Ok(())
+            }
+            _ => {
+                reader.decode(&file.obj, &mut out).map_err(|e| e.to_string())?;
+                if uid.starts_with(JPEG_LS_PREFIX) && a.samples_per_pixel > 1 {
+                    // CharLS returns the planes of a non-interleaved (ILV 0) scan one after
+                    // another; the data set's layout is interleaved.
+                    let (fragments, _) = fragments_of(file);
+                    if fragments.first().is_some_and(|f| jpegls_separate_planes(f)) {
+                        planes_to_interleaved(&mut out, a);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }));
     match decoded {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(fail(e.to_string())),
+        Ok(Err(e)) => return Err(fail(e)),
         Err(_) => return Err(fail("the codec panicked on this data".into())),
     }
     let n = a.samples_total() as usize;
+    if a.bits_allocated == 1 && out.len() < n {
+        // Still packed (deflated frames), each frame compressed on its own and so starting
+        // on a byte boundary: unpack, least significant bit first.
+        let per_frame = n / a.frames.max(1) as usize;
+        let packed = per_frame.div_ceil(8);
+        if out.len() >= packed * a.frames as usize {
+            out = out
+                .chunks(packed)
+                .take(a.frames as usize)
+                .flat_map(|f| (0..per_frame).map(move |i| (f[i / 8] >> (i % 8)) & 1))
+                .collect();
+        }
+    }
     // One-bit data comes back from codecs as one byte per sample.
     let width = if a.bits_allocated == 1 { 1 } else { bytes_per_sample as usize };
     if out.len() < n * width {

@@ -4,8 +4,10 @@
 
 mod attrs;
 mod codec;
+mod frames;
 pub mod lut;
 mod native;
+mod rle;
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +25,8 @@ use crate::samples::Samples;
 
 /// Implicit VR Little Endian, the syntax pydicom assumes for a file with no meta group.
 const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
+/// Explicit VR Little Endian.
+const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
 /// Explicit VR Big Endian (retired, still found in archives).
 const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
 
@@ -98,32 +102,47 @@ impl DicomFile {
         match parsed {
             Ok(obj) => Ok(DicomFile { path, obj, syntax_inferred: false, input_len }),
             Err(first) => {
-                let fallback = Self::read_without_meta(bytes).ok_or_else(|| Error::DicomParse {
+                let (obj, inferred) = Self::read_lenient(bytes).ok_or_else(|| Error::DicomParse {
                     path: path.clone(),
                     reason: first.to_string(),
                 })?;
-                Ok(DicomFile { path, obj: fallback, syntax_inferred: true, input_len })
+                Ok(DicomFile { path, obj, syntax_inferred: inferred, input_len })
             }
         }
     }
 
-    /// A bare data set (no preamble, no meta group) read as Implicit VR Little Endian; `None`
-    /// unless it parses to a data set that starts at a plausible group.
-    fn read_without_meta(bytes: &[u8]) -> Option<FileDicomObject<InMemDicomObject>> {
-        // A bare data set starts with a group-0008 element (or 0002 mis-written); refusing
-        // anything else keeps random bytes from "parsing".
-        let group = u16::from_le_bytes([*bytes.first()?, *bytes.get(1)?]);
-        if !(0x0002..=0x0010).contains(&group) {
+    /// What pydicom's `force=True` reads: a meta group without preamble or group length, a
+    /// data set whose VR mode contradicts the meta group's syntax (implicit VR under a JPEG
+    /// syntax, say), or a bare data set with no meta group at all. The meta group's syntax,
+    /// when there is one, still says how pixel data is encoded. Returns the object and
+    /// whether the syntax had to be inferred.
+    fn read_lenient(bytes: &[u8]) -> Option<(FileDicomObject<InMemDicomObject>, bool)> {
+        let start = if bytes.get(128..132) == Some(b"DICM") { 132 } else { 0 };
+        let (meta_ts, data_start) = scan_meta_group(bytes, start)?;
+        let rest = bytes.get(data_start..)?;
+        // A data set starts at a low group; refusing anything else keeps random bytes from
+        // "parsing".
+        let group = u16::from_le_bytes([*rest.first()?, *rest.get(1)?]);
+        if !(0x0004..=0x0010).contains(&group) {
             return None;
         }
-        let ts = TransferSyntaxRegistry.get(IMPLICIT_VR_LE)?;
-        let obj = InMemDicomObject::read_dataset_with_ts(bytes, ts).ok()?;
-        let sop_class = attrs::opt_str(&obj, tags::SOP_CLASS_UID).unwrap_or_default();
-        let meta = FileMetaTableBuilder::new()
-            .transfer_syntax(IMPLICIT_VR_LE)
-            .media_storage_sop_class_uid(sop_class)
-            .media_storage_sop_instance_uid("");
-        obj.with_meta(meta).ok()
+        let explicit_vr = rest.get(4..6).is_some_and(|vr| vr.iter().all(u8::is_ascii_uppercase));
+        let mut candidates: Vec<&str> = meta_ts.as_deref().into_iter().collect();
+        candidates.extend(if explicit_vr { [EXPLICIT_VR_LE, IMPLICIT_VR_LE] } else { [IMPLICIT_VR_LE, EXPLICIT_VR_LE] });
+        for uid in candidates {
+            let Some(ts) = TransferSyntaxRegistry.get(uid) else { continue };
+            let Ok(obj) = InMemDicomObject::read_dataset_with_ts(rest, ts) else { continue };
+            let file_ts = meta_ts.clone().unwrap_or_else(|| uid.to_string());
+            let sop_class = attrs::opt_str(&obj, tags::SOP_CLASS_UID).unwrap_or_default();
+            let meta = FileMetaTableBuilder::new()
+                .transfer_syntax(file_ts.as_str())
+                .media_storage_sop_class_uid(sop_class)
+                .media_storage_sop_instance_uid("");
+            if let Ok(file) = obj.with_meta(meta) {
+                return Some((file, meta_ts.is_none()));
+            }
+        }
+        None
     }
 
     /// The file this came from.
@@ -181,8 +200,11 @@ impl DicomFile {
         let mut photometric = a.photometric.clone();
         let (mut samples, planar) = match elem.value() {
             dicom_core::value::Value::Primitive(p) => {
-                let bytes = file_order_bytes(p, self.big_endian());
-                let s = native::unpack(&a, &bytes, self.big_endian()).map_err(|e| self.native_error(e))?;
+                // 8-bit samples in an OW value are bytes in little-endian word order whatever
+                // the syntax (PS3.5 8.2), so only wider samples follow the file's order.
+                let big_endian = self.big_endian() && a.bits_allocated > 8;
+                let bytes = file_order_bytes(p, big_endian);
+                let s = native::unpack(&a, &bytes, big_endian).map_err(|e| self.native_error(e))?;
                 (s, a.planar)
             }
             dicom_core::value::Value::PixelSequence(_) => {
@@ -264,5 +286,32 @@ fn file_order_bytes(p: &dicom_core::PrimitiveValue, big_endian: bool) -> std::bo
         P::F32(v) => enc!(v),
         P::F64(v) => enc!(v),
         other => other.to_bytes(),
+    }
+}
+
+/// Walks a file meta group (explicit VR little endian, group 0002) from `start` without
+/// trusting its group length: returns the transfer syntax it names, if any, and where the
+/// data set begins.
+fn scan_meta_group(bytes: &[u8], start: usize) -> Option<(Option<String>, usize)> {
+    let mut pos = start;
+    let mut ts = None;
+    loop {
+        let Some(head) = bytes.get(pos..pos + 8) else { return Some((ts, pos)) };
+        if u16::from_le_bytes([head[0], head[1]]) != 0x0002 {
+            return Some((ts, pos));
+        }
+        let element = u16::from_le_bytes([head[2], head[3]]);
+        let long = matches!(&head[4..6], b"OB" | b"OW" | b"OF" | b"SQ" | b"UT" | b"UN" | b"OD" | b"OL" | b"OV" | b"UC" | b"UR");
+        let (len, header) = if long {
+            let l = bytes.get(pos + 8..pos + 12)?;
+            (u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize, 12)
+        } else {
+            (u16::from_le_bytes([head[6], head[7]]) as usize, 8)
+        };
+        let value = bytes.get(pos + header..(pos + header).checked_add(len)?)?;
+        if element == 0x0010 {
+            ts = Some(String::from_utf8_lossy(value).trim_matches(['\0', ' ']).to_string());
+        }
+        pos += header + len;
     }
 }
