@@ -9,8 +9,12 @@
 
 pub mod dicom;
 pub mod error;
+pub mod image;
+pub mod nifti;
 pub mod samples;
 
 pub use dicom::{DicomFile, PixelArray};
 pub use error::{Error, Result};
+pub use image::{Image, Metadata};
+pub use nifti::{write_nifti, Nifti, NiftiHeader};
 pub use samples::{Dtype, Samples, Stats};
