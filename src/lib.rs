@@ -10,6 +10,7 @@
 //! | `episodes` (default) | [`episodes`] = `scarce-episodes` | datasets (Omniglot, MedMNIST, folders, manifests), splits, N-way K-shot episodes, loaders |
 //! | `metric` (default) | [`metric`] = `scarce-metric` | ProtoNet, SimpleShot, the episodic trainer |
 //! | `eval` (default) | [`eval`] = `scarce-eval` | accuracy ± 95% CI, confusion matrix, AUROC, calibration, Fréchet distance |
+//! | `io` (default) | [`io`] = `scarce-io` | DICOM (every common transfer syntax, series -> volume) and NIfTI-1/2 read and write, no tensor library |
 //! | `cuda` | | candle's CUDA backend for every crate with tensor code |
 //! | `full` | | every crate |
 #![deny(missing_docs)]
@@ -20,5 +21,7 @@ pub use scarce_core as core;
 pub use scarce_episodes as episodes;
 #[cfg(feature = "eval")]
 pub use scarce_eval as eval;
+#[cfg(feature = "io")]
+pub use scarce_io as io;
 #[cfg(feature = "metric")]
 pub use scarce_metric as metric;

@@ -5,9 +5,12 @@
 mod attrs;
 mod codec;
 mod frames;
+mod geometry;
+mod image;
 pub mod lut;
 mod native;
 mod rle;
+pub mod series;
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +22,8 @@ use dicom_object::{FileDicomObject, InMemDicomObject, OpenFileOptions};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 pub use attrs::{ImageAttributes, PixelKind};
+pub use image::ImageOptions;
+pub use series::{list_series, load_series, SeriesSummary};
 
 use crate::error::{io_err, Error, Result};
 use crate::samples::Samples;
