@@ -1,5 +1,4 @@
-//! Series assembly on series built from a real CT slice (`693_UNCR.dcm` from the shared
-//! data, or the vendored copy): positions along a tilted normal, files named out of order,
+//! Series assembly on series built from a real MR slice (the vendored `MR_small.dcm`): positions along a tilted normal, files named out of order,
 //! each slice with its own pixel values. Checked against the positions we wrote: order,
 //! spacing, origin and direction (closed form), and the refusals — a gap, a duplicate, a
 //! tilted slice, two series without a choice.
@@ -14,11 +13,7 @@ use scarce_io::dicom::{list_series, load_series, ImageOptions};
 use scarce_io::Error;
 
 fn template() -> Option<PathBuf> {
-    let vendored = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/dicom/693_UNCR.dcm");
-    if vendored.is_file() {
-        return Some(vendored);
-    }
-    common::data_root().map(|r| r.join("dicom/pydicom_data/693_UNCR.dcm"))
+    Some(common::vendored().join("dicom/pydicom_test_files/MR_small.dcm"))
 }
 
 /// Row and column directions (unit, orthogonal, tilted) and the normal.

@@ -4,19 +4,25 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-/// `SCARCE_DATA`, else `shared/data` beside the checkout; `None` (the test skips, saying
-/// so) when neither exists.
+/// `SCARCE_DATA`, else `shared/data` beside the checkout (the full sets), else the
+/// repository's `data/` (the vendored subset, same layout and manifest columns).
 pub fn data_root() -> Option<PathBuf> {
-    let root = match std::env::var_os("SCARCE_DATA") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let candidates = match std::env::var_os("SCARCE_DATA") {
+        Some(p) => vec![PathBuf::from(p)],
+        None => vec![here.join("../../../shared/data"), here.join("../../data")],
     };
-    if root.join("dicom/manifest.csv").is_file() || root.join("nifti/manifest.csv").is_file() {
-        Some(root)
-    } else {
-        eprintln!("skipped: no shared data at {} (set SCARCE_DATA)", root.display());
-        None
+    let found = candidates.into_iter().find(|r| r.join("dicom/manifest.csv").is_file());
+    match &found {
+        Some(r) => println!("data root: {}", r.display()),
+        None => eprintln!("skipped: no data root with dicom/manifest.csv (set SCARCE_DATA)"),
     }
+    found
+}
+
+/// The vendored data (`data/` in the repository), always present.
+pub fn vendored() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data")
 }
 
 /// Rows of a CSV manifest as column -> value maps.
