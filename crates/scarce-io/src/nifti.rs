@@ -238,9 +238,9 @@ impl NiftiHeader {
         })
     }
 
-    /// Number of voxels.
+    /// Number of voxels (the header's shape is checked not to overflow when parsed).
     pub fn voxels(&self) -> u64 {
-        self.shape.iter().map(|&d| d as u64).product()
+        self.shape.iter().fold(1u64, |n, &d| n.saturating_mul(d as u64))
     }
 
     /// nibabel's slope and intercept: `None` when the slope is 0 or not finite (no scaling).
@@ -342,6 +342,9 @@ fn shape_of(dims: &[i64], path: &Path) -> Result<Vec<usize>> {
         .map(|&d| usize::try_from(d).ok().filter(|&d| d > 0))
         .collect::<Option<_>>()
         .ok_or_else(|| nifti_err(path, format!("dim {:?} has a zero or negative size", &dims[..=ndim as usize])))?;
+    if shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64)).is_none_or(|n| n > 1 << 48) {
+        return Err(nifti_err(path, format!("dim {shape:?} holds more voxels than any file can")));
+    }
     Ok(shape)
 }
 

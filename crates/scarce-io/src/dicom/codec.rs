@@ -20,6 +20,8 @@ use crate::samples::Samples;
 const MAX_EXPANSION: u64 = 4096;
 
 const RLE: &str = "1.2.840.10008.1.2.5";
+const DEFLATED_FRAMES: &str = "1.2.840.10008.1.2.8.1";
+const JPEG_PREFIX: &str = "1.2.840.10008.1.2.4.";
 const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
 const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
 const JPEG_LOSSLESS: &str = "1.2.840.10008.1.2.4.57";
@@ -163,6 +165,22 @@ pub(crate) fn decode(file: &DicomFile, a: &ImageAttributes, uid: &str) -> Result
                     "codestream declares {w}x{h} but the data set says {}x{}",
                     a.columns, a.rows
                 )));
+            }
+        }
+    }
+    // A codestream must end with its end marker (JPEG EOI / JPEG 2000 EOC, both FFD9, maybe
+    // followed by padding): a cut stream would otherwise come back partly decoded from some
+    // codecs, and CharLS loops on it.
+    if uid != RLE && uid != DEFLATED_FRAMES {
+        let (fragments, table) = fragments_of(file);
+        let frames = super::frames::split(&fragments, &table, a.frames as usize, uid.starts_with(JPEG_PREFIX))
+            .ok_or_else(|| fail("cannot tell the frames apart".into()))?;
+        for (i, f) in frames.iter().enumerate() {
+            let end = f.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+            let t = &f[..end];
+            let padded = t.len() >= 3 && t[t.len() - 3..t.len() - 1] == [0xFF, 0xD9];
+            if !(t.ends_with(&[0xFF, 0xD9]) || padded) {
+                return Err(fail(format!("frame {i}'s codestream does not end with an end-of-image marker (truncated)")));
             }
         }
     }

@@ -10,6 +10,7 @@ mod image;
 pub mod lut;
 mod native;
 mod rle;
+mod scan;
 pub mod series;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,8 @@ use crate::samples::Samples;
 const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 /// Explicit VR Little Endian.
 const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
+/// Deflated Explicit VR Little Endian.
+const DEFLATED_LE: &str = "1.2.840.10008.1.2.1.99";
 /// Explicit VR Big Endian (retired, still found in archives).
 const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
 
@@ -103,44 +106,68 @@ impl DicomFile {
     pub fn from_bytes(bytes: &[u8], path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let input_len = bytes.len() as u64;
-        let parsed = OpenFileOptions::new().read_preamble(ReadPreamble::Auto).from_reader(bytes);
-        match parsed {
-            Ok(obj) => Ok(DicomFile { path, obj, syntax_inferred: false, input_len }),
-            Err(first) => {
-                let (obj, inferred) = Self::read_lenient(bytes).ok_or_else(|| Error::DicomParse {
-                    path: path.clone(),
-                    reason: first.to_string(),
-                })?;
-                Ok(DicomFile { path, obj, syntax_inferred: inferred, input_len })
+        let refuse = |reason: String| Error::DicomParse { path: path.clone(), reason };
+        // Structure first: every element length is checked against the bytes present before
+        // dicom-object sizes a buffer from it (see `scan`).
+        let start = if bytes.get(128..132) == Some(b"DICM") { 132 } else { 0 };
+        let (meta_ts, data_start) = scan_meta_group(bytes, start).ok_or_else(|| refuse("file meta group is cut short".into()))?;
+        let rest = &bytes[data_start..];
+        let plain = match meta_ts.as_deref() {
+            Some(DEFLATED_LE) => std::borrow::Cow::Owned(scan::inflate(rest).map_err(refuse)?),
+            _ => std::borrow::Cow::Borrowed(rest),
+        };
+        let explicit_vr = plain.get(4..6).is_some_and(|vr| vr.iter().all(u8::is_ascii_uppercase));
+        let mut candidates: Vec<&str> = meta_ts.as_deref().into_iter().collect();
+        candidates.extend(if explicit_vr { [EXPLICIT_VR_LE, IMPLICIT_VR_LE] } else { [IMPLICIT_VR_LE, EXPLICIT_VR_LE] });
+        let mut first_problem = None;
+        let mut sound = Vec::new();
+        for uid in candidates {
+            match scan::check(&plain, scan::Encoding::of(uid)) {
+                Ok(()) => sound.push(uid),
+                Err(e) => {
+                    first_problem.get_or_insert(e);
+                }
             }
         }
+        if sound.is_empty() {
+            return Err(refuse(first_problem.unwrap_or_else(|| "no data set".into())));
+        }
+        if meta_ts.is_some() && sound.first().copied() == meta_ts.as_deref() {
+            if let Ok(obj) = OpenFileOptions::new().read_preamble(ReadPreamble::Auto).from_reader(bytes) {
+                return Ok(DicomFile { path, obj, syntax_inferred: false, input_len });
+            }
+        }
+        let (obj, inferred) = Self::read_lenient(&plain, meta_ts.as_deref(), &sound)
+            .ok_or_else(|| refuse("no transfer syntax parses this data set".into()))?;
+        Ok(DicomFile { path, obj, syntax_inferred: inferred, input_len })
     }
 
     /// What pydicom's `force=True` reads: a meta group without preamble or group length, a
     /// data set whose VR mode contradicts the meta group's syntax (implicit VR under a JPEG
-    /// syntax, say), or a bare data set with no meta group at all. The meta group's syntax,
-    /// when there is one, still says how pixel data is encoded. Returns the object and
-    /// whether the syntax had to be inferred.
-    fn read_lenient(bytes: &[u8]) -> Option<(FileDicomObject<InMemDicomObject>, bool)> {
-        let start = if bytes.get(128..132) == Some(b"DICM") { 132 } else { 0 };
-        let (meta_ts, data_start) = scan_meta_group(bytes, start)?;
-        let rest = bytes.get(data_start..)?;
+    /// syntax, say), or a bare data set with no meta group at all. `candidates` are the
+    /// encodings whose structure checked out, best first. The meta group's syntax, when
+    /// there is one, still says how pixel data is encoded. Returns the object and whether
+    /// the syntax had to be inferred.
+    fn read_lenient(
+        rest: &[u8],
+        meta_ts: Option<&str>,
+        candidates: &[&str],
+    ) -> Option<(FileDicomObject<InMemDicomObject>, bool)> {
         // A data set starts at a low group; refusing anything else keeps random bytes from
         // "parsing".
         let group = u16::from_le_bytes([*rest.first()?, *rest.get(1)?]);
         if !(0x0004..=0x0010).contains(&group) {
             return None;
         }
-        let explicit_vr = rest.get(4..6).is_some_and(|vr| vr.iter().all(u8::is_ascii_uppercase));
-        let mut candidates: Vec<&str> = meta_ts.as_deref().into_iter().collect();
-        candidates.extend(if explicit_vr { [EXPLICIT_VR_LE, IMPLICIT_VR_LE] } else { [IMPLICIT_VR_LE, EXPLICIT_VR_LE] });
-        for uid in candidates {
-            let Some(ts) = TransferSyntaxRegistry.get(uid) else { continue };
+        for &uid in candidates {
+            // A deflated data set has been inflated already: parse it as explicit VR LE.
+            let parse_uid = if uid == DEFLATED_LE { EXPLICIT_VR_LE } else { uid };
+            let Some(ts) = TransferSyntaxRegistry.get(parse_uid) else { continue };
             let Ok(obj) = InMemDicomObject::read_dataset_with_ts(rest, ts) else { continue };
-            let file_ts = meta_ts.clone().unwrap_or_else(|| uid.to_string());
+            let file_ts = meta_ts.unwrap_or(uid);
             let sop_class = attrs::opt_str(&obj, tags::SOP_CLASS_UID).unwrap_or_default();
             let meta = FileMetaTableBuilder::new()
-                .transfer_syntax(file_ts.as_str())
+                .transfer_syntax(if file_ts == DEFLATED_LE { EXPLICIT_VR_LE } else { file_ts })
                 .media_storage_sop_class_uid(sop_class)
                 .media_storage_sop_instance_uid("");
             if let Ok(file) = obj.with_meta(meta) {
@@ -306,7 +333,7 @@ fn scan_meta_group(bytes: &[u8], start: usize) -> Option<(Option<String>, usize)
             return Some((ts, pos));
         }
         let element = u16::from_le_bytes([head[2], head[3]]);
-        let long = matches!(&head[4..6], b"OB" | b"OW" | b"OF" | b"SQ" | b"UT" | b"UN" | b"OD" | b"OL" | b"OV" | b"UC" | b"UR");
+        let long = !scan::short_vr(&head[4..6]);
         let (len, header) = if long {
             let l = bytes.get(pos + 8..pos + 12)?;
             (u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize, 12)
