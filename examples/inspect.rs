@@ -19,7 +19,10 @@ fn stats_json(s: &Samples) -> Value {
 }
 
 fn sha(s: &Samples) -> String {
-    Sha256::digest(s.to_le_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(s.to_le_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn geometry(img: &Image) -> Value {
@@ -28,7 +31,9 @@ fn geometry(img: &Image) -> Value {
 
 fn is_nifti(path: &Path) -> bool {
     let n = path.to_string_lossy().to_lowercase();
-    [".nii", ".nii.gz", ".hdr", ".img", ".hdr.gz", ".img.gz"].iter().any(|e| n.ends_with(e))
+    [".nii", ".nii.gz", ".hdr", ".img", ".hdr.gz", ".img.gz"]
+        .iter()
+        .any(|e| n.ends_with(e))
 }
 
 fn inspect(path: &Path) -> scarce::io::Result<Value> {
@@ -84,7 +89,9 @@ fn inspect(path: &Path) -> scarce::io::Result<Value> {
 fn main() {
     let files: Vec<String> = std::env::args().skip(1).collect();
     if files.is_empty() {
-        eprintln!("usage: inspect FILE…   (DICOM, NIfTI, or a folder / DICOMDIR of a DICOM series)");
+        eprintln!(
+            "usage: inspect FILE…   (DICOM, NIfTI, or a folder / DICOMDIR of a DICOM series)"
+        );
         std::process::exit(2);
     }
     let mut failed = false;

@@ -76,7 +76,9 @@ pub enum Error {
         actual: u64,
     },
     /// The file declares an image larger than it could hold.
-    #[error("{path}: declared size {declared} bytes is not justified by {available} bytes of input")]
+    #[error(
+        "{path}: declared size {declared} bytes is not justified by {available} bytes of input"
+    )]
     TooLarge {
         /// The file.
         path: PathBuf,

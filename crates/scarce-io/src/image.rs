@@ -50,11 +50,11 @@ impl Image {
     /// The 4×4 voxel-to-world matrix (what nibabel calls `affine`).
     pub fn affine(&self) -> [[f64; 4]; 4] {
         let mut a = [[0.0; 4]; 4];
-        for r in 0..3 {
-            for c in 0..3 {
-                a[r][c] = self.direction[r][c] * self.spacing[c];
+        for (r, row) in a.iter_mut().take(3).enumerate() {
+            for (c, v) in row.iter_mut().take(3).enumerate() {
+                *v = self.direction[r][c] * self.spacing[c];
             }
-            a[r][3] = self.origin[r];
+            row[3] = self.origin[r];
         }
         a[3][3] = 1.0;
         a
@@ -66,10 +66,17 @@ impl Image {
         let mut spacing = [0.0; 3];
         let mut direction = [[0.0; 3]; 3];
         for c in 0..3 {
-            let norm = (0..3).map(|r| affine[r][c] * affine[r][c]).sum::<f64>().sqrt();
+            let norm = (0..3)
+                .map(|r| affine[r][c] * affine[r][c])
+                .sum::<f64>()
+                .sqrt();
             spacing[c] = norm;
             for r in 0..3 {
-                direction[r][c] = if norm > 0.0 { affine[r][c] / norm } else { (r == c) as u8 as f64 };
+                direction[r][c] = if norm > 0.0 {
+                    affine[r][c] / norm
+                } else {
+                    (r == c) as u8 as f64
+                };
             }
         }
         let origin = [affine[0][3], affine[1][3], affine[2][3]];

@@ -76,7 +76,10 @@ pub struct Nifti {
 }
 
 fn nifti_err(path: &Path, reason: impl Into<String>) -> Error {
-    Error::Nifti { path: path.to_path_buf(), reason: reason.into() }
+    Error::Nifti {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
 }
 
 /// Little reader over the header bytes in the file's byte order.
@@ -119,16 +122,32 @@ impl Fields<'_> {
 impl NiftiHeader {
     /// Parses a header from the first bytes of a file (at least 348, or 540 for NIfTI-2).
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Self> {
-        let first = bytes.get(..4).ok_or_else(|| nifti_err(path, format!("{} bytes is too short for a header", bytes.len())))?;
+        let first = bytes.get(..4).ok_or_else(|| {
+            nifti_err(
+                path,
+                format!("{} bytes is too short for a header", bytes.len()),
+            )
+        })?;
         let le = i32::from_le_bytes([first[0], first[1], first[2], first[3]]);
         let be = i32::from_be_bytes([first[0], first[1], first[2], first[3]]);
         let (size, big_endian) = match (le, be) {
             (348 | 540, _) => (le as usize, false),
             (_, 348 | 540) => (be as usize, true),
-            _ => return Err(nifti_err(path, format!("sizeof_hdr is {le} (or {be} big-endian), not 348 or 540"))),
+            _ => {
+                return Err(nifti_err(
+                    path,
+                    format!("sizeof_hdr is {le} (or {be} big-endian), not 348 or 540"),
+                ))
+            }
         };
         let b = bytes.get(..size).ok_or_else(|| {
-            nifti_err(path, format!("header declares {size} bytes but the file holds {}", bytes.len()))
+            nifti_err(
+                path,
+                format!(
+                    "header declares {size} bytes but the file holds {}",
+                    bytes.len()
+                ),
+            )
         })?;
         let f = Fields { b, be: big_endian };
         if size == 540 {
@@ -177,7 +196,12 @@ impl NiftiHeader {
         let single_file = match &f.b[4..8] {
             b"n+2\0" => true,
             b"ni2\0" => false,
-            m => return Err(nifti_err(path, format!("540-byte header with magic {m:?}, not n+2 or ni2"))),
+            m => {
+                return Err(nifti_err(
+                    path,
+                    format!("540-byte header with magic {m:?}, not n+2 or ni2"),
+                ))
+            }
         };
         let dims: Vec<i64> = (0..8).map(|i| f.i64(16 + 8 * i)).collect();
         let mut pixdim = [0.0; 8];
@@ -233,14 +257,19 @@ impl NiftiHeader {
                     2304 => "RGBA32",
                     _ => "unknown",
                 };
-                return Err(nifti_err(path, format!("datatype {d} ({name}) is not supported")));
+                return Err(nifti_err(
+                    path,
+                    format!("datatype {d} ({name}) is not supported"),
+                ));
             }
         })
     }
 
     /// Number of voxels (the header's shape is checked not to overflow when parsed).
     pub fn voxels(&self) -> u64 {
-        self.shape.iter().fold(1u64, |n, &d| n.saturating_mul(d as u64))
+        self.shape
+            .iter()
+            .fold(1u64, |n, &d| n.saturating_mul(d as u64))
     }
 
     /// nibabel's slope and intercept: `None` when the slope is 0 or not finite (no scaling).
@@ -248,7 +277,11 @@ impl NiftiHeader {
         if self.scl_slope == 0.0 || !self.scl_slope.is_finite() {
             return None;
         }
-        let inter = if self.scl_inter.is_finite() { self.scl_inter } else { 0.0 };
+        let inter = if self.scl_inter.is_finite() {
+            self.scl_inter
+        } else {
+            0.0
+        };
         Some((self.scl_slope, inter))
     }
 
@@ -266,7 +299,12 @@ impl NiftiHeader {
 
     /// The sform matrix (rows `srow_x`, `srow_y`, `srow_z`).
     pub fn sform(&self) -> [[f64; 4]; 4] {
-        [self.srow[0], self.srow[1], self.srow[2], [0.0, 0.0, 0.0, 1.0]]
+        [
+            self.srow[0],
+            self.srow[1],
+            self.srow[2],
+            [0.0, 0.0, 0.0, 1.0],
+        ]
     }
 
     /// The qform matrix from the quaternion, pixdim and qfac (nibabel's `get_qform`).
@@ -275,7 +313,11 @@ impl NiftiHeader {
         let a = (1.0 - (b * b + c * c + d * d)).max(0.0).sqrt();
         let r = quat_to_mat(a, b, c, d);
         let qfac = if self.pixdim[0] == -1.0 { -1.0 } else { 1.0 };
-        let vox = [self.pixdim[1].abs(), self.pixdim[2].abs(), self.pixdim[3].abs() * qfac];
+        let vox = [
+            self.pixdim[1].abs(),
+            self.pixdim[2].abs(),
+            self.pixdim[3].abs() * qfac,
+        ];
         let mut out = [[0.0; 4]; 4];
         for i in 0..3 {
             for j in 0..3 {
@@ -292,9 +334,19 @@ impl NiftiHeader {
     pub fn base_affine(&self) -> [[f64; 4]; 4] {
         let dim = |i: usize| self.shape.get(i).copied().unwrap_or(1) as f64;
         let dims = [dim(0), dim(1), dim(2)];
-        let zoom = |i: usize| if i < self.shape.len() { self.pixdim[i + 1] } else { 1.0 };
+        let zoom = |i: usize| {
+            if i < self.shape.len() {
+                self.pixdim[i + 1]
+            } else {
+                1.0
+            }
+        };
         let zooms = [-zoom(0), zoom(1), zoom(2)];
-        let centre = [(dims[0] - 1.0) / 2.0, (dims[1] - 1.0) / 2.0, (dims[2] - 1.0) / 2.0];
+        let centre = [
+            (dims[0] - 1.0) / 2.0,
+            (dims[1] - 1.0) / 2.0,
+            (dims[2] - 1.0) / 2.0,
+        ];
         let origin = match self.spm_origin {
             Some(o)
                 if o.iter().any(|&v| v != 0.0)
@@ -341,16 +393,34 @@ fn shape_of(dims: &[i64], path: &Path) -> Result<Vec<usize>> {
         .iter()
         .map(|&d| usize::try_from(d).ok().filter(|&d| d > 0))
         .collect::<Option<_>>()
-        .ok_or_else(|| nifti_err(path, format!("dim {:?} has a zero or negative size", &dims[..=ndim as usize])))?;
-    if shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64)).is_none_or(|n| n > 1 << 48) {
-        return Err(nifti_err(path, format!("dim {shape:?} holds more voxels than any file can")));
+        .ok_or_else(|| {
+            nifti_err(
+                path,
+                format!(
+                    "dim {:?} has a zero or negative size",
+                    &dims[..=ndim as usize]
+                ),
+            )
+        })?;
+    if shape
+        .iter()
+        .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
+        .is_none_or(|n| n > 1 << 48)
+    {
+        return Err(nifti_err(
+            path,
+            format!("dim {shape:?} holds more voxels than any file can"),
+        ));
     }
     Ok(shape)
 }
 
 fn offset_of(v: f64, path: &Path) -> Result<u64> {
     if !v.is_finite() || v < 0.0 || v > (1u64 << 40) as f64 {
-        return Err(nifti_err(path, format!("vox_offset {v} is not a valid offset")));
+        return Err(nifti_err(
+            path,
+            format!("vox_offset {v} is not a valid offset"),
+        ));
     }
     Ok(v as u64)
 }
@@ -377,10 +447,19 @@ fn pair_paths(path: &Path) -> (PathBuf, Vec<PathBuf>) {
     let name = path.to_string_lossy();
     let strip = |s: &str| name.strip_suffix(s).map(str::to_string);
     if let Some(stem) = strip(".hdr.gz").or_else(|| strip(".hdr")) {
-        return (path.to_path_buf(), vec![PathBuf::from(format!("{stem}.img")), PathBuf::from(format!("{stem}.img.gz"))]);
+        return (
+            path.to_path_buf(),
+            vec![
+                PathBuf::from(format!("{stem}.img")),
+                PathBuf::from(format!("{stem}.img.gz")),
+            ],
+        );
     }
     if let Some(stem) = strip(".img.gz").or_else(|| strip(".img")) {
-        return (PathBuf::from(format!("{stem}.hdr")), vec![path.to_path_buf()]);
+        return (
+            PathBuf::from(format!("{stem}.hdr")),
+            vec![path.to_path_buf()],
+        );
     }
     (path.to_path_buf(), vec![path.to_path_buf()])
 }
@@ -397,44 +476,78 @@ impl Nifti {
     /// before anything is allocated for them.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let (header_path, data_paths) = pair_paths(path.as_ref());
+        if header_path == data_paths[0] {
+            let raw = std::fs::read(&header_path).map_err(|e| io_err(&header_path, e))?;
+            return Self::from_bytes(&raw, &header_path);
+        }
         let (head, _) = read_maybe_gz(&header_path, Some(540))?;
         let header = NiftiHeader::parse(&head, &header_path)?;
-        let dtype = header.dtype(&header_path)?;
-        let data_len = header
-            .voxels()
-            .checked_mul(dtype.size() as u64)
-            .ok_or_else(|| nifti_err(&header_path, "data size overflows"))?;
-        let data_path = if header.single_file || header_path == data_paths[0] {
-            header_path.clone()
-        } else {
-            data_paths.iter().find(|p| p.exists()).cloned().ok_or_else(|| {
-                io_err(&data_paths[0], std::io::Error::new(std::io::ErrorKind::NotFound, "image file of the pair not found"))
-            })?
-        };
-        let start = header.vox_offset;
-        let stored = std::fs::metadata(&data_path).map_err(|e| io_err(&data_path, e))?.len();
-        let needed = start + data_len;
-        if needed > stored.saturating_mul(MAX_GZIP_RATIO) + 4096 {
-            return Err(Error::TooLarge { path: data_path, declared: needed, available: stored });
+        if header.single_file {
+            let raw = std::fs::read(&header_path).map_err(|e| io_err(&header_path, e))?;
+            return Self::from_bytes(&raw, &header_path);
         }
-        let (bytes, _) = read_maybe_gz(&data_path, Some(needed))?;
-        let data = bytes.get(start as usize..needed as usize).ok_or_else(|| Error::Truncated {
-            path: data_path.clone(),
-            what: format!("{} voxels of {}", header.voxels(), dtype.name()),
-            expected: needed,
-            actual: bytes.len() as u64,
-        })?;
-        let samples = decode_samples(data, dtype, header.big_endian);
+        let dtype = header.dtype(&header_path)?;
+        let data_path = data_paths
+            .iter()
+            .find(|p| p.exists())
+            .cloned()
+            .ok_or_else(|| {
+                io_err(
+                    &data_paths[0],
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "image file of the pair not found",
+                    ),
+                )
+            })?;
+        let raw = std::fs::read(&data_path).map_err(|e| io_err(&data_path, e))?;
+        let samples = read_data(&raw, &header, dtype, &data_path)?;
+        Ok(Nifti { header, samples })
+    }
+
+    /// Reads a single-file image (`.nii`, or gzipped) already in memory; `path` names it
+    /// in errors. The same size checks as [`Nifti::open`] apply.
+    pub fn from_bytes(bytes: &[u8], path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let gz = bytes.starts_with(&[0x1F, 0x8B]);
+        let head = if gz {
+            inflate(bytes, 540, path)?
+        } else {
+            bytes.get(..bytes.len().min(540)).unwrap_or(&[]).to_vec()
+        };
+        let header = NiftiHeader::parse(&head, path)?;
+        if !header.single_file {
+            return Err(nifti_err(
+                path,
+                "a header / image pair cannot be read from one buffer",
+            ));
+        }
+        let dtype = header.dtype(path)?;
+        let samples = read_data(bytes, &header, dtype, path)?;
         Ok(Nifti { header, samples })
     }
 
     /// The data as nibabel's `get_fdata()`: float64, scaled when the header asks for it.
+    #[allow(clippy::unnecessary_cast)] // `each!` covers f64 samples too
     pub fn scaled(&self) -> Vec<f64> {
-        let mut v = self.samples.to_f64();
-        if let Some((slope, inter)) = self.header.slope_inter() {
-            v.iter_mut().for_each(|x| *x = *x * slope + inter);
+        match self.header.slope_inter() {
+            Some((slope, inter)) => {
+                crate::samples::each!(&self.samples, v => v.iter().map(|&x| x as f64 * slope + inter).collect())
+            }
+            None => self.samples.to_f64(),
         }
-        v
+    }
+
+    /// The scaled data as float32 (what [`Nifti::to_image`] stores), computed in float64
+    /// and rounded once.
+    #[allow(clippy::unnecessary_cast)] // `each!` covers f64 samples too
+    pub fn scaled_f32(&self) -> Vec<f32> {
+        match self.header.slope_inter() {
+            Some((slope, inter)) => {
+                crate::samples::each!(&self.samples, v => v.iter().map(|&x| (x as f64 * slope + inter) as f32).collect())
+            }
+            None => self.samples.to_f32(),
+        }
     }
 
     /// As one [`Image`]: the first three axes are (width, height, depth), everything after
@@ -450,7 +563,7 @@ impl Nifti {
             _ => "mm",
         };
         Image {
-            data: self.scaled().into_iter().map(|x| x as f32).collect(),
+            data: self.scaled_f32(),
             shape: [channels, dim(2), dim(1), dim(0)],
             spacing,
             origin,
@@ -463,6 +576,63 @@ impl Nifti {
             },
         }
     }
+}
+
+/// Gunzips at most `limit` bytes.
+fn inflate(bytes: &[u8], limit: u64, path: &Path) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(limit.min(1 << 30) as usize);
+    flate2::read::MultiGzDecoder::new(bytes)
+        .take(limit)
+        .read_to_end(&mut out)
+        .map_err(|e| nifti_err(path, format!("gzip stream: {e}")))?;
+    Ok(out)
+}
+
+/// The voxel data from a data file's bytes (gzipped or not): its declared size is checked
+/// against what the bytes can hold before anything is inflated or allocated.
+fn read_data(bytes: &[u8], header: &NiftiHeader, dtype: Dtype, path: &Path) -> Result<Samples> {
+    let gz = bytes.starts_with(&[0x1F, 0x8B]);
+    let stored = bytes.len() as u64;
+    let data_len = header
+        .voxels()
+        .checked_mul(dtype.size() as u64)
+        .ok_or_else(|| nifti_err(path, "data size overflows"))?;
+    let needed = data_len
+        .checked_add(header.vox_offset)
+        .ok_or_else(|| nifti_err(path, "data size overflows"))?;
+    if needed > stored.saturating_mul(if gz { MAX_GZIP_RATIO } else { 1 }) + 4096 {
+        return Err(Error::TooLarge {
+            path: path.to_path_buf(),
+            declared: needed,
+            available: stored,
+        });
+    }
+    let truncated = |actual: usize| Error::Truncated {
+        path: path.to_path_buf(),
+        what: format!("{} voxels of {}", header.voxels(), dtype.name()),
+        expected: needed,
+        actual: actual as u64,
+    };
+    if gz {
+        let mut whole = inflate(bytes, needed, path)?;
+        if (whole.len() as u64) < needed {
+            return Err(truncated(whole.len()));
+        }
+        if dtype == Dtype::U8 {
+            // The common case (masks, templates): hand the buffer over without a copy.
+            whole.drain(..header.vox_offset as usize);
+            return Ok(Samples::U8(whole));
+        }
+        return Ok(decode_samples(
+            &whole[header.vox_offset as usize..],
+            dtype,
+            header.big_endian,
+        ));
+    }
+    let data = bytes
+        .get(header.vox_offset as usize..needed as usize)
+        .ok_or_else(|| truncated(bytes.len()))?;
+    Ok(decode_samples(data, dtype, header.big_endian))
 }
 
 fn decode_samples(data: &[u8], dtype: Dtype, big_endian: bool) -> Samples {
@@ -512,12 +682,18 @@ pub fn write_nifti(path: impl AsRef<Path>, image: &Image) -> Result<()> {
     if image.shape.iter().any(|&s| s == 0 || s > i16::MAX as usize) {
         return Err(Error::InvalidParam {
             name: "image",
-            reason: format!("shape {:?} does not fit NIfTI-1 (1..=32767 per axis)", image.shape),
+            reason: format!(
+                "shape {:?} does not fit NIfTI-1 (1..=32767 per axis)",
+                image.shape
+            ),
         });
     }
     let mut hdr = vec![0u8; 352];
-    let put_i16 = |h: &mut Vec<u8>, at: usize, v: i16| h[at..at + 2].copy_from_slice(&v.to_le_bytes());
-    let put_f32 = |h: &mut Vec<u8>, at: usize, v: f64| h[at..at + 4].copy_from_slice(&(v as f32).to_le_bytes());
+    let put_i16 =
+        |h: &mut Vec<u8>, at: usize, v: i16| h[at..at + 2].copy_from_slice(&v.to_le_bytes());
+    let put_f32 = |h: &mut Vec<u8>, at: usize, v: f64| {
+        h[at..at + 4].copy_from_slice(&(v as f32).to_le_bytes())
+    };
     hdr[0..4].copy_from_slice(&348i32.to_le_bytes());
     let ndim = if c > 1 { 4 } else { 3 };
     for (i, v) in [ndim, w, h, d, c, 1, 1, 1].iter().enumerate() {
@@ -527,7 +703,16 @@ pub fn write_nifti(path: impl AsRef<Path>, image: &Image) -> Result<()> {
     put_i16(&mut hdr, 72, 32);
     let affine = image.affine();
     let (quat, qfac) = rotation_to_quaternion(&image.direction);
-    let pixdim = [qfac, image.spacing[0], image.spacing[1], image.spacing[2], 1.0, 1.0, 1.0, 1.0];
+    let pixdim = [
+        qfac,
+        image.spacing[0],
+        image.spacing[1],
+        image.spacing[2],
+        1.0,
+        1.0,
+        1.0,
+        1.0,
+    ];
     for (i, v) in pixdim.iter().enumerate() {
         put_f32(&mut hdr, 76 + 4 * i, *v);
     }
@@ -545,12 +730,16 @@ pub fn write_nifti(path: impl AsRef<Path>, image: &Image) -> Result<()> {
     hdr[148..148 + n].copy_from_slice(&descrip[..n]);
     put_i16(&mut hdr, 252, 1);
     put_i16(&mut hdr, 254, 1);
-    for (i, v) in quat.iter().chain(&[affine[0][3], affine[1][3], affine[2][3]]).enumerate() {
+    for (i, v) in quat
+        .iter()
+        .chain(&[affine[0][3], affine[1][3], affine[2][3]])
+        .enumerate()
+    {
         put_f32(&mut hdr, 256 + 4 * i, *v);
     }
-    for r in 0..3 {
-        for col in 0..4 {
-            put_f32(&mut hdr, 280 + 16 * r + 4 * col, affine[r][col]);
+    for (r, row) in affine.iter().take(3).enumerate() {
+        for (col, v) in row.iter().enumerate() {
+            put_f32(&mut hdr, 280 + 16 * r + 4 * col, *v);
         }
     }
     hdr[344..348].copy_from_slice(b"n+1\0");
@@ -562,16 +751,24 @@ pub fn write_nifti(path: impl AsRef<Path>, image: &Image) -> Result<()> {
     let gz = path.to_string_lossy().ends_with(".gz");
     let tmp = path.with_file_name(format!(
         ".{}.tmp-{}",
-        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         std::process::id()
     ));
     let written = (|| -> std::io::Result<()> {
         let file = std::fs::File::create(&tmp)?;
         if gz {
             use std::io::Write;
-            let mut enc = flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::new(6));
+            let mut enc = flate2::write::GzEncoder::new(
+                std::io::BufWriter::new(file),
+                flate2::Compression::new(6),
+            );
             enc.write_all(&bytes)?;
-            enc.finish()?.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            enc.finish()?
+                .into_inner()
+                .map_err(|e| e.into_error())?
+                .sync_all()?;
         } else {
             use std::io::Write;
             let mut f = std::io::BufWriter::new(file);
@@ -590,7 +787,8 @@ pub fn write_nifti(path: impl AsRef<Path>, image: &Image) -> Result<()> {
 /// Quaternion (b, c, d) and qfac of a direction matrix (NIfTI's `mat44_to_quatern` for an
 /// orthonormal matrix): an improper matrix has its third column flipped and qfac -1.
 fn rotation_to_quaternion(m: &[[f64; 3]; 3]) -> ([f64; 3], f64) {
-    let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+    let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+        - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
         + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
     let qfac = if det < 0.0 { -1.0 } else { 1.0 };
     let r = |i: usize, j: usize| if j == 2 { m[i][j] * qfac } else { m[i][j] };

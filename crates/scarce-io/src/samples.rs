@@ -104,6 +104,9 @@ pub struct Stats {
     pub nan_count: usize,
 }
 
+// `each!` expands the same conversion for every sample type, the float ones included, where
+// `x as f64` is the identity.
+#[allow(clippy::unnecessary_cast)]
 impl Samples {
     /// The element type.
     pub fn dtype(&self) -> Dtype {
@@ -160,7 +163,8 @@ impl Samples {
 
 /// Min, max, mean of an iterator of f64, NaNs skipped and counted.
 pub fn stats_of(values: impl Iterator<Item = f64>) -> Stats {
-    let (mut min, mut max, mut sum, mut n, mut nan) = (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0usize, 0usize);
+    let (mut min, mut max, mut sum, mut n, mut nan) =
+        (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0usize, 0usize);
     for x in values {
         if x.is_nan() {
             nan += 1;
@@ -172,5 +176,10 @@ pub fn stats_of(values: impl Iterator<Item = f64>) -> Stats {
         n += 1;
     }
     let mean = if n == 0 { f64::NAN } else { sum / n as f64 };
-    Stats { min, max, mean, nan_count: nan }
+    Stats {
+        min,
+        max,
+        mean,
+        nan_count: nan,
+    }
 }

@@ -23,7 +23,10 @@ fn lossless(uid: &str) -> bool {
 }
 
 fn sha_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[test]
@@ -58,10 +61,24 @@ fn dicom_matches_pydicom() {
             if status != "no_pixel_data" {
                 match &result {
                     Err(e) => println!("{file}: pydicom {status}; ours: {e}"),
-                    Ok((_, px)) => check_unverified(file, status, px, &known, &mut shown_another_way, &mut failures),
+                    Ok((_, px)) => check_unverified(
+                        file,
+                        status,
+                        px,
+                        &known,
+                        &mut shown_another_way,
+                        &mut failures,
+                    ),
                 }
             } else if let Ok((_, px)) = &result {
-                check_unverified(file, status, px, &known, &mut shown_another_way, &mut failures);
+                check_unverified(
+                    file,
+                    status,
+                    px,
+                    &known,
+                    &mut shown_another_way,
+                    &mut failures,
+                );
             }
             continue;
         }
@@ -70,7 +87,10 @@ fn dicom_matches_pydicom() {
             Ok(r) => r,
             // A codec this build lacks must say so, naming the syntax; it is counted as not
             // decoded (the README gives the count), never as a wrong array.
-            Err(e @ (scarce_io::Error::Decode { .. } | scarce_io::Error::UnsupportedTransferSyntax { .. })) => {
+            Err(
+                e @ (scarce_io::Error::Decode { .. }
+                | scarce_io::Error::UnsupportedTransferSyntax { .. }),
+            ) => {
                 println!("{file}: NOT DECODED: {e}");
                 undecoded.push(file.clone());
                 continue;
@@ -82,7 +102,11 @@ fn dicom_matches_pydicom() {
         };
         let shape: Vec<String> = px.numpy_shape().iter().map(|d| d.to_string()).collect();
         if shape.join("x") != row["raw_shape"] {
-            failures.push(format!("{file}: shape {} vs {}", shape.join("x"), row["raw_shape"]));
+            failures.push(format!(
+                "{file}: shape {} vs {}",
+                shape.join("x"),
+                row["raw_shape"]
+            ));
             continue;
         }
         let want_dtype = row["raw_dtype"].trim_start_matches(['>', '<', '=']);
@@ -94,28 +118,52 @@ fn dicom_matches_pydicom() {
             d => d,
         };
         if px.samples.dtype().name() != want_dtype {
-            failures.push(format!("{file}: dtype {} vs {}", px.samples.dtype().name(), row["raw_dtype"]));
+            failures.push(format!(
+                "{file}: dtype {} vs {}",
+                px.samples.dtype().name(),
+                row["raw_dtype"]
+            ));
             continue;
         }
         let sha = sha_hex(&px.samples.to_le_bytes());
         hashes.insert(file.clone(), sha.clone());
         if !lossless(f.transfer_syntax_uid()) {
-            lossy_arrays.insert(file.clone(), (px.samples.to_f64(), num(row, "plugins_max_abs_diff").unwrap_or(0.0) + 1.0));
+            lossy_arrays.insert(
+                file.clone(),
+                (
+                    px.samples.to_f64(),
+                    num(row, "plugins_max_abs_diff").unwrap_or(0.0) + 1.0,
+                ),
+            );
         }
         let stats = px.samples.stats();
         let uid = f.transfer_syntax_uid();
         if lossless(uid) {
             if sha != row["raw_sha256"] {
-                failures.push(format!("{file} ({}): raw sha256 differs; min/max/mean {:?} vs {}/{}/{}", row["transfer_syntax_name"], stats, row["raw_min"], row["raw_max"], row["raw_mean"]));
+                failures.push(format!(
+                    "{file} ({}): raw sha256 differs; min/max/mean {:?} vs {}/{}/{}",
+                    row["transfer_syntax_name"],
+                    stats,
+                    row["raw_min"],
+                    row["raw_max"],
+                    row["raw_mean"]
+                ));
                 continue;
             }
         } else {
             let tol = num(row, "plugins_max_abs_diff").unwrap_or(0.0) + 1.0;
-            let ok = [(stats.min, "raw_min"), (stats.max, "raw_max"), (stats.mean, "raw_mean")]
-                .iter()
-                .all(|(got, col)| (got - num(row, col).unwrap_or(f64::NAN)).abs() <= tol);
+            let ok = [
+                (stats.min, "raw_min"),
+                (stats.max, "raw_max"),
+                (stats.mean, "raw_mean"),
+            ]
+            .iter()
+            .all(|(got, col)| (got - num(row, col).unwrap_or(f64::NAN)).abs() <= tol);
             if !ok {
-                failures.push(format!("{file} (lossy): stats {stats:?} vs {}/{}/{} beyond {tol}", row["raw_min"], row["raw_max"], row["raw_mean"]));
+                failures.push(format!(
+                    "{file} (lossy): stats {stats:?} vs {}/{}/{} beyond {tol}",
+                    row["raw_min"], row["raw_max"], row["raw_mean"]
+                ));
                 continue;
             }
         }
@@ -124,7 +172,9 @@ fn dicom_matches_pydicom() {
         let checks = [(LutScope::DataSet, "lut"), (LutScope::Frames, "fg_rescale")];
         let mut lut_ok = true;
         for (scope, prefix) in checks {
-            let Some(want_min) = num(row, &format!("{prefix}_min")) else { continue };
+            let Some(want_min) = num(row, &format!("{prefix}_min")) else {
+                continue;
+            };
             let out = match f.modality_lut(&px, scope) {
                 Ok(o) => o,
                 Err(e) => {
@@ -134,9 +184,20 @@ fn dicom_matches_pydicom() {
                 }
             };
             let s = out.stats();
-            let tol = if lossless(uid) { 1e-6 } else { 1e-6 + (num(row, "plugins_max_abs_diff").unwrap_or(0.0) + 1.0) * 4096.0 };
-            let want = [want_min, num(row, &format!("{prefix}_max")).unwrap_or(f64::NAN), num(row, &format!("{prefix}_mean")).unwrap_or(f64::NAN)];
-            if !(close_rel(s.min, want[0], tol) && close_rel(s.max, want[1], tol) && close_rel(s.mean, want[2], tol)) {
+            let tol = if lossless(uid) {
+                1e-6
+            } else {
+                1e-6 + (num(row, "plugins_max_abs_diff").unwrap_or(0.0) + 1.0) * 4096.0
+            };
+            let want = [
+                want_min,
+                num(row, &format!("{prefix}_max")).unwrap_or(f64::NAN),
+                num(row, &format!("{prefix}_mean")).unwrap_or(f64::NAN),
+            ];
+            if !(close_rel(s.min, want[0], tol)
+                && close_rel(s.max, want[1], tol)
+                && close_rel(s.mean, want[2], tol))
+            {
                 failures.push(format!("{file}: {prefix} stats {s:?} vs {want:?}"));
                 lut_ok = false;
             }
@@ -152,7 +213,9 @@ fn dicom_matches_pydicom() {
     let groups = read_manifest(&dir.join("identical_pixel_groups.csv"));
     let (mut identical, mut within) = (0, 0);
     for g in &groups {
-        let Some(h) = hashes.get(&g["file"]) else { continue };
+        let Some(h) = hashes.get(&g["file"]) else {
+            continue;
+        };
         if *h == g["raw_sha256"] {
             identical += 1;
             continue;
@@ -163,7 +226,9 @@ fn dicom_matches_pydicom() {
             .find(|o| hashes.get(&o["file"]) == Some(&o["raw_sha256"]));
         match (lossy_arrays.get(&g["file"]), reference) {
             (Some((ours, tol)), Some(r)) => {
-                let reference = DicomFile::open(dir.join(&r["file"])).and_then(|f| f.pixels()).expect("reference decodes");
+                let reference = DicomFile::open(dir.join(&r["file"]))
+                    .and_then(|f| f.pixels())
+                    .expect("reference decodes");
                 let worst = ours
                     .iter()
                     .zip(reference.samples.to_f64())
@@ -171,13 +236,25 @@ fn dicom_matches_pydicom() {
                     .fold(0.0, f64::max);
                 if worst <= *tol {
                     within += 1;
-                    println!("{}: lossy, within {worst} of {} (allowed {tol})", g["file"], r["file"]);
+                    println!(
+                        "{}: lossy, within {worst} of {} (allowed {tol})",
+                        g["file"], r["file"]
+                    );
                 } else {
-                    failures.push(format!("{}: differs from {} by up to {worst} (allowed {tol})", g["file"], r["file"]));
+                    failures.push(format!(
+                        "{}: differs from {} by up to {worst} (allowed {tol})",
+                        g["file"], r["file"]
+                    ));
                 }
             }
-            (Some(_), None) => println!("{}: lossy, no losslessly stored member of group {} present to compare with", g["file"], g["group"]),
-            _ => failures.push(format!("{}: not identical to group {}", g["file"], g["group"])),
+            (Some(_), None) => println!(
+                "{}: lossy, no losslessly stored member of group {} present to compare with",
+                g["file"], g["group"]
+            ),
+            _ => failures.push(format!(
+                "{}: not identical to group {}",
+                g["file"], g["group"]
+            )),
         }
     }
     let group_members = identical + within;
@@ -187,7 +264,12 @@ fn dicom_matches_pydicom() {
         undecoded.len(),
         groups.len()
     );
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// A file pydicom did not decode but we did: correct only if the array is one pydicom gave
@@ -204,8 +286,13 @@ fn check_unverified(
     match known.get(sha.as_str()) {
         Some(other) => {
             *shown += 1;
-            println!("{file}: pydicom {status}; ours decodes to the array pydicom gave for {other}");
+            println!(
+                "{file}: pydicom {status}; ours decodes to the array pydicom gave for {other}"
+            );
         }
-        None => failures.push(format!("{file}: pydicom {status}, we decoded {:?} that no pydicom array confirms", px.numpy_shape())),
+        None => failures.push(format!(
+            "{file}: pydicom {status}, we decoded {:?} that no pydicom array confirms",
+            px.numpy_shape()
+        )),
     }
 }

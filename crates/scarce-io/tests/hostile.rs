@@ -22,7 +22,9 @@ impl Rng {
 }
 
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();
     for p in entries {
@@ -49,7 +51,10 @@ fn decode_nifti(bytes: &[u8], dir: &Path, gz: bool) -> Result<(Vec<usize>, Vec<f
 }
 
 fn same(a: &[f64], b: &[f64]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y || (x.is_nan() && y.is_nan()))
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x == y || (x.is_nan() && y.is_nan()))
 }
 
 #[test]
@@ -70,8 +75,17 @@ fn cut_and_flipped_dicom_files_fail_cleanly() {
             match decode_dicom(&bytes[..cut]) {
                 Err(_) => errors += 1,
                 Ok((shape, values)) => {
-                    let (oshape, ovalues) = original.as_ref().unwrap_or_else(|| panic!("{}: cut at {cut} decodes, the whole file does not", path.display()));
-                    assert!(shape == *oshape && same(&values, ovalues), "{}: cut at {cut} gives a different array", path.display());
+                    let (oshape, ovalues) = original.as_ref().unwrap_or_else(|| {
+                        panic!(
+                            "{}: cut at {cut} decodes, the whole file does not",
+                            path.display()
+                        )
+                    });
+                    assert!(
+                        shape == *oshape && same(&values, ovalues),
+                        "{}: cut at {cut} gives a different array",
+                        path.display()
+                    );
                 }
             }
         }
@@ -83,7 +97,9 @@ fn cut_and_flipped_dicom_files_fail_cleanly() {
                 v[at] = rng.next() as u8;
             }
             variants += 1;
-            match DicomFile::from_bytes(&v, "variant.dcm").and_then(|f| Ok((f.attributes()?, f.pixels()?))) {
+            match DicomFile::from_bytes(&v, "variant.dcm")
+                .and_then(|f| Ok((f.attributes()?, f.pixels()?)))
+            {
                 Err(_) => errors += 1,
                 Ok((Some(a), px)) => assert_eq!(
                     px.samples.len() as u64,
@@ -96,7 +112,10 @@ fn cut_and_flipped_dicom_files_fail_cleanly() {
         }
         println!("{}: {:.1} s", path.display(), t0.elapsed().as_secs_f64());
     }
-    println!("DICOM hostile input: {} files, {variants} variants, {errors} errors, no panic", files.len());
+    println!(
+        "DICOM hostile input: {} files, {variants} variants, {errors} errors, no panic",
+        files.len()
+    );
     assert!(!files.is_empty());
 }
 
@@ -117,7 +136,10 @@ fn cut_and_flipped_nifti_files_fail_cleanly() {
             variants += 1;
             match decode_nifti(&bytes[..cut], &dir, gz) {
                 Err(_) => errors += 1,
-                Ok((shape, values)) => assert!(shape == original.0 && same(&values, &original.1), "{name}: cut at {cut} reads differently"),
+                Ok((shape, values)) => assert!(
+                    shape == original.0 && same(&values, &original.1),
+                    "{name}: cut at {cut} reads differently"
+                ),
             }
         }
         for _ in 0..200 {
@@ -129,7 +151,11 @@ fn cut_and_flipped_nifti_files_fail_cleanly() {
             variants += 1;
             match decode_nifti(&v, &dir, gz) {
                 Err(_) => errors += 1,
-                Ok((shape, values)) => assert_eq!(values.len(), shape.iter().product::<usize>(), "{name}: flipped header read inconsistently"),
+                Ok((shape, values)) => assert_eq!(
+                    values.len(),
+                    shape.iter().product::<usize>(),
+                    "{name}: flipped header read inconsistently"
+                ),
             }
         }
     }
@@ -152,8 +178,15 @@ fn huge_declared_sizes_are_refused_before_allocating() {
     h[344..348].copy_from_slice(b"n+1\0");
     let p = dir.join("huge.nii");
     std::fs::write(&p, &h).unwrap();
-    assert!(NiftiHeader::parse(&h, &p).is_ok(), "the header itself is valid");
-    assert!(matches!(Nifti::open(&p), Err(Error::TooLarge { .. })), "{:?}", Nifti::open(&p).err());
+    assert!(
+        NiftiHeader::parse(&h, &p).is_ok(),
+        "the header itself is valid"
+    );
+    assert!(
+        matches!(Nifti::open(&p), Err(Error::TooLarge { .. })),
+        "{:?}",
+        Nifti::open(&p).err()
+    );
     // The same header gzipped: the inflated size is bounded by deflate's ratio.
     let gz = dir.join("huge.nii.gz");
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -167,9 +200,21 @@ fn huge_declared_sizes_are_refused_before_allocating() {
     use dicom_dictionary_std::tags;
     let src = common::vendored().join("dicom/pydicom_test_files/MR_small.dcm");
     let mut obj = dicom_object::open_file(&src).unwrap();
-    obj.put(DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(65535u16)));
-    obj.put(DataElement::new(tags::COLUMNS, VR::US, PrimitiveValue::from(65535u16)));
-    obj.put(DataElement::new(tags::NUMBER_OF_FRAMES, VR::IS, PrimitiveValue::from("1000000")));
+    obj.put(DataElement::new(
+        tags::ROWS,
+        VR::US,
+        PrimitiveValue::from(65535u16),
+    ));
+    obj.put(DataElement::new(
+        tags::COLUMNS,
+        VR::US,
+        PrimitiveValue::from(65535u16),
+    ));
+    obj.put(DataElement::new(
+        tags::NUMBER_OF_FRAMES,
+        VR::IS,
+        PrimitiveValue::from("1000000"),
+    ));
     let mut bytes = Vec::new();
     obj.write_all(&mut bytes).unwrap();
     let f = DicomFile::from_bytes(&bytes, "huge.dcm").unwrap();

@@ -36,7 +36,11 @@ fn nifti_matches_nibabel() {
                     headers += 1;
                     let shape: Vec<String> = h.shape.iter().map(|d| d.to_string()).collect();
                     if shape.join("x") != row["shape"] {
-                        failures.push(format!("{file}: shape {} vs {}", shape.join("x"), row["shape"]));
+                        failures.push(format!(
+                            "{file}: shape {} vs {}",
+                            shape.join("x"),
+                            row["shape"]
+                        ));
                     }
                     let want = parse_matrix(&row["affine_4x4"]);
                     let got: Vec<f64> = h.affine().iter().flatten().copied().collect();
@@ -54,7 +58,10 @@ fn nifti_matches_nibabel() {
                     refused += 1;
                     println!("{file}: nibabel: {}; ours: {e}", row["error"]);
                 }
-                Ok(_) => failures.push(format!("{file}: nibabel failed ({}) but we loaded it", row["error"])),
+                Ok(_) => failures.push(format!(
+                    "{file}: nibabel failed ({}) but we loaded it",
+                    row["error"]
+                )),
             }
             continue;
         }
@@ -67,12 +74,23 @@ fn nifti_matches_nibabel() {
         };
         let scaled = img.scaled();
         let stats = scarce_io::samples::stats_of(scaled.iter().copied());
-        let want = [num(row, "fdata_min"), num(row, "fdata_max"), num(row, "fdata_mean")].map(|v| v.unwrap_or(f64::NAN));
-        if !(close_rel(stats.min, want[0], 1e-6) && close_rel(stats.max, want[1], 1e-6) && close_rel(stats.mean, want[2], 1e-6)) {
+        let want = [
+            num(row, "fdata_min"),
+            num(row, "fdata_max"),
+            num(row, "fdata_mean"),
+        ]
+        .map(|v| v.unwrap_or(f64::NAN));
+        if !(close_rel(stats.min, want[0], 1e-6)
+            && close_rel(stats.max, want[1], 1e-6)
+            && close_rel(stats.mean, want[2], 1e-6))
+        {
             failures.push(format!("{file}: scaled stats {stats:?} vs {want:?}"));
         }
         if stats.nan_count as f64 != num(row, "fdata_nan_count").unwrap_or(0.0) {
-            failures.push(format!("{file}: {} NaNs vs {}", stats.nan_count, row["fdata_nan_count"]));
+            failures.push(format!(
+                "{file}: {} NaNs vs {}",
+                stats.nan_count, row["fdata_nan_count"]
+            ));
         }
         // nibabel's array is Fortran-ordered; `tobytes()` hashes it in C order (last axis
         // fastest), so transpose our first-axis-fastest data before hashing.
@@ -96,7 +114,10 @@ fn nifti_matches_nibabel() {
                 idx[k] = 0;
             }
         }
-        let sha: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let sha: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         if sha != row["fdata_sha256_f64le"] {
             failures.push(format!("{file}: fdata sha256 differs"));
         }
@@ -131,5 +152,10 @@ fn nifti_matches_nibabel() {
     }
     let _ = std::fs::remove_dir_all(&tmp);
     println!("NIfTI: {} rows, {headers} headers checked, {loaded} volumes reproduced, {refused} refused as nibabel refused them", rows.len());
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

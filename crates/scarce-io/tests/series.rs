@@ -20,24 +20,60 @@ fn template() -> Option<PathBuf> {
 const ROW: [f64; 3] = [0.8, 0.6, 0.0];
 const COL: [f64; 3] = [0.0, 0.0, -1.0];
 fn normal() -> [f64; 3] {
-    [ROW[1] * COL[2] - ROW[2] * COL[1], ROW[2] * COL[0] - ROW[0] * COL[2], ROW[0] * COL[1] - ROW[1] * COL[0]]
+    [
+        ROW[1] * COL[2] - ROW[2] * COL[1],
+        ROW[2] * COL[0] - ROW[0] * COL[2],
+        ROW[0] * COL[1] - ROW[1] * COL[0],
+    ]
 }
 
 /// Writes slice `k` (position origin + k·step·normal, every pixel = 100 + k) as `name`.
-fn write_slice(src: &Path, dir: &Path, name: &str, series: &str, k: f64, step: f64, orientation: [f64; 6]) {
+fn write_slice(
+    src: &Path,
+    dir: &Path,
+    name: &str,
+    series: &str,
+    k: f64,
+    step: f64,
+    orientation: [f64; 6],
+) {
     let mut obj = dicom_object::open_file(src).expect("template opens");
     let n = normal();
     let origin = [10.0, -20.0, 30.0];
     let pos: Vec<f64> = (0..3).map(|i| origin[i] + k * step * n[i]).collect();
     let ds = |v: &[f64]| PrimitiveValue::Strs(v.iter().map(|x| format!("{x:.6}")).collect());
-    obj.put(DataElement::new(tags::IMAGE_POSITION_PATIENT, VR::DS, ds(&pos)));
-    obj.put(DataElement::new(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, ds(&orientation)));
-    obj.put(DataElement::new(tags::SERIES_INSTANCE_UID, VR::UI, PrimitiveValue::from(series)));
-    obj.put(DataElement::new(tags::PIXEL_SPACING, VR::DS, ds(&[0.7, 0.5])));
+    obj.put(DataElement::new(
+        tags::IMAGE_POSITION_PATIENT,
+        VR::DS,
+        ds(&pos),
+    ));
+    obj.put(DataElement::new(
+        tags::IMAGE_ORIENTATION_PATIENT,
+        VR::DS,
+        ds(&orientation),
+    ));
+    obj.put(DataElement::new(
+        tags::SERIES_INSTANCE_UID,
+        VR::UI,
+        PrimitiveValue::from(series),
+    ));
+    obj.put(DataElement::new(
+        tags::PIXEL_SPACING,
+        VR::DS,
+        ds(&[0.7, 0.5]),
+    ));
     let rows = obj.element(tags::ROWS).unwrap().to_int::<usize>().unwrap();
-    let cols = obj.element(tags::COLUMNS).unwrap().to_int::<usize>().unwrap();
+    let cols = obj
+        .element(tags::COLUMNS)
+        .unwrap()
+        .to_int::<usize>()
+        .unwrap();
     let value = 100 + k as i16;
-    obj.put(DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::I16(vec![value; rows * cols].into())));
+    obj.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OW,
+        PrimitiveValue::I16(vec![value; rows * cols].into()),
+    ));
     obj.write_to_file(dir.join(name)).expect("slice written");
 }
 
@@ -58,23 +94,51 @@ fn series_ordered_by_position_with_geometry() {
     let dir = fresh_dir("ok");
     // Names sort opposite to positions, so order must come from the positions.
     for k in 0..5 {
-        write_slice(&src, &dir, &format!("s{}.dcm", 9 - k), "1.2.3", k as f64, 2.5, orient());
+        write_slice(
+            &src,
+            &dir,
+            &format!("s{}.dcm", 9 - k),
+            "1.2.3",
+            k as f64,
+            2.5,
+            orient(),
+        );
     }
     std::fs::write(dir.join("README.txt"), "not DICOM").unwrap();
-    let img = load_series(&dir, None, &ImageOptions { modality_lut: false, ..Default::default() }).expect("series loads");
+    let img = load_series(
+        &dir,
+        None,
+        &ImageOptions {
+            modality_lut: false,
+            ..Default::default()
+        },
+    )
+    .expect("series loads");
     assert_eq!(img.shape[0..2], [1, 5]);
     let plane = img.shape[2] * img.shape[3];
     for k in 0..5 {
-        assert!(img.data[k * plane..(k + 1) * plane].iter().all(|&v| v == 100.0 + k as f32), "slice {k} out of order");
+        assert!(
+            img.data[k * plane..(k + 1) * plane]
+                .iter()
+                .all(|&v| v == 100.0 + k as f32),
+            "slice {k} out of order"
+        );
     }
     assert!((img.spacing[0] - 0.5).abs() < 1e-9 && (img.spacing[1] - 0.7).abs() < 1e-9);
-    assert!((img.spacing[2] - 2.5).abs() < 1e-5, "slice spacing {}", img.spacing[2]);
+    assert!(
+        (img.spacing[2] - 2.5).abs() < 1e-5,
+        "slice spacing {}",
+        img.spacing[2]
+    );
     // RAS = LPS with x and y negated.
     let ras = |v: [f64; 3]| [-v[0], -v[1], v[2]];
     let want_cols = [ras(ROW), ras(COL), ras(normal())];
     for (c, want) in want_cols.iter().enumerate() {
-        for r in 0..3 {
-            assert!((img.direction[r][c] - want[r]).abs() < 1e-6, "direction column {c}");
+        for (r, w) in want.iter().enumerate() {
+            assert!(
+                (img.direction[r][c] - w).abs() < 1e-6,
+                "direction column {c}"
+            );
         }
     }
     assert!((0..3).all(|i| (img.origin[i] - ras([10.0, -20.0, 30.0])[i]).abs() < 1e-5));
@@ -87,10 +151,21 @@ fn series_refuses_gaps_duplicates_tilts_and_ambiguity() {
     let opts = ImageOptions::default();
     let gap = fresh_dir("gap");
     for k in [0, 1, 2, 4, 5] {
-        write_slice(&src, &gap, &format!("{k}.dcm"), "1.2.3", k as f64, 2.0, orient());
+        write_slice(
+            &src,
+            &gap,
+            &format!("{k}.dcm"),
+            "1.2.3",
+            k as f64,
+            2.0,
+            orient(),
+        );
     }
     let e = load_series(&gap, None, &opts).expect_err("gap refused");
-    assert!(matches!(e, Error::Series { ref path, .. } if path.ends_with("4.dcm")), "{e}");
+    assert!(
+        matches!(e, Error::Series { ref path, .. } if path.ends_with("4.dcm")),
+        "{e}"
+    );
 
     let dup = fresh_dir("dup");
     for (name, k) in [("a.dcm", 0.0), ("b.dcm", 1.0), ("c.dcm", 1.0)] {
@@ -101,18 +176,51 @@ fn series_refuses_gaps_duplicates_tilts_and_ambiguity() {
 
     let tilt = fresh_dir("tilt");
     write_slice(&src, &tilt, "a.dcm", "1.2.3", 0.0, 2.0, orient());
-    write_slice(&src, &tilt, "b.dcm", "1.2.3", 1.0, 2.0, [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+    write_slice(
+        &src,
+        &tilt,
+        "b.dcm",
+        "1.2.3",
+        1.0,
+        2.0,
+        [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+    );
     let e = load_series(&tilt, None, &opts).expect_err("tilted slice refused");
     assert!(e.to_string().contains("orientation"), "{e}");
 
     let two = fresh_dir("two");
     for k in 0..3 {
-        write_slice(&src, &two, &format!("a{k}.dcm"), "1.2.3", k as f64, 2.0, orient());
-        write_slice(&src, &two, &format!("b{k}.dcm"), "1.2.4", k as f64, 3.0, orient());
+        write_slice(
+            &src,
+            &two,
+            &format!("a{k}.dcm"),
+            "1.2.3",
+            k as f64,
+            2.0,
+            orient(),
+        );
+        write_slice(
+            &src,
+            &two,
+            &format!("b{k}.dcm"),
+            "1.2.4",
+            k as f64,
+            3.0,
+            orient(),
+        );
     }
-    assert!(load_series(&two, None, &opts).is_err(), "two series need a choice");
+    assert!(
+        load_series(&two, None, &opts).is_err(),
+        "two series need a choice"
+    );
     let listed = list_series(&two).unwrap();
-    assert_eq!(listed.iter().map(|s| s.series_uid.as_str()).collect::<Vec<_>>(), ["1.2.3", "1.2.4"]);
+    assert_eq!(
+        listed
+            .iter()
+            .map(|s| s.series_uid.as_str())
+            .collect::<Vec<_>>(),
+        ["1.2.3", "1.2.4"]
+    );
     let b = load_series(&two, Some("1.2.4"), &opts).expect("named series loads");
     assert!((b.spacing[2] - 3.0).abs() < 1e-5);
     for d in [gap, dup, tilt, two] {
@@ -122,7 +230,9 @@ fn series_refuses_gaps_duplicates_tilts_and_ambiguity() {
 
 #[test]
 fn dicomdir_records_resolve_or_name_the_missing_file() {
-    let Some(root) = common::data_root() else { return };
+    let Some(root) = common::data_root() else {
+        return;
+    };
     let dicomdir = root.join("dicom/pydicom_test_files/dicomdirtests/TINY_ALPHA/DICOMDIR");
     if !dicomdir.is_file() {
         eprintln!("skipped: no TINY_ALPHA DICOMDIR");

@@ -1,7 +1,8 @@
-//! Encapsulated pixel data through the dicom-rs codecs (JPEG, JPEG-LS via CharLS, JPEG 2000
-//! and HTJ2K via openjp2, RLE), with the guards a hostile file needs: the codestream's own
-//! dimensions are checked against the data set before a codec allocates for them, the output
-//! size against the bytes present, and a codec panic becomes an error.
+//! Encapsulated pixel data: RLE (ours), JPEG (jpeg-decoder), JPEG 2000 and HTJ2K (OpenJPEG
+//! through jpeg2k), JPEG-LS and deflated frames (dicom-rs's adapters, CharLS for JPEG-LS).
+//! With the guards a hostile file needs: the codestream's own dimensions are checked against
+//! the data set before a codec allocates for them, the output size against the bytes
+//! present, every frame must end with its end marker, and a codec panic becomes an error.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -36,15 +37,22 @@ const HTJ2K_RPCL: &str = "1.2.840.10008.1.2.4.202";
 const HTJ2K: &str = "1.2.840.10008.1.2.4.203";
 const JPEG_LS_PREFIX: &str = "1.2.840.10008.1.2.4.8";
 
-/// One JPEG 2000 / HTJ2K frame through openjp2 (via jpeg2k): every component must match the
+/// One JPEG 2000 / HTJ2K frame through OpenJPEG (via jpeg2k, multithreaded): every component must match the
 /// data set's rows and columns; samples are written little-endian at BitsAllocated width
 /// (one byte for one-bit data), components interleaved.
-fn decode_j2k(data: &[u8], a: &ImageAttributes, out: &mut Vec<u8>) -> std::result::Result<(), String> {
+fn decode_j2k(
+    data: &[u8],
+    a: &ImageAttributes,
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), String> {
     let image = jpeg2k::Image::from_bytes(data).map_err(|e| e.to_string())?;
     let components = image.components();
     let channels = a.samples_per_pixel as usize;
     if components.len() < channels {
-        return Err(format!("codestream has {} components, the data set says {channels}", components.len()));
+        return Err(format!(
+            "codestream has {} components, the data set says {channels}",
+            components.len()
+        ));
     }
     let pixels = a.rows as usize * a.columns as usize;
     let width = (a.bits_allocated as usize).div_ceil(8);
@@ -114,7 +122,11 @@ fn fragments_of(file: &DicomFile) -> (Vec<Vec<u8>>, Vec<u32>) {
 /// One JPEG frame through jpeg-decoder. Whether three components are converted from YCbCr
 /// follows the data set's Photometric Interpretation, not the JPEG markers (as GDCM does):
 /// RGB is kept as stored, YBR_* is converted.
-fn decode_jpeg(data: &[u8], a: &ImageAttributes, out: &mut Vec<u8>) -> std::result::Result<(), String> {
+fn decode_jpeg(
+    data: &[u8],
+    a: &ImageAttributes,
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), String> {
     let mut decoder = jpeg_decoder::Decoder::new(data);
     // jpeg-decoder's `RGB` is the identity that interleaves; its `None` leaves lines planar.
     let transform = match (a.samples_per_pixel, a.photometric.as_str()) {
@@ -123,12 +135,18 @@ fn decode_jpeg(data: &[u8], a: &ImageAttributes, out: &mut Vec<u8>) -> std::resu
         _ => jpeg_decoder::ColorTransform::YCbCr,
     };
     decoder.set_color_transform(transform);
-    let frame_bytes = a.rows as usize * a.columns as usize * a.samples_per_pixel as usize * (a.bits_allocated as usize).div_ceil(8);
+    let frame_bytes = a.rows as usize
+        * a.columns as usize
+        * a.samples_per_pixel as usize
+        * (a.bits_allocated as usize).div_ceil(8);
     decoder.set_max_decoding_buffer_size(frame_bytes.max(1));
     decoder.read_info().map_err(|e| e.to_string())?;
     if let Some(info) = decoder.info() {
         if info.width as u32 != a.columns || info.height as u32 != a.rows {
-            return Err(format!("JPEG frame is {}x{}, the data set says {}x{}", info.width, info.height, a.columns, a.rows));
+            return Err(format!(
+                "JPEG frame is {}x{}, the data set says {}x{}",
+                info.width, info.height, a.columns, a.rows
+            ));
         }
     }
     let pixels = decoder.decode().map_err(|e| e.to_string())?;
@@ -139,14 +157,45 @@ fn decode_jpeg(data: &[u8], a: &ImageAttributes, out: &mut Vec<u8>) -> std::resu
 pub(crate) fn decode(file: &DicomFile, a: &ImageAttributes, uid: &str) -> Result<Samples> {
     let path = file.path().to_path_buf();
     let name = file.transfer_syntax_name();
-    let fail = |reason: String| Error::Decode { path: path.clone(), uid: uid.to_string(), name: name.clone(), reason };
-    let ts = TransferSyntaxRegistry.get(uid).ok_or_else(|| Error::UnsupportedTransferSyntax {
+    let fail = |reason: String| Error::Decode {
         path: path.clone(),
         uid: uid.to_string(),
-        name: "unknown".into(),
-    })?;
-    let Codec::EncapsulatedPixelData(Some(reader), _) = ts.codec() else {
-        return Err(Error::UnsupportedTransferSyntax { path: path.clone(), uid: uid.to_string(), name: name.clone() });
+        name: name.clone(),
+        reason,
+    };
+    let ts = TransferSyntaxRegistry
+        .get(uid)
+        .ok_or_else(|| Error::UnsupportedTransferSyntax {
+            path: path.clone(),
+            uid: uid.to_string(),
+            name: "unknown".into(),
+        })?;
+    // Our own decoders cover RLE, the JPEG processes and JPEG 2000 / HTJ2K; the registry's
+    // adapters the rest (JPEG-LS through CharLS, deflated frames).
+    let own = matches!(
+        uid,
+        RLE | JPEG_BASELINE
+            | JPEG_EXTENDED
+            | JPEG_LOSSLESS
+            | JPEG_LOSSLESS_SV1
+            | J2K_LOSSLESS
+            | J2K
+            | J2K_PART2_LOSSLESS
+            | J2K_PART2
+            | HTJ2K_LOSSLESS
+            | HTJ2K_RPCL
+            | HTJ2K
+    );
+    let reader = match ts.codec() {
+        Codec::EncapsulatedPixelData(Some(reader), _) => Some(reader),
+        _ if own => None,
+        _ => {
+            return Err(Error::UnsupportedTransferSyntax {
+                path: path.clone(),
+                uid: uid.to_string(),
+                name: name.clone(),
+            })
+        }
     };
     let bytes_per_sample = (a.bits_allocated as u64).div_ceil(8);
     let declared = a.samples_total() * bytes_per_sample;
@@ -155,10 +204,16 @@ pub(crate) fn decode(file: &DicomFile, a: &ImageAttributes, uid: &str) -> Result
         .sum();
     let available = encoded * MAX_EXPANSION + (1 << 20);
     if declared > available || declared > file.input_len() * MAX_EXPANSION + (1 << 20) {
-        return Err(Error::TooLarge { path: path.clone(), declared, available });
+        return Err(Error::TooLarge {
+            path: path.clone(),
+            declared,
+            available,
+        });
     }
     for i in 0..a.frames.min(64) as usize {
-        let Some(fragment) = file.obj.fragment(i) else { break };
+        let Some(fragment) = file.obj.fragment(i) else {
+            break;
+        };
         if let Some((w, h)) = codestream_size(&fragment) {
             if w > a.columns || h > a.rows {
                 return Err(fail(format!(
@@ -173,14 +228,21 @@ pub(crate) fn decode(file: &DicomFile, a: &ImageAttributes, uid: &str) -> Result
     // codecs, and CharLS loops on it.
     if uid != RLE && uid != DEFLATED_FRAMES {
         let (fragments, table) = fragments_of(file);
-        let frames = super::frames::split(&fragments, &table, a.frames as usize, uid.starts_with(JPEG_PREFIX))
-            .ok_or_else(|| fail("cannot tell the frames apart".into()))?;
+        let frames = super::frames::split(
+            &fragments,
+            &table,
+            a.frames as usize,
+            uid.starts_with(JPEG_PREFIX),
+        )
+        .ok_or_else(|| fail("cannot tell the frames apart".into()))?;
         for (i, f) in frames.iter().enumerate() {
             let end = f.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
             let t = &f[..end];
             let padded = t.len() >= 3 && t[t.len() - 3..t.len() - 1] == [0xFF, 0xD9];
             if !(t.ends_with(&[0xFF, 0xD9]) || padded) {
-                return Err(fail(format!("frame {i}'s codestream does not end with an end-of-image marker (truncated)")));
+                return Err(fail(format!(
+                    "frame {i}'s codestream does not end with an end-of-image marker (truncated)"
+                )));
             }
         }
     }
@@ -199,7 +261,13 @@ pub(crate) fn decode(file: &DicomFile, a: &ImageAttributes, uid: &str) -> Result
                         super::rle::decode_frame(frame, pixels.div_ceil(8), 1, 1, &mut packed)?;
                         out.extend((0..pixels).map(|i| (packed[i / 8] >> (i % 8)) & 1));
                     } else {
-                        super::rle::decode_frame(frame, pixels, a.samples_per_pixel as usize, bytes_per_sample as usize, &mut out)?;
+                        super::rle::decode_frame(
+                            frame,
+                            pixels,
+                            a.samples_per_pixel as usize,
+                            bytes_per_sample as usize,
+                            &mut out,
+                        )?;
                     }
                 }
                 Ok(())
@@ -213,7 +281,8 @@ pub(crate) fn decode(file: &DicomFile, a: &ImageAttributes, uid: &str) -> Result
                 }
                 Ok(())
             }
-            J2K_LOSSLESS | J2K | J2K_PART2_LOSSLESS | J2K_PART2 | HTJ2K_LOSSLESS | HTJ2K_RPCL | HTJ2K => {
+            J2K_LOSSLESS | J2K | J2K_PART2_LOSSLESS | J2K_PART2 | HTJ2K_LOSSLESS | HTJ2K_RPCL
+            | HTJ2K => {
                 let (fragments, table) = fragments_of(file);
                 let frames = super::frames::split(&fragments, &table, a.frames as usize, false)
                     .ok_or("cannot tell the JPEG 2000 frames apart")?;
@@ -223,7 +292,10 @@ pub(crate) fn decode(file: &DicomFile, a: &ImageAttributes, uid: &str) -> Result
                 Ok(())
             }
             _ => {
-                reader.decode(&file.obj, &mut out).map_err(|e| e.to_string())?;
+                let reader = reader.ok_or("no decoder")?;
+                reader
+                    .decode(&file.obj, &mut out)
+                    .map_err(|e| e.to_string())?;
                 if uid.starts_with(JPEG_LS_PREFIX) && a.samples_per_pixel > 1 {
                     // CharLS returns the planes of a non-interleaved (ILV 0) scan one after
                     // another; the data set's layout is interleaved.
@@ -256,7 +328,11 @@ pub(crate) fn decode(file: &DicomFile, a: &ImageAttributes, uid: &str) -> Result
         }
     }
     // One-bit data comes back from codecs as one byte per sample.
-    let width = if a.bits_allocated == 1 { 1 } else { bytes_per_sample as usize };
+    let width = if a.bits_allocated == 1 {
+        1
+    } else {
+        bytes_per_sample as usize
+    };
     if out.len() < n * width {
         return Err(Error::Truncated {
             path,
@@ -269,13 +345,31 @@ pub(crate) fn decode(file: &DicomFile, a: &ImageAttributes, uid: &str) -> Result
     let s = match (width, a.kind) {
         (1, PixelKind::Signed) => Samples::I8(out.iter().map(|&b| b as i8).collect()),
         (1, _) => Samples::U8(out.to_vec()),
-        (2, PixelKind::Signed) => Samples::I16(out.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect()),
-        (2, _) => Samples::U16(out.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()),
-        (4, PixelKind::Signed) => {
-            Samples::I32(out.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        (2, PixelKind::Signed) => Samples::I16(
+            out.chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                .collect(),
+        ),
+        (2, _) => Samples::U16(
+            out.chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect(),
+        ),
+        (4, PixelKind::Signed) => Samples::I32(
+            out.chunks_exact(4)
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ),
+        (4, _) => Samples::U32(
+            out.chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ),
+        (w, _) => {
+            return Err(fail(format!(
+                "{w}-byte samples are not supported in encapsulated data"
+            )))
         }
-        (4, _) => Samples::U32(out.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
-        (w, _) => return Err(fail(format!("{w}-byte samples are not supported in encapsulated data"))),
     };
     Ok(s)
 }
@@ -283,13 +377,29 @@ pub(crate) fn decode(file: &DicomFile, a: &ImageAttributes, uid: &str) -> Result
 /// Width and height a JPEG-family or JPEG 2000 codestream declares in its first frame
 /// header, if one is found in the first bytes.
 fn codestream_size(data: &[u8]) -> Option<(u32, u32)> {
-    let be16 = |i: usize| -> Option<u32> { Some(u16::from_be_bytes([*data.get(i)?, *data.get(i + 1)?]) as u32) };
+    let be16 = |i: usize| -> Option<u32> {
+        Some(u16::from_be_bytes([*data.get(i)?, *data.get(i + 1)?]) as u32)
+    };
     let be32 = |i: usize| -> Option<u32> {
-        Some(u32::from_be_bytes([*data.get(i)?, *data.get(i + 1)?, *data.get(i + 2)?, *data.get(i + 3)?]))
+        Some(u32::from_be_bytes([
+            *data.get(i)?,
+            *data.get(i + 1)?,
+            *data.get(i + 2)?,
+            *data.get(i + 3)?,
+        ]))
     };
     // JPEG 2000 codestream: SOC (FF4F) then SIZ (FF51): Lsiz Rsiz Xsiz Ysiz XOsiz YOsiz.
-    if let Some(pos) = data.windows(4).take(4096).position(|w| w == [0xFF, 0x4F, 0xFF, 0x51]) {
-        let (x, y, xo, yo) = (be32(pos + 8)?, be32(pos + 12)?, be32(pos + 16)?, be32(pos + 20)?);
+    if let Some(pos) = data
+        .windows(4)
+        .take(4096)
+        .position(|w| w == [0xFF, 0x4F, 0xFF, 0x51])
+    {
+        let (x, y, xo, yo) = (
+            be32(pos + 8)?,
+            be32(pos + 12)?,
+            be32(pos + 16)?,
+            be32(pos + 20)?,
+        );
         return Some((x.saturating_sub(xo), y.saturating_sub(yo)));
     }
     // JPEG / JPEG-LS: walk markers to the first SOFn (C0-CF except C4, C8, CC) or SOF55 (F7).
@@ -306,7 +416,8 @@ fn codestream_size(data: &[u8]) -> Option<(u32, u32)> {
             i += 1;
             continue;
         }
-        let is_sof = matches!(marker, 0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC)) || marker == 0xF7;
+        let is_sof = matches!(marker, 0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC))
+            || marker == 0xF7;
         if is_sof {
             return Some((be16(i + 7)?, be16(i + 5)?));
         }

@@ -3,7 +3,12 @@
 //! marker.
 
 /// Splits `fragments` into `frames` frames; `None` when they cannot be told apart.
-pub(crate) fn split(fragments: &[Vec<u8>], offset_table: &[u32], frames: usize, jpeg: bool) -> Option<Vec<Vec<u8>>> {
+pub(crate) fn split(
+    fragments: &[Vec<u8>],
+    offset_table: &[u32],
+    frames: usize,
+    jpeg: bool,
+) -> Option<Vec<Vec<u8>>> {
     if frames == 0 {
         return Some(Vec::new());
     }

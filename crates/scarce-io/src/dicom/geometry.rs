@@ -31,11 +31,21 @@ fn item(obj: &InMemDicomObject, tag: Tag, i: usize) -> Option<&InMemDicomObject>
 }
 
 /// An attribute from the top level, else from the frame's functional group `macro_seq`.
-fn find(obj: &InMemDicomObject, path: &Path, frame: usize, macro_seq: Tag, tag: Tag, name: &'static str) -> Result<Option<Vec<f64>>> {
+fn find(
+    obj: &InMemDicomObject,
+    path: &Path,
+    frame: usize,
+    macro_seq: Tag,
+    tag: Tag,
+    name: &'static str,
+) -> Result<Option<Vec<f64>>> {
     if let Some(v) = opt_floats(obj, path, tag, name)? {
         return Ok(Some(v));
     }
-    for (group, i) in [(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, frame), (tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, 0)] {
+    for (group, i) in [
+        (tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, frame),
+        (tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, 0),
+    ] {
         if let Some(m) = item(obj, group, i).and_then(|g| item(g, macro_seq, 0)) {
             if let Some(v) = opt_floats(m, path, tag, name)? {
                 return Ok(Some(v));
@@ -46,7 +56,11 @@ fn find(obj: &InMemDicomObject, path: &Path, frame: usize, macro_seq: Tag, tag: 
 }
 
 pub(crate) fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
 }
 
 pub(crate) fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
@@ -56,18 +70,60 @@ pub(crate) fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
 /// The plane of frame `frame`; `None` when the file gives no orientation or position
 /// (secondary captures, say).
 pub(crate) fn plane(obj: &InMemDicomObject, path: &Path, frame: usize) -> Result<Option<Plane>> {
-    let orient = find(obj, path, frame, tags::PLANE_ORIENTATION_SEQUENCE, tags::IMAGE_ORIENTATION_PATIENT, "ImageOrientationPatient")?;
-    let pos = find(obj, path, frame, tags::PLANE_POSITION_SEQUENCE, tags::IMAGE_POSITION_PATIENT, "ImagePositionPatient")?;
-    let (Some(o), Some(p)) = (orient, pos) else { return Ok(None) };
-    let (&[r0, r1, r2, c0, c1, c2], &[p0, p1, p2]) = (o.as_slice(), p.as_slice()) else { return Ok(None) };
-    let spacing = find(obj, path, frame, tags::PIXEL_MEASURES_SEQUENCE, tags::PIXEL_SPACING, "PixelSpacing")?;
+    let orient = find(
+        obj,
+        path,
+        frame,
+        tags::PLANE_ORIENTATION_SEQUENCE,
+        tags::IMAGE_ORIENTATION_PATIENT,
+        "ImageOrientationPatient",
+    )?;
+    let pos = find(
+        obj,
+        path,
+        frame,
+        tags::PLANE_POSITION_SEQUENCE,
+        tags::IMAGE_POSITION_PATIENT,
+        "ImagePositionPatient",
+    )?;
+    let (Some(o), Some(p)) = (orient, pos) else {
+        return Ok(None);
+    };
+    let (&[r0, r1, r2, c0, c1, c2], &[p0, p1, p2]) = (o.as_slice(), p.as_slice()) else {
+        return Ok(None);
+    };
+    let spacing = find(
+        obj,
+        path,
+        frame,
+        tags::PIXEL_MEASURES_SEQUENCE,
+        tags::PIXEL_SPACING,
+        "PixelSpacing",
+    )?;
     let (row_spacing, col_spacing) = match spacing.as_deref() {
         Some(&[r, c]) if r > 0.0 && c > 0.0 => (r, c),
         _ => (1.0, 1.0),
     };
-    let between = find(obj, path, frame, tags::PIXEL_MEASURES_SEQUENCE, tags::SPACING_BETWEEN_SLICES, "SpacingBetweenSlices")?;
-    let thickness = find(obj, path, frame, tags::PIXEL_MEASURES_SEQUENCE, tags::SLICE_THICKNESS, "SliceThickness")?;
-    let slice_spacing = between.or(thickness).and_then(|v| v.first().copied()).filter(|s| *s > 0.0);
+    let between = find(
+        obj,
+        path,
+        frame,
+        tags::PIXEL_MEASURES_SEQUENCE,
+        tags::SPACING_BETWEEN_SLICES,
+        "SpacingBetweenSlices",
+    )?;
+    let thickness = find(
+        obj,
+        path,
+        frame,
+        tags::PIXEL_MEASURES_SEQUENCE,
+        tags::SLICE_THICKNESS,
+        "SliceThickness",
+    )?;
+    let slice_spacing = between
+        .or(thickness)
+        .and_then(|v| v.first().copied())
+        .filter(|s| *s > 0.0);
     let unit = |v: [f64; 3]| {
         let n = dot(v, v).sqrt();
         if n > 0.0 {
@@ -93,15 +149,30 @@ pub(crate) fn lps_to_ras(v: [f64; 3]) -> [f64; 3] {
 
 /// Spacing, origin and direction (RAS) for a stack of planes with the given first plane,
 /// slice step (signed distance along the normal) and slice count.
-pub(crate) fn volume_geometry(first: &Plane, slice_step: f64) -> ([f64; 3], [f64; 3], [[f64; 3]; 3]) {
+pub(crate) fn volume_geometry(
+    first: &Plane,
+    slice_step: f64,
+) -> ([f64; 3], [f64; 3], [[f64; 3]; 3]) {
     let normal = cross(first.row_dir, first.col_dir);
-    let k_dir = if slice_step < 0.0 { normal.map(|x| -x) } else { normal };
-    let cols = [lps_to_ras(first.row_dir), lps_to_ras(first.col_dir), lps_to_ras(k_dir)];
+    let k_dir = if slice_step < 0.0 {
+        normal.map(|x| -x)
+    } else {
+        normal
+    };
+    let cols = [
+        lps_to_ras(first.row_dir),
+        lps_to_ras(first.col_dir),
+        lps_to_ras(k_dir),
+    ];
     let mut direction = [[0.0; 3]; 3];
     for (c, v) in cols.iter().enumerate() {
         for r in 0..3 {
             direction[r][c] = v[r];
         }
     }
-    ([first.col_spacing, first.row_spacing, slice_step.abs()], lps_to_ras(first.position), direction)
+    (
+        [first.col_spacing, first.row_spacing, slice_step.abs()],
+        lps_to_ras(first.position),
+        direction,
+    )
 }

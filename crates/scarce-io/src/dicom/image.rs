@@ -23,7 +23,11 @@ pub struct ImageOptions {
 
 impl Default for ImageOptions {
     fn default() -> Self {
-        ImageOptions { modality_lut: true, palette_to_rgb: true, window: None }
+        ImageOptions {
+            modality_lut: true,
+            palette_to_rgb: true,
+            window: None,
+        }
     }
 }
 
@@ -50,11 +54,19 @@ impl DicomFile {
         if opts.palette_to_rgb && px.photometric == "PALETTE COLOR" {
             px = self.palette_to_rgb(&px)?;
         }
-        let samples = if opts.modality_lut { self.modality_lut(&px, LutScope::Frames)? } else { px.samples.clone() };
+        let samples = if opts.modality_lut {
+            self.modality_lut(&px, LutScope::Frames)?
+        } else {
+            px.samples.clone()
+        };
         let values: Vec<f32> = match opts.window {
             Some(w) => {
                 w.validate()?;
-                samples.to_f64().into_iter().map(|x| w.apply(x) as f32).collect()
+                samples
+                    .to_f64()
+                    .into_iter()
+                    .map(|x| w.apply(x) as f32)
+                    .collect()
             }
             None => samples.to_f32(),
         };
@@ -85,8 +97,19 @@ impl DicomFile {
                 };
                 volume_geometry(&first, if step == 0.0 { 1.0 } else { step })
             }
-            None => ([1.0, 1.0, 1.0], [0.0; 3], [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]),
+            None => (
+                [1.0, 1.0, 1.0],
+                [0.0; 3],
+                [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+            ),
         };
-        Ok(Image { data, shape: [ch, f, r, c], spacing, origin, direction, meta: self.metadata() })
+        Ok(Image {
+            data,
+            shape: [ch, f, r, c],
+            spacing,
+            origin,
+            direction,
+            meta: self.metadata(),
+        })
     }
 }

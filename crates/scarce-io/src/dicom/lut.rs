@@ -47,8 +47,15 @@ pub enum LutScope {
 #[derive(Clone, Debug, PartialEq)]
 enum ModalityTransform {
     Identity,
-    Rescale { slope: f64, intercept: f64 },
-    Table { first: i64, bits: u16, data: Vec<u16> },
+    Rescale {
+        slope: f64,
+        intercept: f64,
+    },
+    Table {
+        first: i64,
+        bits: u16,
+        data: Vec<u16>,
+    },
 }
 
 fn sequence_item(obj: &InMemDicomObject, tag: Tag, index: usize) -> Option<&InMemDicomObject> {
@@ -65,16 +72,25 @@ fn transform_in(obj: &InMemDicomObject, path: &Path) -> Result<Option<ModalityTr
         return Ok(None);
     }
     let first = |v: Option<Vec<f64>>, d: f64| v.and_then(|v| v.first().copied()).unwrap_or(d);
-    Ok(Some(ModalityTransform::Rescale { slope: first(slope, 1.0), intercept: first(intercept, 0.0) }))
+    Ok(Some(ModalityTransform::Rescale {
+        slope: first(slope, 1.0),
+        intercept: first(intercept, 0.0),
+    }))
 }
 
 fn lut_table(item: &InMemDicomObject, path: &Path) -> Result<ModalityTransform> {
-    let bad = |reason: String| Error::InvalidAttribute { path: path.to_path_buf(), name: "LUTDescriptor", reason };
+    let bad = |reason: String| Error::InvalidAttribute {
+        path: path.to_path_buf(),
+        name: "LUTDescriptor",
+        reason,
+    };
     let desc = item
         .get(tags::LUT_DESCRIPTOR)
         .and_then(|e| e.to_multi_int::<i64>().ok())
         .ok_or_else(|| bad("missing or unreadable".into()))?;
-    let [n, first, bits] = desc[..] else { return Err(bad(format!("has {} values, not 3", desc.len()))) };
+    let [n, first, bits] = desc[..] else {
+        return Err(bad(format!("has {} values, not 3", desc.len())));
+    };
     // A first-mapped value stored as US may mean a negative one for signed data; an entry
     // count of 0 means 65536 (PS3.3 C.11.1.1.1).
     let n = if n == 0 { 65536 } else { n as usize };
@@ -87,7 +103,11 @@ fn lut_table(item: &InMemDicomObject, path: &Path) -> Result<ModalityTransform> 
             actual: 2 * data.len() as u64,
         });
     }
-    Ok(ModalityTransform::Table { first, bits: bits.clamp(1, 16) as u16, data: data[..n].to_vec() })
+    Ok(ModalityTransform::Table {
+        first,
+        bits: bits.clamp(1, 16) as u16,
+        data: data[..n].to_vec(),
+    })
 }
 
 /// LUT data as 16-bit entries (US, OW or an 8-bit OB packing is read as its numbers).
@@ -100,18 +120,31 @@ fn lut_data(obj: &InMemDicomObject, tag: Tag, path: &Path, name: &'static str) -
     match e.value().primitive() {
         Some(dicom_core::PrimitiveValue::U16(v)) => Ok(v.to_vec()),
         Some(dicom_core::PrimitiveValue::U8(v)) => Ok(v.iter().map(|&b| b as u16).collect()),
-        Some(p) => p.to_multi_int::<u16>().map_err(|err| Error::InvalidAttribute {
+        Some(p) => p
+            .to_multi_int::<u16>()
+            .map_err(|err| Error::InvalidAttribute {
+                path: path.to_path_buf(),
+                name,
+                reason: err.to_string(),
+            }),
+        None => Err(Error::InvalidAttribute {
             path: path.to_path_buf(),
             name,
-            reason: err.to_string(),
+            reason: "is not a value".into(),
         }),
-        None => Err(Error::InvalidAttribute { path: path.to_path_buf(), name, reason: "is not a value".into() }),
     }
 }
 
 /// The transform of frame `f` from the functional groups, if they hold one.
-fn frame_transform(obj: &InMemDicomObject, path: &Path, f: usize) -> Result<Option<ModalityTransform>> {
-    for (group, index) in [(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, f), (tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, 0)] {
+fn frame_transform(
+    obj: &InMemDicomObject,
+    path: &Path,
+    f: usize,
+) -> Result<Option<ModalityTransform>> {
+    for (group, index) in [
+        (tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, f),
+        (tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, 0),
+    ] {
         if let Some(item) = sequence_item(obj, group, index) {
             if let Some(pvt) = sequence_item(item, tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE, 0) {
                 if let Some(t) = transform_in(pvt, path)? {
@@ -135,7 +168,9 @@ impl DicomFile {
         let mut per_frame = Vec::with_capacity(px.frames);
         for f in 0..px.frames {
             let t = match scope {
-                LutScope::Frames => frame_transform(&self.obj, &self.path, f)?.or_else(|| top.clone()),
+                LutScope::Frames => {
+                    frame_transform(&self.obj, &self.path, f)?.or_else(|| top.clone())
+                }
                 LutScope::DataSet => top.clone(),
             };
             per_frame.push(t.unwrap_or(ModalityTransform::Identity));
@@ -144,18 +179,28 @@ impl DicomFile {
             return Ok(px.samples.clone());
         }
         let frame_len = px.rows * px.columns;
-        let tables = per_frame.iter().all(|t| matches!(t, ModalityTransform::Table { .. }));
+        let tables = per_frame
+            .iter()
+            .all(|t| matches!(t, ModalityTransform::Table { .. }));
         if tables {
-            let wide = per_frame.iter().any(|t| matches!(t, ModalityTransform::Table { bits, .. } if *bits > 8));
+            let wide = per_frame
+                .iter()
+                .any(|t| matches!(t, ModalityTransform::Table { bits, .. } if *bits > 8));
             let mut out = Vec::with_capacity(px.samples.len());
             for i in 0..px.samples.len() {
                 let x = px.samples.get_f64(i).unwrap_or(0.0);
-                if let Some(ModalityTransform::Table { first, data, .. }) = per_frame.get(i / frame_len) {
+                if let Some(ModalityTransform::Table { first, data, .. }) =
+                    per_frame.get(i / frame_len)
+                {
                     let idx = (x - *first as f64).clamp(0.0, (data.len() - 1) as f64) as usize;
                     out.push(data[idx]);
                 }
             }
-            return Ok(if wide { Samples::U16(out) } else { Samples::U8(out.iter().map(|&v| v as u8).collect()) });
+            return Ok(if wide {
+                Samples::U16(out)
+            } else {
+                Samples::U8(out.iter().map(|&v| v as u8).collect())
+            });
         }
         let mut out = px.samples.to_f64();
         for (f, chunk) in out.chunks_mut(frame_len).enumerate() {
@@ -163,9 +208,12 @@ impl DicomFile {
                 Some(ModalityTransform::Rescale { slope, intercept }) => {
                     chunk.iter_mut().for_each(|x| *x = *x * slope + intercept)
                 }
-                Some(ModalityTransform::Table { first, data, .. }) => chunk.iter_mut().for_each(|x| {
-                    *x = data[(*x - *first as f64).clamp(0.0, (data.len() - 1) as f64) as usize] as f64
-                }),
+                Some(ModalityTransform::Table { first, data, .. }) => {
+                    chunk.iter_mut().for_each(|x| {
+                        *x = data[(*x - *first as f64).clamp(0.0, (data.len() - 1) as f64) as usize]
+                            as f64
+                    })
+                }
                 _ => {}
             }
         }
@@ -174,14 +222,23 @@ impl DicomFile {
 
     /// The windows (center, width) the file recommends, in order.
     pub fn windows(&self) -> Result<Vec<Window>> {
-        let c = opt_floats(&self.obj, &self.path, tags::WINDOW_CENTER, "WindowCenter")?.unwrap_or_default();
-        let w = opt_floats(&self.obj, &self.path, tags::WINDOW_WIDTH, "WindowWidth")?.unwrap_or_default();
+        let c = opt_floats(&self.obj, &self.path, tags::WINDOW_CENTER, "WindowCenter")?
+            .unwrap_or_default();
+        let w = opt_floats(&self.obj, &self.path, tags::WINDOW_WIDTH, "WindowWidth")?
+            .unwrap_or_default();
         let function = match super::attrs::opt_str(&self.obj, tags::VOILUT_FUNCTION).as_deref() {
             Some("LINEAR_EXACT") => WindowFunction::LinearExact,
             Some("SIGMOID") => WindowFunction::Sigmoid,
             _ => WindowFunction::Linear,
         };
-        Ok(c.iter().zip(&w).map(|(&center, &width)| Window { center, width, function }).collect())
+        Ok(c.iter()
+            .zip(&w)
+            .map(|(&center, &width)| Window {
+                center,
+                width,
+                function,
+            })
+            .collect())
     }
 
     /// Palette colour -> RGB through the Red / Green / Blue Palette Color LUTs (PS3.3
@@ -191,9 +248,21 @@ impl DicomFile {
         let path = &self.path;
         let mut luts = Vec::new();
         for (desc_tag, data_tag, name) in [
-            (tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA, "RedPaletteColorLookupTableData"),
-            (tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA, "GreenPaletteColorLookupTableData"),
-            (tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA, "BluePaletteColorLookupTableData"),
+            (
+                tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+                tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+                "RedPaletteColorLookupTableData",
+            ),
+            (
+                tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+                tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+                "GreenPaletteColorLookupTableData",
+            ),
+            (
+                tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+                tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+                "BluePaletteColorLookupTableData",
+            ),
         ] {
             let desc = self
                 .obj
@@ -212,7 +281,11 @@ impl DicomFile {
                     name: "segmented palette colour LUTs are not supported".into(),
                 });
             }
-            let n = if desc[0] == 0 { 65536 } else { desc[0] as usize };
+            let n = if desc[0] == 0 {
+                65536
+            } else {
+                desc[0] as usize
+            };
             let bits = desc[2];
             let mut data = lut_data(&self.obj, data_tag, path, name)?;
             if bits == 8 && data.len() * 2 >= n && data.len() < n {
@@ -239,8 +312,17 @@ impl DicomFile {
                 out.push(data[idx]);
             }
         }
-        let samples = if eight { Samples::U8(out.iter().map(|&v| v as u8).collect()) } else { Samples::U16(out) };
-        Ok(PixelArray { samples, channels: 3, photometric: "RGB".into(), ..px.clone() })
+        let samples = if eight {
+            Samples::U8(out.iter().map(|&v| v as u8).collect())
+        } else {
+            Samples::U16(out)
+        };
+        Ok(PixelArray {
+            samples,
+            channels: 3,
+            photometric: "RGB".into(),
+            ..px.clone()
+        })
     }
 }
 
@@ -276,9 +358,7 @@ impl Window {
                 let w1 = (w - 1.0).max(0.0);
                 if x <= c - 0.5 - w1 / 2.0 {
                     0.0
-                } else if x > c - 0.5 + w1 / 2.0 {
-                    1.0
-                } else if w1 == 0.0 {
+                } else if x > c - 0.5 + w1 / 2.0 || w1 == 0.0 {
                     1.0
                 } else {
                     ((x - (c - 0.5)) / w1 + 0.5).clamp(0.0, 1.0)
@@ -306,7 +386,10 @@ impl Window {
         if !ok || !self.center.is_finite() || !self.width.is_finite() {
             return Err(Error::InvalidParam {
                 name: "window",
-                reason: format!("center {} width {} is not a valid {:?} window", self.center, self.width, self.function),
+                reason: format!(
+                    "center {} width {} is not a valid {:?} window",
+                    self.center, self.width, self.function
+                ),
             });
         }
         Ok(())

@@ -106,19 +106,33 @@ impl DicomFile {
     pub fn from_bytes(bytes: &[u8], path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let input_len = bytes.len() as u64;
-        let refuse = |reason: String| Error::DicomParse { path: path.clone(), reason };
+        let refuse = |reason: String| Error::DicomParse {
+            path: path.clone(),
+            reason,
+        };
         // Structure first: every element length is checked against the bytes present before
         // dicom-object sizes a buffer from it (see `scan`).
-        let start = if bytes.get(128..132) == Some(b"DICM") { 132 } else { 0 };
-        let (meta_ts, data_start) = scan_meta_group(bytes, start).ok_or_else(|| refuse("file meta group is cut short".into()))?;
+        let start = if bytes.get(128..132) == Some(b"DICM") {
+            132
+        } else {
+            0
+        };
+        let (meta_ts, data_start) = scan_meta_group(bytes, start)
+            .ok_or_else(|| refuse("file meta group is cut short".into()))?;
         let rest = &bytes[data_start..];
         let plain = match meta_ts.as_deref() {
             Some(DEFLATED_LE) => std::borrow::Cow::Owned(scan::inflate(rest).map_err(refuse)?),
             _ => std::borrow::Cow::Borrowed(rest),
         };
-        let explicit_vr = plain.get(4..6).is_some_and(|vr| vr.iter().all(u8::is_ascii_uppercase));
+        let explicit_vr = plain
+            .get(4..6)
+            .is_some_and(|vr| vr.iter().all(u8::is_ascii_uppercase));
         let mut candidates: Vec<&str> = meta_ts.as_deref().into_iter().collect();
-        candidates.extend(if explicit_vr { [EXPLICIT_VR_LE, IMPLICIT_VR_LE] } else { [IMPLICIT_VR_LE, EXPLICIT_VR_LE] });
+        candidates.extend(if explicit_vr {
+            [EXPLICIT_VR_LE, IMPLICIT_VR_LE]
+        } else {
+            [IMPLICIT_VR_LE, EXPLICIT_VR_LE]
+        });
         let mut first_problem = None;
         let mut sound = Vec::new();
         for uid in candidates {
@@ -130,16 +144,31 @@ impl DicomFile {
             }
         }
         if sound.is_empty() {
-            return Err(refuse(first_problem.unwrap_or_else(|| "no data set".into())));
+            return Err(refuse(
+                first_problem.unwrap_or_else(|| "no data set".into()),
+            ));
         }
         if meta_ts.is_some() && sound.first().copied() == meta_ts.as_deref() {
-            if let Ok(obj) = OpenFileOptions::new().read_preamble(ReadPreamble::Auto).from_reader(bytes) {
-                return Ok(DicomFile { path, obj, syntax_inferred: false, input_len });
+            if let Ok(obj) = OpenFileOptions::new()
+                .read_preamble(ReadPreamble::Auto)
+                .from_reader(bytes)
+            {
+                return Ok(DicomFile {
+                    path,
+                    obj,
+                    syntax_inferred: false,
+                    input_len,
+                });
             }
         }
         let (obj, inferred) = Self::read_lenient(&plain, meta_ts.as_deref(), &sound)
             .ok_or_else(|| refuse("no transfer syntax parses this data set".into()))?;
-        Ok(DicomFile { path, obj, syntax_inferred: inferred, input_len })
+        Ok(DicomFile {
+            path,
+            obj,
+            syntax_inferred: inferred,
+            input_len,
+        })
     }
 
     /// What pydicom's `force=True` reads: a meta group without preamble or group length, a
@@ -161,13 +190,25 @@ impl DicomFile {
         }
         for &uid in candidates {
             // A deflated data set has been inflated already: parse it as explicit VR LE.
-            let parse_uid = if uid == DEFLATED_LE { EXPLICIT_VR_LE } else { uid };
-            let Some(ts) = TransferSyntaxRegistry.get(parse_uid) else { continue };
-            let Ok(obj) = InMemDicomObject::read_dataset_with_ts(rest, ts) else { continue };
+            let parse_uid = if uid == DEFLATED_LE {
+                EXPLICIT_VR_LE
+            } else {
+                uid
+            };
+            let Some(ts) = TransferSyntaxRegistry.get(parse_uid) else {
+                continue;
+            };
+            let Ok(obj) = InMemDicomObject::read_dataset_with_ts(rest, ts) else {
+                continue;
+            };
             let file_ts = meta_ts.unwrap_or(uid);
             let sop_class = attrs::opt_str(&obj, tags::SOP_CLASS_UID).unwrap_or_default();
             let meta = FileMetaTableBuilder::new()
-                .transfer_syntax(if file_ts == DEFLATED_LE { EXPLICIT_VR_LE } else { file_ts })
+                .transfer_syntax(if file_ts == DEFLATED_LE {
+                    EXPLICIT_VR_LE
+                } else {
+                    file_ts
+                })
                 .media_storage_sop_class_uid(sop_class)
                 .media_storage_sop_instance_uid("");
             if let Ok(file) = obj.with_meta(meta) {
@@ -184,7 +225,10 @@ impl DicomFile {
 
     /// The transfer syntax UID (from the meta group, or the inferred one).
     pub fn transfer_syntax_uid(&self) -> &str {
-        self.obj.meta().transfer_syntax().trim_end_matches(['\0', ' '])
+        self.obj
+            .meta()
+            .transfer_syntax()
+            .trim_end_matches(['\0', ' '])
     }
 
     /// The transfer syntax's name, or `"unknown"`.
@@ -224,11 +268,14 @@ impl DicomFile {
             tag: "(7FE0,0010)".into(),
         })?;
         let uid = self.transfer_syntax_uid().to_string();
-        let elem = self.obj.get(a.pixel_tag).ok_or_else(|| Error::MissingAttribute {
-            path: self.path.clone(),
-            name: "PixelData",
-            tag: "(7FE0,0010)".into(),
-        })?;
+        let elem = self
+            .obj
+            .get(a.pixel_tag)
+            .ok_or_else(|| Error::MissingAttribute {
+                path: self.path.clone(),
+                name: "PixelData",
+                tag: "(7FE0,0010)".into(),
+            })?;
         let mut photometric = a.photometric.clone();
         let (mut samples, planar) = match elem.value() {
             dicom_core::value::Value::Primitive(p) => {
@@ -254,8 +301,12 @@ impl DicomFile {
                 })
             }
         };
-        let (frames, rows, columns, channels) =
-            (a.frames as usize, a.rows as usize, a.columns as usize, a.samples_per_pixel as usize);
+        let (frames, rows, columns, channels) = (
+            a.frames as usize,
+            a.rows as usize,
+            a.columns as usize,
+            a.samples_per_pixel as usize,
+        );
         if planar {
             native::interleave_planes(&mut samples, frames, rows * columns, channels);
         }
@@ -266,7 +317,14 @@ impl DicomFile {
             lut::ybr_full_to_rgb(&mut samples);
             photometric = "RGB".into();
         }
-        Ok(PixelArray { samples, frames, rows, columns, channels, photometric })
+        Ok(PixelArray {
+            samples,
+            frames,
+            rows,
+            columns,
+            channels,
+            photometric,
+        })
     }
 
     fn native_error(&self, e: native::NativeError) -> Error {
@@ -294,18 +352,23 @@ impl DicomFile {
 /// The bytes of a native pixel data value in the file's byte order. dicom-object decodes
 /// OW / OL / OF / OD values to numbers; writing them back in the file's order gives the
 /// byte stream whatever the element's VR, which is how pydicom sees it.
-fn file_order_bytes(p: &dicom_core::PrimitiveValue, big_endian: bool) -> std::borrow::Cow<'_, [u8]> {
+fn file_order_bytes(
+    p: &dicom_core::PrimitiveValue,
+    big_endian: bool,
+) -> std::borrow::Cow<'_, [u8]> {
     use dicom_core::PrimitiveValue as P;
     macro_rules! enc {
-        ($v:expr) => {
-{
-                let mut out = Vec::with_capacity(std::mem::size_of_val(&$v[..]));
-                for x in $v.iter() {
-                    out.extend_from_slice(&if big_endian { x.to_be_bytes() } else { x.to_le_bytes() });
-                }
-                std::borrow::Cow::Owned(out)
+        ($v:expr) => {{
+            let mut out = Vec::with_capacity(std::mem::size_of_val(&$v[..]));
+            for x in $v.iter() {
+                out.extend_from_slice(&if big_endian {
+                    x.to_be_bytes()
+                } else {
+                    x.to_le_bytes()
+                });
             }
-        };
+            std::borrow::Cow::Owned(out)
+        }};
     }
     match p {
         P::U8(v) => std::borrow::Cow::Borrowed(&v[..]),
@@ -328,7 +391,9 @@ fn scan_meta_group(bytes: &[u8], start: usize) -> Option<(Option<String>, usize)
     let mut pos = start;
     let mut ts = None;
     loop {
-        let Some(head) = bytes.get(pos..pos + 8) else { return Some((ts, pos)) };
+        let Some(head) = bytes.get(pos..pos + 8) else {
+            return Some((ts, pos));
+        };
         if u16::from_le_bytes([head[0], head[1]]) != 0x0002 {
             return Some((ts, pos));
         }
@@ -342,7 +407,11 @@ fn scan_meta_group(bytes: &[u8], start: usize) -> Option<(Option<String>, usize)
         };
         let value = bytes.get(pos + header..(pos + header).checked_add(len)?)?;
         if element == 0x0010 {
-            ts = Some(String::from_utf8_lossy(value).trim_matches(['\0', ' ']).to_string());
+            ts = Some(
+                String::from_utf8_lossy(value)
+                    .trim_matches(['\0', ' '])
+                    .to_string(),
+            );
         }
         pos += header + len;
     }

@@ -25,10 +25,17 @@ pub(crate) fn expected_len(a: &ImageAttributes) -> u64 {
 
 /// Unpacks `bytes` (in the file's byte order) into samples. Extra trailing bytes (padding)
 /// are ignored; too few is an error.
-pub(crate) fn unpack(a: &ImageAttributes, bytes: &[u8], big_endian: bool) -> Result<Samples, NativeError> {
+pub(crate) fn unpack(
+    a: &ImageAttributes,
+    bytes: &[u8],
+    big_endian: bool,
+) -> Result<Samples, NativeError> {
     let expected = expected_len(a);
     if (bytes.len() as u64) < expected {
-        return Err(NativeError::Short { expected, actual: bytes.len() as u64 });
+        return Err(NativeError::Short {
+            expected,
+            actual: bytes.len() as u64,
+        });
     }
     let n = a.samples_total() as usize;
     let samples = match (a.bits_allocated, a.kind) {
@@ -36,14 +43,62 @@ pub(crate) fn unpack(a: &ImageAttributes, bytes: &[u8], big_endian: bool) -> Res
         (1, _) => Samples::U8((0..n).map(|i| (bytes[i / 8] >> (i % 8)) & 1).collect()),
         (8, PixelKind::Unsigned) => Samples::U8(bytes[..n].to_vec()),
         (8, PixelKind::Signed) => Samples::I8(bytes[..n].iter().map(|&b| b as i8).collect()),
-        (16, PixelKind::Unsigned) => Samples::U16(words(bytes, n, big_endian, u16::from_le_bytes, u16::from_be_bytes)),
-        (16, PixelKind::Signed) => Samples::I16(words(bytes, n, big_endian, i16::from_le_bytes, i16::from_be_bytes)),
-        (32, PixelKind::Unsigned) => Samples::U32(words(bytes, n, big_endian, u32::from_le_bytes, u32::from_be_bytes)),
-        (32, PixelKind::Signed) => Samples::I32(words(bytes, n, big_endian, i32::from_le_bytes, i32::from_be_bytes)),
-        (32, PixelKind::Float) => Samples::F32(words(bytes, n, big_endian, f32::from_le_bytes, f32::from_be_bytes)),
-        (64, PixelKind::Float) => Samples::F64(words(bytes, n, big_endian, f64::from_le_bytes, f64::from_be_bytes)),
-        (64, PixelKind::Unsigned) => Samples::U64(words(bytes, n, big_endian, u64::from_le_bytes, u64::from_be_bytes)),
-        (64, PixelKind::Signed) => Samples::I64(words(bytes, n, big_endian, i64::from_le_bytes, i64::from_be_bytes)),
+        (16, PixelKind::Unsigned) => Samples::U16(words(
+            bytes,
+            n,
+            big_endian,
+            u16::from_le_bytes,
+            u16::from_be_bytes,
+        )),
+        (16, PixelKind::Signed) => Samples::I16(words(
+            bytes,
+            n,
+            big_endian,
+            i16::from_le_bytes,
+            i16::from_be_bytes,
+        )),
+        (32, PixelKind::Unsigned) => Samples::U32(words(
+            bytes,
+            n,
+            big_endian,
+            u32::from_le_bytes,
+            u32::from_be_bytes,
+        )),
+        (32, PixelKind::Signed) => Samples::I32(words(
+            bytes,
+            n,
+            big_endian,
+            i32::from_le_bytes,
+            i32::from_be_bytes,
+        )),
+        (32, PixelKind::Float) => Samples::F32(words(
+            bytes,
+            n,
+            big_endian,
+            f32::from_le_bytes,
+            f32::from_be_bytes,
+        )),
+        (64, PixelKind::Float) => Samples::F64(words(
+            bytes,
+            n,
+            big_endian,
+            f64::from_le_bytes,
+            f64::from_be_bytes,
+        )),
+        (64, PixelKind::Unsigned) => Samples::U64(words(
+            bytes,
+            n,
+            big_endian,
+            u64::from_le_bytes,
+            u64::from_be_bytes,
+        )),
+        (64, PixelKind::Signed) => Samples::I64(words(
+            bytes,
+            n,
+            big_endian,
+            i64::from_le_bytes,
+            i64::from_be_bytes,
+        )),
         (bits, kind) => {
             return Err(NativeError::Unsupported(format!(
                 "BitsAllocated {bits} with {kind:?} samples"
@@ -74,11 +129,18 @@ fn words<T, const W: usize>(
 }
 
 /// Planar configuration 1 (RRR…GGG…BBB per frame) -> interleaved (RGBRGB…).
-pub(crate) fn interleave_planes(samples: &mut Samples, frames: usize, pixels: usize, channels: usize) {
+pub(crate) fn interleave_planes(
+    samples: &mut Samples,
+    frames: usize,
+    pixels: usize,
+    channels: usize,
+) {
     fn go<T: Copy>(v: &mut [T], frames: usize, pixels: usize, channels: usize) {
         let frame_len = pixels * channels;
         for f in 0..frames {
-            let Some(frame) = v.get_mut(f * frame_len..(f + 1) * frame_len) else { return };
+            let Some(frame) = v.get_mut(f * frame_len..(f + 1) * frame_len) else {
+                return;
+            };
             let planar = frame.to_vec();
             for p in 0..pixels {
                 for c in 0..channels {
@@ -99,7 +161,11 @@ pub(crate) fn correct_unused_bits(samples: &mut Samples, bits_stored: u16) {
             if bits_stored > 0 && bits_stored < width {
                 let shift = width - bits_stored;
                 for x in $v.iter_mut() {
-                    *x = if $signed { (*x << shift) >> shift } else { *x & ((1 << bits_stored) - 1) };
+                    *x = if $signed {
+                        (*x << shift) >> shift
+                    } else {
+                        *x & ((1 << bits_stored) - 1)
+                    };
                 }
             }
         }};

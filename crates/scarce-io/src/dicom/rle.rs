@@ -9,18 +9,33 @@ pub(crate) fn decode_frame(
     bytes_per_sample: usize,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
-    let header = data.get(..64).ok_or("RLE frame shorter than its 64-byte header")?;
-    let word = |i: usize| u32::from_le_bytes([header[4 * i], header[4 * i + 1], header[4 * i + 2], header[4 * i + 3]]);
+    let header = data
+        .get(..64)
+        .ok_or("RLE frame shorter than its 64-byte header")?;
+    let word = |i: usize| {
+        u32::from_le_bytes([
+            header[4 * i],
+            header[4 * i + 1],
+            header[4 * i + 2],
+            header[4 * i + 3],
+        ])
+    };
     let segments = word(0) as usize;
     let expected = channels * bytes_per_sample;
     if segments != expected {
-        return Err(format!("RLE header declares {segments} segments, the attributes imply {expected}"));
+        return Err(format!(
+            "RLE header declares {segments} segments, the attributes imply {expected}"
+        ));
     }
     let base = out.len();
     out.resize(base + pixels * expected, 0);
     for seg in 0..segments {
         let start = word(seg + 1) as usize;
-        let end = if seg + 1 < segments { word(seg + 2) as usize } else { data.len() };
+        let end = if seg + 1 < segments {
+            word(seg + 2) as usize
+        } else {
+            data.len()
+        };
         let src = data
             .get(start..end.max(start))
             .ok_or_else(|| format!("RLE segment {seg} offset {start} is outside the frame"))?;
@@ -29,7 +44,10 @@ pub(crate) fn decode_frame(
         let mut plane = Vec::with_capacity(pixels);
         packbits(src, pixels, &mut plane);
         if plane.len() < pixels {
-            return Err(format!("RLE segment {seg} decodes to {} bytes, {pixels} needed", plane.len()));
+            return Err(format!(
+                "RLE segment {seg} decodes to {} bytes, {pixels} needed",
+                plane.len()
+            ));
         }
         for (p, &b) in plane.iter().take(pixels).enumerate() {
             out[base + (p * channels + channel) * bytes_per_sample + byte_le] = b;

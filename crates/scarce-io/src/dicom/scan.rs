@@ -19,8 +19,27 @@ const UNDEFINED: u32 = 0xFFFF_FFFF;
 pub(crate) fn short_vr(vr: &[u8]) -> bool {
     matches!(
         vr,
-        b"AE" | b"AS" | b"AT" | b"CS" | b"DA" | b"DS" | b"DT" | b"FL" | b"FD" | b"IS" | b"LO" | b"LT" | b"PN" | b"SH"
-            | b"SL" | b"SS" | b"ST" | b"TM" | b"UI" | b"UL" | b"US"
+        b"AE"
+            | b"AS"
+            | b"AT"
+            | b"CS"
+            | b"DA"
+            | b"DS"
+            | b"DT"
+            | b"FL"
+            | b"FD"
+            | b"IS"
+            | b"LO"
+            | b"LT"
+            | b"PN"
+            | b"SH"
+            | b"SL"
+            | b"SS"
+            | b"ST"
+            | b"TM"
+            | b"UI"
+            | b"UL"
+            | b"US"
     )
 }
 
@@ -36,9 +55,18 @@ impl Encoding {
     /// endian for the data set itself).
     pub fn of(uid: &str) -> Encoding {
         match uid {
-            "1.2.840.10008.1.2" => Encoding { explicit_vr: false, big_endian: false },
-            "1.2.840.10008.1.2.2" => Encoding { explicit_vr: true, big_endian: true },
-            _ => Encoding { explicit_vr: true, big_endian: false },
+            "1.2.840.10008.1.2" => Encoding {
+                explicit_vr: false,
+                big_endian: false,
+            },
+            "1.2.840.10008.1.2.2" => Encoding {
+                explicit_vr: true,
+                big_endian: true,
+            },
+            _ => Encoding {
+                explicit_vr: true,
+                big_endian: false,
+            },
         }
     }
 }
@@ -51,19 +79,35 @@ struct Walker<'a> {
 impl Walker<'_> {
     fn u16(&self, at: usize) -> Option<u16> {
         let s = [*self.b.get(at)?, *self.b.get(at + 1)?];
-        Some(if self.enc.big_endian { u16::from_be_bytes(s) } else { u16::from_le_bytes(s) })
+        Some(if self.enc.big_endian {
+            u16::from_be_bytes(s)
+        } else {
+            u16::from_le_bytes(s)
+        })
     }
     fn u32(&self, at: usize) -> Option<u32> {
         let s = self.b.get(at..at + 4)?;
         let a = [s[0], s[1], s[2], s[3]];
-        Some(if self.enc.big_endian { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) })
+        Some(if self.enc.big_endian {
+            u32::from_be_bytes(a)
+        } else {
+            u32::from_le_bytes(a)
+        })
     }
 
     /// Walks what lies between `pos` and `end`. With `items`, the content is a sequence's
     /// items (data sets when `datasets`, codestream fragments otherwise); without, it is
     /// elements. With `until_delim` the walk ends at a delimiter, which must come. Returns
     /// the position after what was walked.
-    fn walk(&self, mut pos: usize, end: usize, depth: usize, items: bool, datasets: bool, until_delim: bool) -> Result<usize, String> {
+    fn walk(
+        &self,
+        mut pos: usize,
+        end: usize,
+        depth: usize,
+        items: bool,
+        datasets: bool,
+        until_delim: bool,
+    ) -> Result<usize, String> {
         if depth > MAX_DEPTH {
             return Err(format!("sequences nested deeper than {MAX_DEPTH}"));
         }
@@ -73,13 +117,21 @@ impl Walker<'_> {
             };
             if group == 0xFFFE {
                 // Item, item delimiter or sequence delimiter: tag + 4-byte length.
-                let len = self.u32(pos + 4).ok_or_else(|| format!("item header cut at byte {pos}"))?;
+                let len = self
+                    .u32(pos + 4)
+                    .ok_or_else(|| format!("item header cut at byte {pos}"))?;
                 pos += 8;
                 match element {
                     0xE0DD | 0xE00D if until_delim => return Ok(pos),
                     0xE0DD | 0xE00D => continue,
-                    _ if len == UNDEFINED && datasets => pos = self.walk(pos, end, depth + 1, false, false, true)?,
-                    _ if len == UNDEFINED => return Err(format!("pixel data fragment of undefined length at byte {pos}")),
+                    _ if len == UNDEFINED && datasets => {
+                        pos = self.walk(pos, end, depth + 1, false, false, true)?
+                    }
+                    _ if len == UNDEFINED => {
+                        return Err(format!(
+                            "pixel data fragment of undefined length at byte {pos}"
+                        ))
+                    }
                     _ => {
                         let stop = self.bounded(pos, end, len, "item")?;
                         if datasets {
@@ -91,22 +143,43 @@ impl Walker<'_> {
                 continue;
             }
             if items {
-                return Err(format!("({group:04X},{element:04X}) where a sequence item should be, at byte {pos}"));
+                return Err(format!(
+                    "({group:04X},{element:04X}) where a sequence item should be, at byte {pos}"
+                ));
             }
             let tag = format!("({group:04X},{element:04X})");
             let (len, header, vr) = if self.enc.explicit_vr {
-                let vr = self.b.get(pos + 4..pos + 6).ok_or_else(|| format!("VR of {tag} cut"))?;
+                let vr = self
+                    .b
+                    .get(pos + 4..pos + 6)
+                    .ok_or_else(|| format!("VR of {tag} cut"))?;
                 let long = !super::scan::short_vr(vr);
-                let len = if long { self.u32(pos + 8) } else { self.u16(pos + 6).map(u32::from) };
-                (len.ok_or_else(|| format!("length of {tag} cut"))?, if long { 12 } else { 8 }, [vr[0], vr[1]])
+                let len = if long {
+                    self.u32(pos + 8)
+                } else {
+                    self.u16(pos + 6).map(u32::from)
+                };
+                (
+                    len.ok_or_else(|| format!("length of {tag} cut"))?,
+                    if long { 12 } else { 8 },
+                    [vr[0], vr[1]],
+                )
             } else {
                 // Implicit VR: the dictionary says whether a defined-length element is a
                 // sequence whose items must be walked too.
-                let vr = match StandardDataDictionary.by_tag(Tag(group, element)).map(|e| e.vr.relaxed()) {
+                let vr = match StandardDataDictionary
+                    .by_tag(Tag(group, element))
+                    .map(|e| e.vr.relaxed())
+                {
                     Some(VR::SQ) => *b"SQ",
                     _ => *b"UN",
                 };
-                (self.u32(pos + 4).ok_or_else(|| format!("length of {tag} cut"))?, 8, vr)
+                (
+                    self.u32(pos + 4)
+                        .ok_or_else(|| format!("length of {tag} cut"))?,
+                    8,
+                    vr,
+                )
             };
             pos += header;
             let pixel = group == 0x7FE0;
@@ -114,7 +187,13 @@ impl Walker<'_> {
                 // A sequence (in implicit VR, and UN of undefined length, whose content is
                 // implicit VR little endian), or encapsulated pixel data.
                 if &vr == b"UN" && self.enc.explicit_vr {
-                    let inner = Walker { b: self.b, enc: Encoding { explicit_vr: false, big_endian: false } };
+                    let inner = Walker {
+                        b: self.b,
+                        enc: Encoding {
+                            explicit_vr: false,
+                            big_endian: false,
+                        },
+                    };
                     pos = inner.walk(pos, end, depth + 1, true, true, true)?;
                 } else {
                     pos = self.walk(pos, end, depth + 1, true, !pixel, true)?;
@@ -137,13 +216,20 @@ impl Walker<'_> {
     fn bounded(&self, pos: usize, end: usize, len: u32, what: &str) -> Result<usize, String> {
         pos.checked_add(len as usize)
             .filter(|&s| s <= end)
-            .ok_or_else(|| format!("{what} declares {len} bytes but only {} remain", end.saturating_sub(pos)))
+            .ok_or_else(|| {
+                format!(
+                    "{what} declares {len} bytes but only {} remain",
+                    end.saturating_sub(pos)
+                )
+            })
     }
 }
 
 /// Checks the data set in `bytes` (everything after the meta group).
 pub(crate) fn check(bytes: &[u8], enc: Encoding) -> Result<(), String> {
-    Walker { b: bytes, enc }.walk(0, bytes.len(), 0, false, false, false).map(|_| ())
+    Walker { b: bytes, enc }
+        .walk(0, bytes.len(), 0, false, false, false)
+        .map(|_| ())
 }
 
 /// Inflates a deflated data set with a bound on its size (deflate's ratio), for checking.

@@ -29,7 +29,10 @@ pub struct SeriesSummary {
 }
 
 fn series_err(path: &Path, reason: impl Into<String>) -> Error {
-    Error::Series { path: path.to_path_buf(), reason: reason.into() }
+    Error::Series {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
 }
 
 /// The files a folder (recursively, sorted) or a DICOMDIR (its IMAGE records) names.
@@ -44,12 +47,20 @@ fn candidate_files(path: &Path) -> Result<Vec<PathBuf>> {
             .ok_or_else(|| series_err(path, "not a DICOMDIR (no DirectoryRecordSequence)"))?;
         let mut files = Vec::new();
         for rec in records {
-            let Some(id) = rec.get(tags::REFERENCED_FILE_ID).and_then(|e| e.to_multi_str().ok()) else { continue };
+            let Some(id) = rec
+                .get(tags::REFERENCED_FILE_ID)
+                .and_then(|e| e.to_multi_str().ok())
+            else {
+                continue;
+            };
             let mut p = base.to_path_buf();
             for part in id.iter() {
                 let part = part.trim();
                 if part.is_empty() || part == ".." || part.contains(['/', '\\']) {
-                    return Err(series_err(path, format!("ReferencedFileID {id:?} leaves the DICOMDIR's folder")));
+                    return Err(series_err(
+                        path,
+                        format!("ReferencedFileID {id:?} leaves the DICOMDIR's folder"),
+                    ));
                 }
                 p.push(part);
             }
@@ -114,16 +125,25 @@ pub fn list_series(path: impl AsRef<Path>) -> Result<Vec<SeriesSummary>> {
 
 /// Loads one series as a volume `[1, slices, rows, columns]`. With `series_uid = None` the
 /// folder must hold exactly one series.
-pub fn load_series(path: impl AsRef<Path>, series_uid: Option<&str>, opts: &ImageOptions) -> Result<Image> {
+pub fn load_series(
+    path: impl AsRef<Path>,
+    series_uid: Option<&str>,
+    opts: &ImageOptions,
+) -> Result<Image> {
     let path = path.as_ref();
     let mut groups = open_series(path)?;
     let files = match series_uid {
-        Some(uid) => groups.remove(uid).ok_or_else(|| series_err(path, format!("no series {uid}")))?,
+        Some(uid) => groups
+            .remove(uid)
+            .ok_or_else(|| series_err(path, format!("no series {uid}")))?,
         None if groups.len() == 1 => groups.into_values().next().unwrap_or_default(),
         None if groups.is_empty() => return Err(series_err(path, "no DICOM images found")),
         None => {
             let uids: Vec<&String> = groups.keys().collect();
-            return Err(series_err(path, format!("{} series found, name one: {uids:?}", uids.len())));
+            return Err(series_err(
+                path,
+                format!("{} series found, name one: {uids:?}", uids.len()),
+            ));
         }
     };
     assemble(path, files, opts)
@@ -133,32 +153,55 @@ pub fn load_series(path: impl AsRef<Path>, series_uid: Option<&str>, opts: &Imag
 pub fn assemble(path: &Path, files: Vec<DicomFile>, opts: &ImageOptions) -> Result<Image> {
     let mut slices = Vec::with_capacity(files.len());
     for f in files {
-        let a = f.attributes()?.ok_or_else(|| series_err(f.path(), "has no pixel data"))?;
+        let a = f
+            .attributes()?
+            .ok_or_else(|| series_err(f.path(), "has no pixel data"))?;
         if a.frames != 1 || a.samples_per_pixel != 1 {
             return Err(series_err(
                 f.path(),
                 format!("{} frames x {} samples: a series takes single-frame grey slices; open the file alone", a.frames, a.samples_per_pixel),
             ));
         }
-        let p = plane(f.dataset(), f.path(), 0)?
-            .ok_or_else(|| series_err(f.path(), "no ImagePositionPatient / ImageOrientationPatient"))?;
+        let p = plane(f.dataset(), f.path(), 0)?.ok_or_else(|| {
+            series_err(
+                f.path(),
+                "no ImagePositionPatient / ImageOrientationPatient",
+            )
+        })?;
         slices.push((f, a, p));
     }
-    let Some((first_file, first_attr, first)) = slices.first() else { return Err(series_err(path, "no slices")) };
-    let (first_path, first_attr, first) = (first_file.path().to_path_buf(), first_attr.clone(), first.clone());
+    let Some((first_file, first_attr, first)) = slices.first() else {
+        return Err(series_err(path, "no slices"));
+    };
+    let (first_path, first_attr, first) = (
+        first_file.path().to_path_buf(),
+        first_attr.clone(),
+        first.clone(),
+    );
     let normal = cross(first.row_dir, first.col_dir);
     for (f, a, p) in &slices {
         if (a.rows, a.columns) != (first_attr.rows, first_attr.columns) {
             return Err(series_err(
                 f.path(),
-                format!("{}x{} slice in a {}x{} series", a.columns, a.rows, first_attr.columns, first_attr.rows),
+                format!(
+                    "{}x{} slice in a {}x{} series",
+                    a.columns, a.rows, first_attr.columns, first_attr.rows
+                ),
             ));
         }
-        let same = (0..3).all(|k| (p.row_dir[k] - first.row_dir[k]).abs() < 1e-4 && (p.col_dir[k] - first.col_dir[k]).abs() < 1e-4);
+        let same = (0..3).all(|k| {
+            (p.row_dir[k] - first.row_dir[k]).abs() < 1e-4
+                && (p.col_dir[k] - first.col_dir[k]).abs() < 1e-4
+        });
         if !same {
             return Err(series_err(
                 f.path(),
-                format!("orientation {:?}/{:?} differs from {}'s", p.row_dir, p.col_dir, first_path.display()),
+                format!(
+                    "orientation {:?}/{:?} differs from {}'s",
+                    p.row_dir,
+                    p.col_dir,
+                    first_path.display()
+                ),
             ));
         }
     }
@@ -177,7 +220,10 @@ pub fn assemble(path: &Path, files: Vec<DicomFile>, opts: &ImageOptions) -> Resu
         if *s < tol {
             return Err(series_err(
                 slices[i + 1].0.path(),
-                format!("same position as {} (duplicate slice)", slices[i].0.path().display()),
+                format!(
+                    "same position as {} (duplicate slice)",
+                    slices[i].0.path().display()
+                ),
             ));
         }
         if (s - step).abs() > tol {
@@ -194,6 +240,16 @@ pub fn assemble(path: &Path, files: Vec<DicomFile>, opts: &ImageOptions) -> Resu
         data.extend_from_slice(&values);
     }
     let (spacing, origin, direction) = volume_geometry(&slices[0].2, step);
-    let meta = Metadata { format: "dicom-series".into(), ..slices[0].0.metadata() };
-    Ok(Image { data, shape: [1, slices.len(), rows, cols], spacing, origin, direction, meta })
+    let meta = Metadata {
+        format: "dicom-series".into(),
+        ..slices[0].0.metadata()
+    };
+    Ok(Image {
+        data,
+        shape: [1, slices.len(), rows, cols],
+        spacing,
+        origin,
+        direction,
+        meta,
+    })
 }

@@ -12,7 +12,9 @@ pub fn data_root() -> Option<PathBuf> {
         Some(p) => vec![PathBuf::from(p)],
         None => vec![here.join("../../../shared/data"), here.join("../../data")],
     };
-    let found = candidates.into_iter().find(|r| r.join("dicom/manifest.csv").is_file());
+    let found = candidates
+        .into_iter()
+        .find(|r| r.join("dicom/manifest.csv").is_file());
     match &found {
         Some(r) => println!("data root: {}", r.display()),
         None => eprintln!("skipped: no data root with dicom/manifest.csv (set SCARCE_DATA)"),
@@ -32,14 +34,20 @@ pub fn read_manifest(path: &std::path::Path) -> Vec<HashMap<String, String>> {
     r.records()
         .map(|rec| {
             let rec = rec.expect("manifest row");
-            headers.iter().zip(rec.iter()).map(|(h, v)| (h.to_string(), v.to_string())).collect()
+            headers
+                .iter()
+                .zip(rec.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
         })
         .collect()
 }
 
 /// A float column, `None` when empty.
 pub fn num(row: &HashMap<String, String>, col: &str) -> Option<f64> {
-    row.get(col).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap_or_else(|_| panic!("{col}: {s}")))
+    row.get(col)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap_or_else(|_| panic!("{col}: {s}")))
 }
 
 /// `|got - want| <= tol * max(|want|, 1)`.
