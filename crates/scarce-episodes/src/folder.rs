@@ -1,6 +1,7 @@
 //! Datasets from files: an image folder (one subfolder per class) and a CSV manifest
-//! (path, label, and optionally patient, site, mask). PNG and JPEG are decoded here; every
-//! file problem is an error naming the file (and the manifest row).
+//! (path, label, and optionally patient, site, mask). PNG and JPEG are decoded here, DICOM
+//! and NIfTI through scarce-io (modality LUT applied: CT in HU); every file problem is an
+//! error naming the file (and the manifest row).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -35,26 +36,122 @@ pub struct ReadOptions {
 
 const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 
-/// Decodes one image to channels-first 8-bit pixels.
-fn read_image(
-    path: &Path,
-    channels: Channels,
-    size: Option<(usize, usize)>,
-) -> Result<(Vec<u8>, [usize; 3])> {
+/// Decoded pixels: 8-bit from PNG / JPEG, float intensities from DICOM / NIfTI.
+enum Px {
+    U8(Vec<u8>),
+    F32(Vec<f32>),
+}
+
+/// What kind of file `path` is, by name (and, for DICOM files without an extension, by
+/// the `DICM` magic at byte 128).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Picture,
+    Dicom,
+    Nifti,
+    Unknown,
+}
+
+fn kind_of(path: &Path) -> Kind {
+    let name = path.to_string_lossy().to_ascii_lowercase();
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase)
         .unwrap_or_default();
-    if !IMAGE_EXTENSIONS.contains(&ext.as_str()) {
+    if IMAGE_EXTENSIONS.contains(&ext.as_str()) {
+        Kind::Picture
+    } else if [".nii", ".nii.gz", ".hdr", ".img", ".hdr.gz", ".img.gz"]
+        .iter()
+        .any(|e| name.ends_with(e))
+    {
+        Kind::Nifti
+    } else if ext == "dcm" || ext == "dicom" || has_dicm_magic(path) {
+        Kind::Dicom
+    } else {
+        Kind::Unknown
+    }
+}
+
+fn has_dicm_magic(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 132];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && &head[128..] == b"DICM"
+}
+
+/// Decodes one file to channels-first pixels: `[C, H, W]`, or `[C, D, H, W]` for a volume
+/// (a NIfTI with depth > 1, a multi-frame DICOM).
+fn read_image(
+    path: &Path,
+    channels: Channels,
+    size: Option<(usize, usize)>,
+) -> Result<(Px, Vec<usize>)> {
+    match kind_of(path) {
+        Kind::Picture => read_picture(path, channels, size).map(|(p, s)| (Px::U8(p), s.to_vec())),
+        Kind::Dicom | Kind::Nifti => read_medical(path, channels, size),
+        Kind::Unknown => Err(Error::format(
+            path,
+            "no reader for this file: PNG, JPEG, DICOM (.dcm or the DICM magic) and NIfTI \
+             (.nii, .nii.gz, .hdr/.img) are read",
+        )),
+    }
+}
+
+/// DICOM / NIfTI through scarce-io, as float intensities after the modality LUT.
+fn read_medical(
+    path: &Path,
+    channels: Channels,
+    size: Option<(usize, usize)>,
+) -> Result<(Px, Vec<usize>)> {
+    let image = match kind_of(path) {
+        Kind::Nifti => scarce_io::Nifti::open(path).map(|n| n.to_image()),
+        _ => scarce_io::DicomFile::open(path)
+            .and_then(|f| f.to_image(&scarce_io::dicom::ImageOptions::default())),
+    }
+    .map_err(|e| Error::format(path, e.to_string()))?;
+    let [c, d, h, w] = image.shape;
+    if let Some((oh, ow)) = size.filter(|&s| s != (h, w)) {
         return Err(Error::format(
             path,
             format!(
-                "no reader for `.{ext}` files: this version reads PNG and JPEG (DICOM and NIfTI \
-                 arrive with scarce-io)"
+                "is {h}x{w}; resizing DICOM / NIfTI intensities to {oh}x{ow} is scarce-augment's \
+                 job (resample with geometry), not the loader's: give same-size files"
             ),
         ));
     }
+    let plane = d * h * w;
+    let data = match (channels, c) {
+        (Channels::Grey, 3) => {
+            // ITU-R 601 luma, as the PNG path converts colour to grey.
+            (0..plane)
+                .map(|i| {
+                    0.299 * image.data[i]
+                        + 0.587 * image.data[plane + i]
+                        + 0.114 * image.data[2 * plane + i]
+                })
+                .collect()
+        }
+        (Channels::Rgb, 1) => image.data.repeat(3),
+        _ => image.data,
+    };
+    let c = data.len() / plane.max(1);
+    let shape = if d == 1 {
+        vec![c, h, w]
+    } else {
+        vec![c, d, h, w]
+    };
+    Ok((Px::F32(data), shape))
+}
+
+/// Decodes one PNG / JPEG to channels-first 8-bit pixels.
+fn read_picture(
+    path: &Path,
+    channels: Channels,
+    size: Option<(usize, usize)>,
+) -> Result<(Vec<u8>, [usize; 3])> {
     let img = image::open(path).map_err(|e| Error::format(path, format!("cannot decode: {e}")))?;
     let grey = match channels {
         Channels::Grey => true,
@@ -85,17 +182,28 @@ fn read_image(
     Ok((out, [c, oh, ow]))
 }
 
+/// Stacked samples: 8-bit when every file was a picture, float otherwise.
+enum Stacked {
+    U8(Vec<u8>),
+    F32(Vec<f32>),
+}
+
 /// Decodes many files in parallel and stacks them; all must end up one shape.
 fn stack(
     files: &[PathBuf],
     opts: ReadOptions,
     row_error: impl Fn(usize, Error) -> Error + Sync,
-) -> Result<(Vec<u8>, [usize; 3])> {
+) -> Result<(Stacked, Vec<usize>)> {
     let channels = match (opts.channels, files.first()) {
         (Channels::Auto, Some(first)) => {
-            let (_, [c, _, _]) =
-                read_image(first, Channels::Auto, Some((1, 1))).map_err(|e| row_error(0, e))?;
-            if c == 1 {
+            let probe = if kind_of(first) == Kind::Picture {
+                Some((1, 1))
+            } else {
+                None
+            };
+            let (_, shape) =
+                read_image(first, Channels::Auto, probe).map_err(|e| row_error(0, e))?;
+            if shape[0] == 1 {
                 Channels::Grey
             } else {
                 Channels::Rgb
@@ -103,30 +211,74 @@ fn stack(
         }
         (c, _) => c,
     };
-    let decoded: Vec<(Vec<u8>, [usize; 3])> = files
+    let decoded: Vec<(Px, Vec<usize>)> = files
         .par_iter()
         .enumerate()
         .map(|(i, f)| read_image(f, channels, opts.size).map_err(|e| row_error(i, e)))
         .collect::<Result<_>>()?;
-    let shape = decoded.first().map(|d| d.1).unwrap_or([1, 1, 1]);
-    let mut pixels = Vec::with_capacity(decoded.len() * shape.iter().product::<usize>());
+    let shape = decoded
+        .first()
+        .map(|d| d.1.clone())
+        .unwrap_or(vec![1, 1, 1]);
+    let all_u8 = decoded.iter().all(|(p, _)| matches!(p, Px::U8(_)));
+    let mut bytes = Vec::new();
+    let mut floats = Vec::new();
     for (i, (p, s)) in decoded.into_iter().enumerate() {
         if s != shape {
             return Err(row_error(
                 i,
                 Error::format(
                     &files[i],
-                    format!("image is {s:?} but the first is {shape:?}; pass a size to resize"),
+                    format!("image is {s:?} but the first is {shape:?}; samples must share one shape (pictures can be resized with `size`)"),
                 ),
             ));
         }
-        pixels.extend(p);
+        match (p, all_u8) {
+            (Px::U8(v), true) => bytes.extend(v),
+            (Px::U8(v), false) => floats.extend(v.into_iter().map(f32::from)),
+            (Px::F32(v), _) => floats.extend(v),
+        }
     }
-    Ok((pixels, shape))
+    let stacked = if all_u8 {
+        Stacked::U8(bytes)
+    } else {
+        Stacked::F32(floats)
+    };
+    Ok((stacked, shape))
+}
+
+/// A dataset from stacked samples.
+fn dataset(name: &str, shape: &[usize], stacked: Stacked, labels: Vec<usize>) -> Result<Dataset> {
+    match stacked {
+        Stacked::U8(p) => Dataset::from_u8(name, shape, p, labels),
+        Stacked::F32(p) => Dataset::from_f32(name, shape, p, labels),
+    }
+}
+
+/// Label-map masks as 8-bit labels: pictures as they are, DICOM / NIfTI masks when every
+/// value is an integer in 0..=255.
+fn mask_bytes(stacked: Stacked, manifest: &Path) -> Result<Vec<u8>> {
+    match stacked {
+        Stacked::U8(m) => Ok(m),
+        Stacked::F32(m) => m
+            .into_iter()
+            .map(|v| {
+                (v.fract() == 0.0 && (0.0..=255.0).contains(&v))
+                    .then_some(v as u8)
+                    .ok_or_else(|| {
+                        Error::format(
+                            manifest,
+                            format!("mask value {v} is not a label in 0..=255"),
+                        )
+                    })
+            })
+            .collect(),
+    }
 }
 
 /// Loads an image folder: each subfolder of `root` is a class (sorted by name), each
-/// PNG/JPEG file in it a sample (sorted by name). Hidden files are skipped.
+/// PNG / JPEG / DICOM / NIfTI file in it a sample (sorted by name). Hidden files are
+/// skipped. Pictures give 8-bit samples; any DICOM or NIfTI makes the dataset float.
 pub fn load_image_folder(root: &Path, opts: ReadOptions) -> Result<Dataset> {
     let listing = |dir: &Path| -> Result<Vec<PathBuf>> {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -161,7 +313,7 @@ pub fn load_image_folder(root: &Path, opts: ReadOptions) -> Result<Dataset> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    Dataset::from_u8(&name, &shape, pixels, labels)?.with_class_names(class_names)
+    dataset(&name, &shape, pixels, labels)?.with_class_names(class_names)
 }
 
 /// Loads a CSV manifest with a header row naming at least `path` and `label`, and
@@ -246,7 +398,7 @@ pub fn load_manifest(manifest: &Path, opts: ReadOptions) -> Result<Dataset> {
     let labels = label_text.iter().map(|l| class_of[l.as_str()]).collect();
     let row_error = |i: usize, e: Error| row_err(i + 1, e.to_string());
     let (pixels, shape) = stack(&files, opts, row_error)?;
-    let mut ds = Dataset::from_u8(
+    let mut ds = dataset(
         manifest
             .file_stem()
             .and_then(|s| s.to_str())
@@ -268,7 +420,7 @@ pub fn load_manifest(manifest: &Path, opts: ReadOptions) -> Result<Dataset> {
                 format!("masks are {mshape:?}, images {shape:?}"),
             ));
         }
-        ds = ds.with_masks(m)?;
+        ds = ds.with_masks(mask_bytes(m, manifest)?)?;
     }
     if patient_col.is_some() {
         ds = ds.with_groups(patients)?;

@@ -220,3 +220,33 @@ fn huge_declared_sizes_are_refused_before_allocating() {
     let f = DicomFile::from_bytes(&bytes, "huge.dcm").unwrap();
     assert!(matches!(f.pixels(), Err(Error::Truncated { .. })));
 }
+
+/// Inputs the fuzzer found (mutations of the vendored `SC_rgb_rle.dcm`) that made
+/// dicom-parser allocate gigabytes: a value length that is not a whole number of its VR's
+/// unit (it loses its place in the stream), and an OB element of undefined length. Both must
+/// now be refused by the structural pre-scan, quickly.
+#[test]
+fn fuzz_regressions_fail_fast() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("regression folder") {
+        let path = entry.expect("entry").path();
+        let bytes = std::fs::read(&path).expect("read");
+        let t = std::time::Instant::now();
+        let result = DicomFile::from_bytes(&bytes, &path);
+        assert!(
+            matches!(result, Err(Error::DicomParse { .. })),
+            "{}: {:?}",
+            path.display(),
+            result.map(|_| ())
+        );
+        assert!(
+            t.elapsed().as_secs_f64() < 1.0,
+            "{} took {:?}",
+            path.display(),
+            t.elapsed()
+        );
+        n += 1;
+    }
+    assert!(n >= 2);
+}

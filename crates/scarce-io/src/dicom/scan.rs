@@ -7,7 +7,7 @@
 use std::io::Read;
 
 use dicom_core::dictionary::DataDictionary;
-use dicom_core::{Tag, VR};
+use dicom_core::Tag;
 use dicom_dictionary_std::StandardDataDictionary;
 
 /// Deepest sequence nesting accepted (real objects stay far below it).
@@ -41,6 +41,16 @@ pub(crate) fn short_vr(vr: &[u8]) -> bool {
             | b"UL"
             | b"US"
     )
+}
+
+/// Bytes per value of a binary VR (1 for text and bytes).
+fn value_unit(vr: &[u8; 2]) -> usize {
+    match vr {
+        b"FD" | b"OD" | b"SV" | b"UV" | b"OV" => 8,
+        b"FL" | b"OF" | b"UL" | b"SL" | b"OL" | b"AT" => 4,
+        b"US" | b"SS" | b"OW" => 2,
+        _ => 1,
+    }
 }
 
 /// How the data set is encoded.
@@ -165,15 +175,11 @@ impl Walker<'_> {
                     [vr[0], vr[1]],
                 )
             } else {
-                // Implicit VR: the dictionary says whether a defined-length element is a
-                // sequence whose items must be walked too.
-                let vr = match StandardDataDictionary
+                // Implicit VR: the dictionary gives the VR dicom-parser will use.
+                let vr: [u8; 2] = StandardDataDictionary
                     .by_tag(Tag(group, element))
-                    .map(|e| e.vr.relaxed())
-                {
-                    Some(VR::SQ) => *b"SQ",
-                    _ => *b"UN",
-                };
+                    .and_then(|e| e.vr.relaxed().to_string().as_bytes().try_into().ok())
+                    .unwrap_or(*b"UN");
                 (
                     self.u32(pos + 4)
                         .ok_or_else(|| format!("length of {tag} cut"))?,
@@ -181,8 +187,27 @@ impl Walker<'_> {
                     vr,
                 )
             };
+            // Binary values must be whole numbers of their unit: dicom-parser reads
+            // `len / unit` values and would lose its place in the stream otherwise.
+            let unit = value_unit(&vr);
+            if len != UNDEFINED && len as usize % unit != 0 {
+                return Err(format!(
+                    "element {tag} ({}) has length {len}, not a multiple of {unit}",
+                    String::from_utf8_lossy(&vr)
+                ));
+            }
             pos += header;
-            let pixel = group == 0x7FE0;
+            let pixel = (group, element) == (0x7FE0, 0x0010);
+            // Undefined length belongs to sequences, UN (an implicit-VR sequence) and
+            // encapsulated pixel data; dicom-parser would try to allocate 4 GiB for any
+            // other element that claims it.
+            let may_be_undefined = !self.enc.explicit_vr || &vr == b"SQ" || &vr == b"UN" || pixel;
+            if len == UNDEFINED && !may_be_undefined {
+                return Err(format!(
+                    "element {tag} ({}) has undefined length",
+                    String::from_utf8_lossy(&vr)
+                ));
+            }
             if len == UNDEFINED {
                 // A sequence (in implicit VR, and UN of undefined length, whose content is
                 // implicit VR little endian), or encapsulated pixel data.
