@@ -395,3 +395,56 @@ impl Window {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(center: f64, width: f64, function: WindowFunction) -> Window {
+        Window {
+            center,
+            width,
+            function,
+        }
+    }
+
+    /// PS3.3 C.11.2.1.2.1: LINEAR maps x <= c - 0.5 - (w-1)/2 to the bottom,
+    /// x > c - 0.5 + (w-1)/2 to the top, and linearly between.
+    #[test]
+    fn linear_window_matches_the_standard() {
+        let win = w(40.0, 400.0, WindowFunction::Linear);
+        let (lo, hi) = (40.0 - 0.5 - 399.0 / 2.0, 40.0 - 0.5 + 399.0 / 2.0);
+        assert_eq!(win.apply(lo), 0.0);
+        assert_eq!(win.apply(lo - 1000.0), 0.0);
+        assert_eq!(win.apply(hi + 1e-9), 1.0);
+        for x in [-100.0, 0.0, 39.5, 100.0, 200.0] {
+            let want = (x - 39.5) / 399.0 + 0.5;
+            assert!((win.apply(x) - want).abs() < 1e-15, "x = {x}");
+        }
+        // Width 1 is a threshold at c - 0.5.
+        let t = w(10.0, 1.0, WindowFunction::Linear);
+        assert_eq!((t.apply(9.5), t.apply(9.6)), (0.0, 1.0));
+    }
+
+    /// C.11.2.1.3.2 LINEAR_EXACT and C.11.2.1.3.1 SIGMOID.
+    #[test]
+    fn exact_and_sigmoid_windows_match_the_standard() {
+        let e = w(0.0, 10.0, WindowFunction::LinearExact);
+        assert_eq!((e.apply(-5.0), e.apply(5.0 + 1e-9)), (0.0, 1.0));
+        assert!((e.apply(2.5) - 0.75).abs() < 1e-15);
+        let s = w(100.0, 50.0, WindowFunction::Sigmoid);
+        assert!((s.apply(100.0) - 0.5).abs() < 1e-15);
+        let x = 120.0;
+        assert!((s.apply(x) - 1.0 / (1.0 + (-4.0 * (x - 100.0) / 50.0f64).exp())).abs() < 1e-15);
+    }
+
+    #[test]
+    fn unusable_windows_are_refused() {
+        assert!(w(0.0, 0.5, WindowFunction::Linear).validate().is_err());
+        assert!(w(0.0, 0.0, WindowFunction::Sigmoid).validate().is_err());
+        assert!(w(f64::NAN, 10.0, WindowFunction::LinearExact)
+            .validate()
+            .is_err());
+        assert!(w(40.0, 400.0, WindowFunction::Linear).validate().is_ok());
+    }
+}
