@@ -125,7 +125,17 @@ fn nifti_matches_nibabel() {
         // Round trip through our writer: same values (as float32) and the same affine (as
         // float32), read back by our reader.
         let image = img.to_image();
-        let out = tmp.join(format!("{loaded}.nii.gz"));
+        // With SCARCE_KEEP_WRITTEN=DIR the written files stay in DIR, named after their
+        // source, for `scripts/nibabel_reads_written.py` to read back with nibabel.
+        let out = match std::env::var_os("SCARCE_KEEP_WRITTEN") {
+            Some(d) => std::path::PathBuf::from(d).join(file.replace('/', "__")),
+            None => tmp.join(format!("{loaded}.nii.gz")),
+        };
+        let out = if out.to_string_lossy().ends_with(".gz") {
+            out
+        } else {
+            out.with_extension("nii.gz")
+        };
         match write_nifti(&out, &image).and_then(|_| Nifti::open(&out)) {
             Ok(back) => {
                 let again = back.to_image();
