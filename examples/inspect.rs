@@ -68,17 +68,23 @@ fn inspect(path: &Path) -> scarce::io::Result<Value> {
     let f = DicomFile::open(path)?;
     let px = f.pixels()?;
     let lut = f.modality_lut(&px, LutScope::Frames)?;
-    let img = f.to_image(&ImageOptions::default())?;
+    let (photometric, shape, dtype) = (
+        px.photometric.clone(),
+        px.numpy_shape(),
+        px.samples.dtype().name(),
+    );
+    let (raw, raw_sha256) = (stats_json(&px.samples), sha(&px.samples));
+    let img = f.image_from(px, &ImageOptions::default())?;
     Ok(json!({
         "format": "dicom",
         "transfer_syntax": f.transfer_syntax_uid(),
         "transfer_syntax_name": f.transfer_syntax_name(),
         "syntax_inferred": f.syntax_inferred(),
-        "photometric": px.photometric,
-        "shape": px.numpy_shape(),
-        "dtype": px.samples.dtype().name(),
-        "raw": stats_json(&px.samples),
-        "raw_sha256": sha(&px.samples),
+        "photometric": photometric,
+        "shape": shape,
+        "dtype": dtype,
+        "raw": raw,
+        "raw_sha256": raw_sha256,
         "after_lut": stats_json(&lut),
         "after_lut_dtype": lut.dtype().name(),
         "geometry": geometry(&img),

@@ -91,7 +91,7 @@ fn read_image(
 ) -> Result<(Px, Vec<usize>)> {
     match kind_of(path) {
         Kind::Picture => read_picture(path, channels, size).map(|(p, s)| (Px::U8(p), s.to_vec())),
-        Kind::Dicom | Kind::Nifti => read_medical(path, channels, size),
+        kind @ (Kind::Dicom | Kind::Nifti) => read_medical(path, kind, channels, size),
         Kind::Unknown => Err(Error::format(
             path,
             "no reader for this file: PNG, JPEG, DICOM (.dcm or the DICM magic) and NIfTI \
@@ -103,10 +103,11 @@ fn read_image(
 /// DICOM / NIfTI through scarce-io, as float intensities after the modality LUT.
 fn read_medical(
     path: &Path,
+    kind: Kind,
     channels: Channels,
     size: Option<(usize, usize)>,
 ) -> Result<(Px, Vec<usize>)> {
-    let image = match kind_of(path) {
+    let image = match kind {
         Kind::Nifti => scarce_io::Nifti::open(path).map(|n| n.to_image()),
         _ => scarce_io::DicomFile::open(path)
             .and_then(|f| f.to_image(&scarce_io::dicom::ImageOptions::default())),

@@ -425,21 +425,29 @@ fn offset_of(v: f64, path: &Path) -> Result<u64> {
     Ok(v as u64)
 }
 
-/// A file's bytes, gunzipped when it starts with the gzip magic. With `limit`, at most
-/// that many bytes are produced (so a header can be read without inflating the data).
-fn read_maybe_gz(path: &Path, limit: Option<u64>) -> Result<(Vec<u8>, u64)> {
-    let raw = std::fs::read(path).map_err(|e| io_err(path, e))?;
-    let stored = raw.len() as u64;
-    if !raw.starts_with(&[0x1F, 0x8B]) {
-        return Ok((raw, stored));
-    }
-    let limit = limit.unwrap_or(stored.saturating_mul(MAX_GZIP_RATIO));
+/// At most `limit` bytes from the start of a file, gunzipped when it starts with the gzip
+/// magic: a header is read without reading (or inflating) the data behind it.
+fn read_head(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    use std::io::{BufRead, BufReader};
+    let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
+    let mut reader = BufReader::new(file);
+    let gz = reader
+        .fill_buf()
+        .map_err(|e| io_err(path, e))?
+        .starts_with(&[0x1F, 0x8B]);
     let mut out = Vec::new();
-    flate2::read::MultiGzDecoder::new(&raw[..])
-        .take(limit)
-        .read_to_end(&mut out)
-        .map_err(|e| nifti_err(path, format!("gzip stream: {e}")))?;
-    Ok((out, stored))
+    if gz {
+        flate2::read::MultiGzDecoder::new(reader)
+            .take(limit)
+            .read_to_end(&mut out)
+            .map_err(|e| nifti_err(path, format!("gzip stream: {e}")))?;
+    } else {
+        reader
+            .take(limit)
+            .read_to_end(&mut out)
+            .map_err(|e| io_err(path, e))?;
+    }
+    Ok(out)
 }
 
 /// The `.img` beside a `.hdr` (or `.img.gz`), and the `.hdr` beside an `.img`.
@@ -468,7 +476,7 @@ impl Nifti {
     /// Reads only the header (a `.hdr` works without its `.img`).
     pub fn read_header(path: impl AsRef<Path>) -> Result<NiftiHeader> {
         let (header_path, _) = pair_paths(path.as_ref());
-        let (bytes, _) = read_maybe_gz(&header_path, Some(540))?;
+        let bytes = read_head(&header_path, 540)?;
         NiftiHeader::parse(&bytes, &header_path)
     }
 
@@ -480,7 +488,7 @@ impl Nifti {
             let raw = std::fs::read(&header_path).map_err(|e| io_err(&header_path, e))?;
             return Self::from_bytes(&raw, &header_path);
         }
-        let (head, _) = read_maybe_gz(&header_path, Some(540))?;
+        let head = read_head(&header_path, 540)?;
         let header = NiftiHeader::parse(&head, &header_path)?;
         if header.single_file {
             let raw = std::fs::read(&header_path).map_err(|e| io_err(&header_path, e))?;

@@ -22,7 +22,6 @@ const MAX_EXPANSION: u64 = 4096;
 
 const RLE: &str = "1.2.840.10008.1.2.5";
 const DEFLATED_FRAMES: &str = "1.2.840.10008.1.2.8.1";
-const JPEG_PREFIX: &str = "1.2.840.10008.1.2.4.";
 const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
 const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
 const JPEG_LOSSLESS: &str = "1.2.840.10008.1.2.4.57";
@@ -199,9 +198,10 @@ pub(crate) fn decode(file: &DicomFile, a: &ImageAttributes, uid: &str) -> Result
     };
     let bytes_per_sample = (a.bits_allocated as u64).div_ceil(8);
     let declared = a.samples_total() * bytes_per_sample;
-    let encoded: u64 = (0..)
-        .map_while(|i| file.obj.fragment(i).map(|f| f.len() as u64))
-        .sum();
+    // The fragments are copied out of the data set once and split into frames once; every
+    // check and our own decoders work on these frames.
+    let (fragments, table) = fragments_of(file);
+    let encoded: u64 = fragments.iter().map(|f| f.len() as u64).sum();
     let available = encoded * MAX_EXPANSION + (1 << 20);
     if declared > available || declared > file.input_len() * MAX_EXPANSION + (1 << 20) {
         return Err(Error::TooLarge {
@@ -210,32 +210,26 @@ pub(crate) fn decode(file: &DicomFile, a: &ImageAttributes, uid: &str) -> Result
             available,
         });
     }
-    for i in 0..a.frames.min(64) as usize {
-        let Some(fragment) = file.obj.fragment(i) else {
-            break;
-        };
-        if let Some((w, h)) = codestream_size(&fragment) {
-            if w > a.columns || h > a.rows {
-                return Err(fail(format!(
-                    "codestream declares {w}x{h} but the data set says {}x{}",
-                    a.columns, a.rows
-                )));
-            }
-        }
-    }
-    // A codestream must end with its end marker (JPEG EOI / JPEG 2000 EOC, both FFD9, maybe
-    // followed by padding): a cut stream would otherwise come back partly decoded from some
-    // codecs, and CharLS loops on it.
-    if uid != RLE && uid != DEFLATED_FRAMES {
-        let (fragments, table) = fragments_of(file);
-        let frames = super::frames::split(
-            &fragments,
-            &table,
-            a.frames as usize,
-            uid.starts_with(JPEG_PREFIX),
-        )
-        .ok_or_else(|| fail("cannot tell the frames apart".into()))?;
+    let codestreams = uid != RLE && uid != DEFLATED_FRAMES;
+    let frames = if uid == DEFLATED_FRAMES {
+        Vec::new()
+    } else {
+        super::frames::split(&fragments, &table, a.frames as usize, codestreams)
+            .ok_or_else(|| fail("cannot tell the frames apart".into()))?
+    };
+    if codestreams {
         for (i, f) in frames.iter().enumerate() {
+            if let Some((w, h)) = codestream_size(f) {
+                if w > a.columns || h > a.rows {
+                    return Err(fail(format!(
+                        "frame {i}'s codestream declares {w}x{h} but the data set says {}x{}",
+                        a.columns, a.rows
+                    )));
+                }
+            }
+            // A codestream must end with its end marker (JPEG EOI / JPEG 2000 EOC, both
+            // FFD9, maybe followed by padding): a cut stream would otherwise come back
+            // partly decoded from some codecs, and CharLS loops on it.
             let end = f.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
             let t = &f[..end];
             let padded = t.len() >= 3 && t[t.len() - 3..t.len() - 1] == [0xFF, 0xD9];
@@ -250,9 +244,6 @@ pub(crate) fn decode(file: &DicomFile, a: &ImageAttributes, uid: &str) -> Result
     let decoded = catch_unwind(AssertUnwindSafe(|| -> std::result::Result<(), String> {
         match uid {
             RLE => {
-                let (fragments, table) = fragments_of(file);
-                let frames = super::frames::split(&fragments, &table, a.frames as usize, false)
-                    .ok_or("cannot tell the RLE frames apart")?;
                 let pixels = a.rows as usize * a.columns as usize;
                 for frame in &frames {
                     if a.bits_allocated == 1 {
@@ -272,25 +263,13 @@ pub(crate) fn decode(file: &DicomFile, a: &ImageAttributes, uid: &str) -> Result
                 }
                 Ok(())
             }
-            JPEG_BASELINE | JPEG_EXTENDED | JPEG_LOSSLESS | JPEG_LOSSLESS_SV1 => {
-                let (fragments, table) = fragments_of(file);
-                let frames = super::frames::split(&fragments, &table, a.frames as usize, true)
-                    .ok_or("cannot tell the JPEG frames apart")?;
-                for frame in &frames {
-                    decode_jpeg(frame, a, &mut out)?;
-                }
-                Ok(())
-            }
+            JPEG_BASELINE | JPEG_EXTENDED | JPEG_LOSSLESS | JPEG_LOSSLESS_SV1 => frames
+                .iter()
+                .try_for_each(|frame| decode_jpeg(frame, a, &mut out)),
             J2K_LOSSLESS | J2K | J2K_PART2_LOSSLESS | J2K_PART2 | HTJ2K_LOSSLESS | HTJ2K_RPCL
-            | HTJ2K => {
-                let (fragments, table) = fragments_of(file);
-                let frames = super::frames::split(&fragments, &table, a.frames as usize, false)
-                    .ok_or("cannot tell the JPEG 2000 frames apart")?;
-                for frame in &frames {
-                    decode_j2k(frame, a, &mut out)?;
-                }
-                Ok(())
-            }
+            | HTJ2K => frames
+                .iter()
+                .try_for_each(|frame| decode_j2k(frame, a, &mut out)),
             _ => {
                 let reader = reader.ok_or("no decoder")?;
                 reader
@@ -299,8 +278,7 @@ pub(crate) fn decode(file: &DicomFile, a: &ImageAttributes, uid: &str) -> Result
                 if uid.starts_with(JPEG_LS_PREFIX) && a.samples_per_pixel > 1 {
                     // CharLS returns the planes of a non-interleaved (ILV 0) scan one after
                     // another; the data set's layout is interleaved.
-                    let (fragments, _) = fragments_of(file);
-                    if fragments.first().is_some_and(|f| jpegls_separate_planes(f)) {
+                    if frames.first().is_some_and(|f| jpegls_separate_planes(f)) {
                         planes_to_interleaved(&mut out, a);
                     }
                 }

@@ -47,17 +47,23 @@ impl DicomFile {
         }
     }
 
-    /// The values [`DicomFile::to_image`] stores, still in pydicom's layout
-    /// (frames, rows, columns, samples), with the array they came from.
-    pub(crate) fn values(&self, opts: &ImageOptions) -> Result<(PixelArray, Vec<f32>)> {
-        let mut px = self.pixels()?;
+    /// The values [`DicomFile::to_image`] stores for decoded pixels `px`, still in
+    /// pydicom's layout (frames, rows, columns, samples), with the array they came from
+    /// (palette colour expanded to RGB when asked).
+    pub(crate) fn values(
+        &self,
+        mut px: PixelArray,
+        opts: &ImageOptions,
+    ) -> Result<(PixelArray, Vec<f32>)> {
         if opts.palette_to_rgb && px.photometric == "PALETTE COLOR" {
             px = self.palette_to_rgb(&px)?;
         }
+        let transformed;
         let samples = if opts.modality_lut {
-            self.modality_lut(&px, LutScope::Frames)?
+            transformed = self.modality_lut(&px, LutScope::Frames)?;
+            &transformed
         } else {
-            px.samples.clone()
+            &px.samples
         };
         let values: Vec<f32> = match opts.window {
             Some(w) => {
@@ -77,7 +83,13 @@ impl DicomFile {
     /// spacing, origin and direction from the Image Plane module (RAS); files without plane
     /// information get unit spacing and identity direction.
     pub fn to_image(&self, opts: &ImageOptions) -> Result<Image> {
-        let (px, values) = self.values(opts)?;
+        self.image_from(self.pixels()?, opts)
+    }
+
+    /// [`DicomFile::to_image`] for pixels already decoded by [`DicomFile::pixels`], so a
+    /// caller that also needs the raw array decodes once.
+    pub fn image_from(&self, px: PixelArray, opts: &ImageOptions) -> Result<Image> {
+        let (px, values) = self.values(px, opts)?;
         let (f, r, c, ch) = (px.frames, px.rows, px.columns, px.channels);
         // (frames, rows, columns, channels) -> (channels, frames, rows, columns)
         let mut data = vec![0f32; values.len()];

@@ -236,7 +236,7 @@ pub fn assemble(path: &Path, files: Vec<DicomFile>, opts: &ImageOptions) -> Resu
     let (rows, cols) = (first_attr.rows as usize, first_attr.columns as usize);
     let mut data = Vec::with_capacity(slices.len() * rows * cols);
     for (f, _, _) in &slices {
-        let (_, values) = f.values(opts)?;
+        let (_, values) = f.values(f.pixels()?, opts)?;
         data.extend_from_slice(&values);
     }
     let (spacing, origin, direction) = volume_geometry(&slices[0].2, step);
