@@ -11,6 +11,7 @@
 //! | `metric` (default) | [`metric`] = `scarce-metric` | ProtoNet, SimpleShot, the episodic trainer |
 //! | `eval` (default) | [`eval`] = `scarce-eval` | accuracy ± 95% CI, confusion matrix, AUROC, calibration, Fréchet distance |
 //! | `io` (default) | [`io`] = `scarce-io` | DICOM (every common transfer syntax, series -> volume) and NIfTI-1/2 read and write, no tensor library |
+//! | `meta` (default) | [`meta`] = `scarce-meta` | MAML (second order), first-order MAML, Meta-SGD, ANIL, Reptile, MAML++, iMAML, the meta-trainer, sinusoid tasks |
 //! | `cuda` | | candle's CUDA backend for every crate with tensor code |
 //! | `full` | | every crate |
 #![deny(missing_docs)]
@@ -23,5 +24,7 @@ pub use scarce_episodes as episodes;
 pub use scarce_eval as eval;
 #[cfg(feature = "io")]
 pub use scarce_io as io;
+#[cfg(feature = "meta")]
+pub use scarce_meta as meta;
 #[cfg(feature = "metric")]
 pub use scarce_metric as metric;
