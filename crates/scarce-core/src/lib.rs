@@ -14,6 +14,7 @@ pub mod ops;
 pub mod optim;
 pub mod params;
 pub mod rng;
+pub mod runlog;
 pub mod second_order;
 
 pub use candle_core::{DType, Device, Tensor};

@@ -8,10 +8,13 @@
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, Var};
 
-/// True when grad-of-grad is live on this thread: checks `d²(x³)/dx² = 6x` at `x = 2`.
+/// True when grad-of-grad is live on this thread: checks `d²((x²)²)/dx² = 12x² = 48` at
+/// `x = 2`. The function is a chain on purpose: with grad-of-grad off, candle detaches the
+/// gradient flowing between ops but not the op's own inputs, so a single op (`x³`) still
+/// gives the right second derivative and would not tell (here it would give 16).
 pub fn is_live() -> Result<bool> {
     let x = Var::from_tensor(&Tensor::new(2f64, &Device::Cpu)?)?;
-    let y = x.as_tensor().powf(3.0)?;
+    let y = x.as_tensor().sqr()?.sqr()?;
     let Some(g) = y.backward()?.get(x.as_tensor()).cloned() else {
         return Ok(false);
     };
@@ -20,7 +23,7 @@ pub fn is_live() -> Result<bool> {
         .get(x.as_tensor())
         .map(|t| t.to_dtype(DType::F64)?.to_scalar::<f64>())
         .transpose()?;
-    Ok(matches!(gg, Some(v) if (v - 12.0).abs() < 1e-9))
+    Ok(matches!(gg, Some(v) if (v - 48.0).abs() < 1e-9))
 }
 
 /// `Ok(())` when second-order gradients are live on this thread, else an error that says

@@ -219,7 +219,13 @@ impl<'a, M: Model> MetaLearner<'a, M> {
     }
 
     /// The inner loop over the adapted parameters `fast`, with `steps` steps.
-    fn inner_loop(&self, fast: &Params, lrs: &Params, steps: usize, order: Order) -> Result<InnerLoop> {
+    fn inner_loop(
+        &self,
+        fast: &Params,
+        lrs: &Params,
+        steps: usize,
+        order: Order,
+    ) -> Result<InnerLoop> {
         let lr = match self.algorithm {
             Algorithm::MetaSgd => InnerLr::PerParameter(lrs.clone()),
             Algorithm::MamlPlusPlus(_) => {
@@ -303,7 +309,12 @@ impl<'a, M: Model> MetaLearner<'a, M> {
             Order::Second => frozen.clone(),
         };
         let adapted = adapt(&fast, &inner, |f| {
-            self.task_loss(&merge(&frozen_inner, f), &task.support_x, &task.support_y, ctx)
+            self.task_loss(
+                &merge(&frozen_inner, f),
+                &task.support_x,
+                &task.support_y,
+                ctx,
+            )
         })?;
         Ok((fast, frozen, adapted))
     }
@@ -335,8 +346,9 @@ impl<'a, M: Model> MetaLearner<'a, M> {
                     if w == 0.0 {
                         continue;
                     }
-                    let l = (self.task_loss(&merge(&frozen, p), &task.query_x, &task.query_y, ctx)?
-                        * w)?;
+                    let l =
+                        (self.task_loss(&merge(&frozen, p), &task.query_x, &task.query_y, ctx)?
+                            * w)?;
                     acc = Some(match acc {
                         None => l,
                         Some(a) => (a + l)?,
@@ -398,7 +410,12 @@ impl<'a, M: Model> MetaLearner<'a, M> {
             if !loss.is_finite() {
                 return Err(non_finite(&format!("loss {loss}")));
             }
-            let norm2 = scalar(&g.dot(&g)?)? + if g_lr.is_empty() { 0.0 } else { scalar(&g_lr.dot(&g_lr)?)? };
+            let norm2 = scalar(&g.dot(&g)?)?
+                + if g_lr.is_empty() {
+                    0.0
+                } else {
+                    scalar(&g_lr.dot(&g_lr)?)?
+                };
             if !norm2.is_finite() {
                 return Err(non_finite("gradient"));
             }
@@ -419,10 +436,18 @@ impl<'a, M: Model> MetaLearner<'a, M> {
 
     /// Reptile's per-task direction `θ − φ` (φ after `inner_steps` first-order steps on all
     /// the task's points, its support set), and the support loss before the last step.
-    fn reptile_task(&self, state: &MetaState, task: &Task, ctx: &mut Ctx) -> Result<(Params, Params, f64)> {
+    fn reptile_task(
+        &self,
+        state: &MetaState,
+        task: &Task,
+        ctx: &mut Ctx,
+    ) -> Result<(Params, Params, f64)> {
         let theta = state.params.detach();
         let (_, _, adapted) = self.adapt_task(
-            &MetaState { params: theta.to_vars()?, lrs: Params::new() },
+            &MetaState {
+                params: theta.to_vars()?,
+                lrs: Params::new(),
+            },
             task,
             self.inner_steps,
             Order::First,
@@ -447,7 +472,10 @@ impl<'a, M: Model> MetaLearner<'a, M> {
         ensure_second_order()?;
         let theta = state.params.detach().to_vars()?;
         let (_, _, adapted) = self.adapt_task(
-            &MetaState { params: theta, lrs: Params::new() },
+            &MetaState {
+                params: theta,
+                lrs: Params::new(),
+            },
             task,
             self.inner_steps,
             Order::First,
@@ -465,13 +493,23 @@ impl<'a, M: Model> MetaLearner<'a, M> {
             let hv = grads_of(&phi, &gs.dot(v)?.backward()?)?.detach();
             Ok(v.axpy(1.0 / lambda, &hv)?)
         };
-        Ok((conjugate_gradient(apply, &gq, cg_steps)?, Params::new(), loss))
+        Ok((
+            conjugate_gradient(apply, &gq, cg_steps)?,
+            Params::new(),
+            loss,
+        ))
     }
 
     /// Adapts `state` to `task` with `steps` steps (first order: nothing to differentiate
     /// at evaluation) and scores the query set. `steps` may differ from training's, except
     /// for MAML++, whose learnt rates exist for the trained steps only.
-    pub fn evaluate(&self, state: &MetaState, task: &Task, steps: usize, ctx: &mut Ctx) -> Result<Score> {
+    pub fn evaluate(
+        &self,
+        state: &MetaState,
+        task: &Task,
+        steps: usize,
+        ctx: &mut Ctx,
+    ) -> Result<Score> {
         task.check(self.loss, 0)?;
         let state = state.detach();
         let vars = MetaState {
@@ -534,4 +572,3 @@ fn add(a: &Params, b: &Params) -> Result<Params> {
 fn scalar(t: &Tensor) -> Result<f64> {
     Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
 }
-

@@ -4,7 +4,7 @@
 use candle_core::{DType, Device, Tensor};
 use scarce_core::Stream;
 
-use crate::task::Task;
+use crate::task::{Task, TaskSource};
 use crate::{Error, Result};
 
 /// A task family: task `index` is a pure function of the seed and the index.
@@ -15,6 +15,8 @@ pub struct Sinusoid {
     /// Query points per task.
     pub k_query: usize,
     seed: u64,
+    dtype: DType,
+    device: Device,
 }
 
 /// One sinusoid's parameters.
@@ -34,7 +36,8 @@ impl Wave {
 }
 
 impl Sinusoid {
-    /// Tasks with `k_shot` support and `k_query` query points, drawn from `seed`.
+    /// Tasks with `k_shot` support and `k_query` query points, drawn from `seed`, as f32
+    /// tensors on the CPU (see [`Sinusoid::on`]).
     pub fn new(k_shot: usize, k_query: usize, seed: u64) -> Result<Self> {
         if k_shot == 0 || k_query == 0 {
             return Err(Error::config(
@@ -46,7 +49,16 @@ impl Sinusoid {
             k_shot,
             k_query,
             seed,
+            dtype: DType::F32,
+            device: Device::Cpu,
         })
+    }
+
+    /// The same family with tensors of `dtype` on `device`.
+    pub fn on(mut self, dtype: DType, device: &Device) -> Self {
+        self.dtype = dtype;
+        self.device = device.clone();
+        self
     }
 
     /// The wave of task `index`.
@@ -58,8 +70,9 @@ impl Sinusoid {
         }
     }
 
-    /// Task `index` as `[K, 1]` tensors of `dtype` on `device`.
-    pub fn task(&self, index: u64, dtype: DType, device: &Device) -> Result<Task> {
+    /// Task `index` as `[K, 1]` tensors.
+    pub fn task(&self, index: u64) -> Result<Task> {
+        let (dtype, device) = (self.dtype, &self.device);
         let wave = self.wave(index);
         let r = Stream::new(self.seed, "sinusoid").at(index);
         let points = |name: &str, n: usize| -> Result<(Tensor, Tensor)> {
@@ -81,18 +94,26 @@ impl Sinusoid {
     }
 }
 
+impl TaskSource for Sinusoid {
+    fn task(&self, index: u64) -> Result<Task> {
+        Sinusoid::task(self, index)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn tasks_follow_the_papers_ranges_and_repeat() {
-        let s = Sinusoid::new(10, 10, 7).unwrap();
+        let s = Sinusoid::new(10, 10, 7)
+            .unwrap()
+            .on(DType::F64, &Device::Cpu);
         for i in 0..200 {
             let w = s.wave(i);
             assert!((0.1..=5.0).contains(&w.amplitude));
             assert!((0.0..=std::f64::consts::PI).contains(&w.phase));
-            let t = s.task(i, DType::F64, &Device::Cpu).unwrap();
+            let t = s.task(i).unwrap();
             let x = t.support_x.flatten_all().unwrap().to_vec1::<f64>().unwrap();
             let y = t.support_y.flatten_all().unwrap().to_vec1::<f64>().unwrap();
             for (x, y) in x.iter().zip(&y) {
@@ -100,11 +121,11 @@ mod tests {
                 assert_eq!(*y, w.at(*x));
             }
         }
-        let a = s.task(3, DType::F32, &Device::Cpu).unwrap();
-        let b = s.task(3, DType::F32, &Device::Cpu).unwrap();
+        let a = s.task(3).unwrap();
+        let b = s.task(3).unwrap();
         assert_eq!(
-            a.query_x.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-            b.query_x.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+            a.query_x.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
+            b.query_x.flatten_all().unwrap().to_vec1::<f64>().unwrap()
         );
         assert!(Sinusoid::new(0, 10, 0).is_err());
     }

@@ -3,6 +3,7 @@
 
 use candle_core::{DType, Tensor};
 use scarce_core::ops;
+use scarce_episodes::{Collator, EpisodeBatch, EpisodeLoader, EpisodeSampler, Episodes};
 
 use crate::{Error, Result};
 
@@ -42,7 +43,10 @@ impl Loss {
                     )
                     .into());
                 }
-                Ok(pred.sub(&target.to_dtype(pred.dtype())?)?.sqr()?.mean_all()?)
+                Ok(pred
+                    .sub(&target.to_dtype(pred.dtype())?)?
+                    .sqr()?
+                    .mean_all()?)
             }
             Loss::CrossEntropy => Ok(ops::cross_entropy(pred, target)?),
         }
@@ -108,5 +112,72 @@ impl Task {
             }
         }
         Ok(())
+    }
+}
+
+/// A family of tasks, indexed: task `i` is the same every time it is asked for, so a
+/// resumed run sees exactly the tasks the interrupted one would have.
+pub trait TaskSource: Send + Sync {
+    /// Task `index`.
+    fn task(&self, index: u64) -> Result<Task>;
+
+    /// Tasks `start..start + count` in order. The default asks [`TaskSource::task`] one by
+    /// one; sources with costly loading read ahead in the background.
+    fn tasks(&self, start: u64, count: u64) -> Result<Box<dyn Iterator<Item = Result<Task>> + '_>> {
+        Ok(Box::new((start..start + count).map(|i| self.task(i))))
+    }
+}
+
+impl From<EpisodeBatch> for Task {
+    fn from(b: EpisodeBatch) -> Task {
+        Task {
+            support_x: b.support,
+            support_y: b.support_labels,
+            query_x: b.query,
+            query_y: b.query_labels,
+        }
+    }
+}
+
+/// N-way K-shot classification tasks: the episodes of an [`EpisodeSampler`], collated by a
+/// [`Collator`] (read, augmented and stacked through an [`EpisodeLoader`] ahead of the
+/// learner).
+#[derive(Clone)]
+pub struct EpisodeTasks {
+    /// Which samples make episode `i`.
+    pub sampler: EpisodeSampler,
+    /// How they become tensors.
+    pub collator: Collator,
+    /// Episodes collated ahead.
+    pub prefetch: usize,
+}
+
+impl std::fmt::Debug for EpisodeTasks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EpisodeTasks")
+            .field("config", &self.sampler.config())
+            .field("seed", &self.sampler.seed())
+            .field("prefetch", &self.prefetch)
+            .finish()
+    }
+}
+
+impl TaskSource for EpisodeTasks {
+    fn task(&self, index: u64) -> Result<Task> {
+        let episode = self.sampler.episode(index)?;
+        Ok(self.collator.collate(&episode)?.into())
+    }
+
+    fn tasks(&self, start: u64, count: u64) -> Result<Box<dyn Iterator<Item = Result<Task>> + '_>> {
+        let loader = EpisodeLoader::new(
+            Episodes::Sampled {
+                sampler: self.sampler.clone(),
+                start,
+                count: Some(count),
+            },
+            self.collator.clone(),
+            self.prefetch.max(1),
+        )?;
+        Ok(Box::new(loader.map(|b| Ok(b?.into()))))
     }
 }

@@ -65,10 +65,14 @@ fn largest_err(ours: &Params, want: &Params, what: &str) -> R<f64> {
     for (n, w) in want.iter() {
         let o = ours.require(n)?;
         if o.dims() != w.dims() {
-            return Err(scarce_core::Error::shape(format!("{what}.{n}"), format!("{:?}", w.dims()), o.dims()));
+            return Err(scarce_core::Error::shape(
+                format!("{what}.{n}"),
+                format!("{:?}", w.dims()),
+                o.dims(),
+            ));
         }
         let e = (o - w)?.abs()?.max_all()?.to_scalar::<f64>()? / scale;
-        if !(e <= TOL) {
+        if e.is_nan() || e > TOL {
             return Err(scarce_core::Error::param(
                 format!("{what}.{n}"),
                 format!("relative error {e:.3e} > {TOL:e}"),
@@ -161,7 +165,16 @@ fn check_case(case: &Case) -> R<f64> {
             ..Default::default()
         })?;
         let model = WithHead::new(body, head[1], head[0])?;
-        run(case, &model, Loss::CrossEntropy, &algorithm, steps, lr, params, &tasks)
+        run(
+            case,
+            &model,
+            Loss::CrossEntropy,
+            &algorithm,
+            steps,
+            lr,
+            params,
+            &tasks,
+        )
     } else {
         let mut sizes = vec![params.require("net.0.weight")?.dim(1)?];
         let mut k = 0;
@@ -170,7 +183,16 @@ fn check_case(case: &Case) -> R<f64> {
             k += 2;
         }
         let model = Mlp::new(MlpConfig::new(&sizes))?;
-        run(case, &model, Loss::Mse, &algorithm, steps, lr, params, &tasks)
+        run(
+            case,
+            &model,
+            Loss::Mse,
+            &algorithm,
+            steps,
+            lr,
+            params,
+            &tasks,
+        )
     }
 }
 
@@ -203,12 +225,15 @@ fn run<M: Model>(
                 }
                 .to_vars()
                 .map_err(meta_err)?;
-                let g = l.meta_gradient(&state, tasks, 0, &mut ctx).map_err(meta_err)?;
+                let g = l
+                    .meta_gradient(&state, tasks, 0, &mut ctx)
+                    .map_err(meta_err)?;
                 worst = worst.max(largest_err(&g.params, &group(case, key, None)?, key)?);
                 let want_loss = case.f64("meta_loss", &Device::Cpu)?.to_scalar::<f64>()?;
                 worst = worst.max(((g.loss - want_loss) / want_loss).abs());
                 for (i, t) in tasks.iter().enumerate() {
-                    let (_, adapted) = l.task_objective(&state, t, 0, &mut ctx).map_err(meta_err)?;
+                    let (_, adapted) =
+                        l.task_objective(&state, t, 0, &mut ctx).map_err(meta_err)?;
                     let want = group(case, "adapted.", (tasks.len() > 1).then_some(i))?;
                     worst = worst.max(largest_err(&adapted.params, &want, "adapted")?);
                 }
@@ -222,9 +247,19 @@ fn run<M: Model>(
             }
             .to_vars()
             .map_err(meta_err)?;
-            let g = l.meta_gradient(&state, tasks, 0, &mut ctx).map_err(meta_err)?;
-            worst = worst.max(largest_err(&g.params, &group(case, "metagrad.", None)?, "metagrad")?);
-            worst = worst.max(largest_err(&g.lrs, &group(case, "metagrad_lr.", None)?, "metagrad_lr")?);
+            let g = l
+                .meta_gradient(&state, tasks, 0, &mut ctx)
+                .map_err(meta_err)?;
+            worst = worst.max(largest_err(
+                &g.params,
+                &group(case, "metagrad.", None)?,
+                "metagrad",
+            )?);
+            worst = worst.max(largest_err(
+                &g.lrs,
+                &group(case, "metagrad_lr.", None)?,
+                "metagrad_lr",
+            )?);
         }
         "reptile" => {
             let eps = num(case, "epsilon")?;
@@ -233,10 +268,16 @@ fn run<M: Model>(
                 params: params.clone(),
                 lrs: Params::new(),
             };
-            let g = l.meta_gradient(&state, tasks, 0, &mut ctx).map_err(meta_err)?;
+            let g = l
+                .meta_gradient(&state, tasks, 0, &mut ctx)
+                .map_err(meta_err)?;
             // One outer SGD step of size ε on Reptile's direction.
             let updated = params.axpy(-eps, &g.params)?;
-            worst = worst.max(largest_err(&updated, &group(case, "reptile.", None)?, "reptile")?);
+            worst = worst.max(largest_err(
+                &updated,
+                &group(case, "reptile.", None)?,
+                "reptile",
+            )?);
         }
         other => {
             return Err(scarce_core::Error::param(

@@ -9,13 +9,13 @@
 //! `learning_curve.png` (training loss above, validation accuracy below; redrawn from the
 //! log at every validation).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use scarce_core::checkpoint::{self, CheckpointMeta};
 use scarce_core::optim::{Adam, AdamConfig, LrSchedule, Optimizer};
+use scarce_core::runlog::RunLog;
 use scarce_core::{ops, Ctx, Error, Model, Params, Result};
 use scarce_episodes::{
     Collator, EpisodeBatch, EpisodeLoader, EpisodeSampler, EpisodeSet, Episodes,
@@ -195,31 +195,6 @@ pub fn load_learner(
     ))
 }
 
-/// Keeps the header and the rows of steps `<= step` (rows written after the checkpoint a
-/// run resumes from are redone, not duplicated); rewritten atomically.
-fn trim_log(log: &Path, step: usize) -> Result<()> {
-    let io = |source| Error::Io {
-        path: log.to_path_buf(),
-        source,
-    };
-    let text = std::fs::read_to_string(log).map_err(io)?;
-    let kept: Vec<&str> = text
-        .lines()
-        .enumerate()
-        .filter(|(i, l)| {
-            *i == 0
-                || l.split(',')
-                    .next()
-                    .and_then(|s| s.parse::<usize>().ok())
-                    .is_some_and(|s| s <= step)
-        })
-        .map(|(_, l)| l)
-        .collect();
-    let tmp = log.with_extension("csv.tmp");
-    std::fs::write(&tmp, kept.join("\n") + "\n").map_err(io)?;
-    std::fs::rename(&tmp, log).map_err(io)
-}
-
 /// Draws `log.csv` (step, loss, train_acc, lr, val_acc) as a PNG: training loss (mean over
 /// windows of `steps / 100` steps) above, validation accuracy (%) below.
 pub fn plot_learning_curve(log: &Path, png: &Path, steps: usize) -> Result<()> {
@@ -331,25 +306,13 @@ pub fn train<M: Model, C: FewShotClassifier>(
             best_val = num("best_val")?;
             best_step = num("best_step")? as usize;
         }
-        trim_log(&log_path, start)?;
         eprintln!("resuming from {} at step {start}", last.display());
-    } else {
-        let mut f = std::fs::File::create(&log_path).map_err(|source| Error::Io {
-            path: log_path.clone(),
-            source,
-        })?;
-        writeln!(f, "step,loss,train_acc,lr,val_acc").map_err(|source| Error::Io {
-            path: log_path.clone(),
-            source,
-        })?;
     }
-    let mut log = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&log_path)
-        .map_err(|source| Error::Io {
-            path: log_path.clone(),
-            source,
-        })?;
+    let mut log = RunLog::open(
+        &log_path,
+        "step,loss,train_acc,lr,val_acc",
+        (start > 0).then_some(start),
+    )?;
     let meta_for = |step: usize, best_val: f64, best_step: usize| CheckpointMeta {
         kind: "scarce-metric.learner".into(),
         config: serde_json::json!({ "backbone": cfg.backbone_id, "head": head_name }),
@@ -404,10 +367,6 @@ pub fn train<M: Model, C: FewShotClassifier>(
         since += 1;
         let done = step + 1;
         let validate = done % cfg.val_every == 0 || done == cfg.steps;
-        let io = |source| Error::Io {
-            path: log_path.clone(),
-            source,
-        };
         let mut val = None;
         if validate {
             let current = Learner {
@@ -422,10 +381,10 @@ pub fn train<M: Model, C: FewShotClassifier>(
             .as_ref()
             .map(|v| format!("{:.4}", v.0))
             .unwrap_or_default();
-        writeln!(log, "{done},{l:.6},{a:.3},{lr:.3e},{val_text}").map_err(io)?;
+        log.row(&format!("{done},{l:.6},{a:.3},{lr:.3e},{val_text}"))?;
         if let Some((acc, current)) = val {
             // The log row is on disk before the checkpoint that covers it.
-            log.flush().map_err(io)?;
+            log.flush()?;
             if acc > best_val {
                 best_val = acc;
                 best_step = done;
