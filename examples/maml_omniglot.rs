@@ -21,8 +21,8 @@ use scarce::episodes::{ClassSplit, Collator, EpisodeConfig, EpisodeSampler};
 use scarce::eval::mean_ci95;
 use scarce::meta::trainer::load_state;
 use scarce::meta::{
-    meta_train, Algorithm, BatchNorm, EpisodeTasks, Loss, MetaLearner, MetaState,
-    MetaTrainConfig, Order, Outer, TaskSource, WithHead,
+    meta_train, Algorithm, BatchNorm, EpisodeTasks, Loss, MetaLearner, MetaState, MetaTrainConfig,
+    Order, Outer, TaskSource, WithHead,
 };
 
 struct Args {
@@ -75,7 +75,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let split = ClassSplit::seeded(background.n_classes(), background.n_classes() - 100, 100, 0)?;
     let [train_chars, val_chars, _] = split.apply(&background)?;
     let train_set = train_chars.with_rotations(&[0, 1, 2, 3])?;
-    let tasks = |data: &scarce::episodes::Dataset, query: usize, seed: u64| -> Result<EpisodeTasks, Box<dyn std::error::Error>> {
+    let tasks = |data: &scarce::episodes::Dataset,
+                 query: usize,
+                 seed: u64|
+     -> Result<EpisodeTasks, Box<dyn std::error::Error>> {
         Ok(EpisodeTasks {
             sampler: EpisodeSampler::new(data, EpisodeConfig::new(5, 1, query), seed)?,
             collator: Collator::new(data, &dev),
@@ -161,7 +164,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ));
         println!("{}", lines.last().map(String::as_str).unwrap_or_default());
     }
-    lines.push(format!("total time {:.0} s", started.elapsed().as_secs_f64()));
+    lines.push(format!(
+        "total time {:.0} s",
+        started.elapsed().as_secs_f64()
+    ));
     std::fs::write(args.out.join("test.txt"), lines.join("\n") + "\n")?;
     println!("wrote {}", args.out.join("test.txt").display());
     Ok(())

@@ -76,7 +76,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let g = learner.meta_gradient(&state, &tasks, step, &mut Ctx::transductive())?;
         adam.step(&mut maml, &g.params)?;
         if (step + 1) % 1000 == 0 {
-            eprintln!("MAML meta-step {:>6}/{meta_steps}: meta-loss {:.3}", step + 1, g.loss);
+            eprintln!(
+                "MAML meta-step {:>6}/{meta_steps}: meta-loss {:.3}",
+                step + 1,
+                g.loss
+            );
         }
     }
     let maml_time = t0.elapsed().as_secs_f64();
@@ -140,9 +144,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &dev,
     )?;
     let fitted = |p: &Params, task: &Task| -> Result<Vec<(f64, f64)>, Box<dyn std::error::Error>> {
-        let a = adapt(&p.detach().to_vars()?, &InnerLoop::sgd(10, inner_lr).with_order(Order::First), |q| {
-            Loss::Mse.of(&model.forward(q, &task.support_x, &mut Ctx::transductive())?, &task.support_y)
-        })?;
+        let a = adapt(
+            &p.detach().to_vars()?,
+            &InnerLoop::sgd(10, inner_lr).with_order(Order::First),
+            |q| {
+                Loss::Mse.of(
+                    &model.forward(q, &task.support_x, &mut Ctx::transductive())?,
+                    &task.support_y,
+                )
+            },
+        )?;
         let y = model
             .forward(&a.params, &xg, &mut Ctx::transductive())?
             .to_dtype(DType::F64)?
@@ -156,8 +167,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let wave = test.wave(i);
         let truth: Vec<(f64, f64)> = grid.iter().map(|&x| (x, wave.at(x))).collect();
         let (m, p) = (fitted(&maml, &task)?, fitted(&pre, &task)?);
-        let xs = task.support_x.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
-        let ys = task.support_y.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+        let xs = task
+            .support_x
+            .to_dtype(DType::F64)?
+            .flatten_all()?
+            .to_vec1::<f64>()?;
+        let ys = task
+            .support_y
+            .to_dtype(DType::F64)?
+            .flatten_all()?
+            .to_vec1::<f64>()?;
         let points: Vec<[(f64, f64); 1]> = xs.iter().zip(&ys).map(|(&x, &y)| [(x, y)]).collect();
         let mut series: Vec<(&[(f64, f64)], [u8; 3])> = vec![
             (&truth, colours::BLACK),
@@ -174,6 +193,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(c) = canvas {
         c.save_png(&out.join("fits.png"))?;
     }
-    println!("wrote {} and {}", out.join("results.txt").display(), out.join("fits.png").display());
+    println!(
+        "wrote {} and {}",
+        out.join("results.txt").display(),
+        out.join("fits.png").display()
+    );
     Ok(())
 }

@@ -238,6 +238,45 @@ pub fn line_chart(
     c
 }
 
+/// The `(x, y)` pairs of two numeric columns of a CSV text with a header line; rows where
+/// either is empty or not a number are skipped (e.g. validation columns filled only at
+/// validation steps).
+pub fn csv_points(text: &str, x_col: usize, y_col: usize) -> Vec<(f64, f64)> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+            Some((num(x_col)?, num(y_col)?))
+        })
+        .collect()
+}
+
+/// A training run's curves, stacked: the training loss (mean over windows of `steps / 100`
+/// steps) in blue above, the validation metric in orange below with y-range `val_range`.
+pub fn learning_curve(
+    train: &[(f64, f64)],
+    val: &[(f64, f64)],
+    steps: usize,
+    val_range: (f64, f64),
+) -> Canvas {
+    let window = (steps / 100).max(1);
+    let smoothed: Vec<(f64, f64)> = train
+        .chunks(window)
+        .map(|c| {
+            (
+                c[c.len() - 1].0,
+                c.iter().map(|p| p.1).sum::<f64>() / c.len() as f64,
+            )
+        })
+        .collect();
+    let top = smoothed.iter().map(|p| p.1).fold(0.0, f64::max).max(1e-6);
+    let x = (0.0, steps.max(1) as f64);
+    let upper = line_chart(&[(&smoothed, colours::BLUE)], x, (0.0, top), 640, 240);
+    let lower = line_chart(&[(val, colours::ORANGE)], x, val_range, 640, 240);
+    upper.stack(&lower)
+}
+
 /// A number in at most 5 characters for tick labels.
 fn short(v: f64) -> String {
     if v.abs() >= 1000.0 || v == v.trunc() {
@@ -252,6 +291,13 @@ fn short(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_points_skip_empty_and_non_numeric_cells() {
+        let text = "step,loss,val\n1,0.5,\n2,0.4,90.5\n3,nan?,91\n";
+        assert_eq!(csv_points(text, 0, 1), vec![(1.0, 0.5), (2.0, 0.4)]);
+        assert_eq!(csv_points(text, 0, 2), vec![(2.0, 90.5), (3.0, 91.0)]);
+    }
 
     #[test]
     fn lines_and_text_land_where_asked() {

@@ -434,6 +434,18 @@ impl<'a, M: Model> MetaLearner<'a, M> {
         })
     }
 
+    /// `inner_steps` first-order steps from a detached copy of `params` (no learnt rates):
+    /// the inner loops of Reptile and iMAML, which keep no graph.
+    fn adapt_detached(&self, params: &Params, task: &Task, ctx: &mut Ctx) -> Result<Adapted> {
+        let start = MetaState {
+            params: params.detach().to_vars()?,
+            lrs: Params::new(),
+        };
+        Ok(self
+            .adapt_task(&start, task, self.inner_steps, Order::First, ctx)?
+            .2)
+    }
+
     /// Reptile's per-task direction `θ − φ` (φ after `inner_steps` first-order steps on all
     /// the task's points, its support set), and the support loss before the last step.
     fn reptile_task(
@@ -443,16 +455,7 @@ impl<'a, M: Model> MetaLearner<'a, M> {
         ctx: &mut Ctx,
     ) -> Result<(Params, Params, f64)> {
         let theta = state.params.detach();
-        let (_, _, adapted) = self.adapt_task(
-            &MetaState {
-                params: theta.to_vars()?,
-                lrs: Params::new(),
-            },
-            task,
-            self.inner_steps,
-            Order::First,
-            ctx,
-        )?;
+        let adapted = self.adapt_detached(&theta, task, ctx)?;
         let d = theta.axpy(-1.0, &adapted.params.detach())?;
         let loss = adapted.support_losses.last().copied().unwrap_or(f64::NAN);
         Ok((d, Params::new(), loss))
@@ -470,17 +473,7 @@ impl<'a, M: Model> MetaLearner<'a, M> {
         ctx: &mut Ctx,
     ) -> Result<(Params, Params, f64)> {
         ensure_second_order()?;
-        let theta = state.params.detach().to_vars()?;
-        let (_, _, adapted) = self.adapt_task(
-            &MetaState {
-                params: theta,
-                lrs: Params::new(),
-            },
-            task,
-            self.inner_steps,
-            Order::First,
-            ctx,
-        )?;
+        let adapted = self.adapt_detached(&state.params, task, ctx)?;
         let phi = adapted.params.detach().to_vars()?;
         let q = self.task_loss(&phi, &task.query_x, &task.query_y, ctx)?;
         let loss = scalar(&q)?;

@@ -420,53 +420,29 @@ pub fn meta_train<M: Model>(
 /// Draws `log.csv` as a PNG: the meta-loss (mean over windows of `steps / 100` steps) above,
 /// the validation accuracy (classification) or loss (regression) below.
 pub fn plot_learning_curve(log: &Path, png: &Path, steps: usize, loss: Loss) -> Result<()> {
-    use scarce_eval::plot::{colours, line_chart};
+    use scarce_eval::plot::{csv_points, learning_curve};
     let text = std::fs::read_to_string(log).map_err(|source| scarce_core::Error::Io {
         path: log.to_path_buf(),
         source,
     })?;
-    let (mut train, mut val) = (Vec::new(), Vec::new());
-    let column = if loss == Loss::CrossEntropy { 4 } else { 3 };
-    for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.split(',').collect();
-        let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
-        if let (Some(step), Some(l)) = (num(0), num(1)) {
-            train.push((step, l));
-            if let Some(v) = num(column) {
-                val.push((step, v));
-            }
-        }
-    }
-    let window = (steps / 100).max(1);
-    let smoothed: Vec<(f64, f64)> = train
-        .chunks(window)
-        .map(|c| {
-            (
-                c[c.len() - 1].0,
-                c.iter().map(|p| p.1).sum::<f64>() / c.len() as f64,
-            )
-        })
-        .collect();
-    let range = |pts: &[(f64, f64)]| {
-        let (lo, hi) = pts
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
-                (a.min(p.1), b.max(p.1))
-            });
-        if lo.is_finite() && hi > lo {
-            (lo, hi)
-        } else {
-            (0.0, 1.0)
-        }
+    let val = csv_points(&text, 0, if loss == Loss::CrossEntropy { 4 } else { 3 });
+    let (lo, hi) = val
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(p.1), b.max(p.1))
+        });
+    let range = if lo.is_finite() && hi > lo {
+        (lo, hi)
+    } else {
+        (lo.min(0.0), lo.max(0.0) + 1.0)
     };
-    let x = (0.0, steps.max(1) as f64);
-    let upper = line_chart(&[(&smoothed, colours::BLUE)], x, range(&smoothed), 640, 240);
-    let lower = line_chart(&[(&val, colours::ORANGE)], x, range(&val), 640, 240);
-    upper.stack(&lower).save_png(png).map_err(|source| {
-        scarce_core::Error::Io {
-            path: png.to_path_buf(),
-            source,
-        }
-        .into()
-    })
+    learning_curve(&csv_points(&text, 0, 1), &val, steps, range)
+        .save_png(png)
+        .map_err(|source| {
+            scarce_core::Error::Io {
+                path: png.to_path_buf(),
+                source,
+            }
+            .into()
+        })
 }

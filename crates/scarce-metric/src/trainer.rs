@@ -198,51 +198,20 @@ pub fn load_learner(
 /// Draws `log.csv` (step, loss, train_acc, lr, val_acc) as a PNG: training loss (mean over
 /// windows of `steps / 100` steps) above, validation accuracy (%) below.
 pub fn plot_learning_curve(log: &Path, png: &Path, steps: usize) -> Result<()> {
-    use scarce_eval::plot::{colours, line_chart};
+    use scarce_eval::plot::{csv_points, learning_curve};
     let text = std::fs::read_to_string(log).map_err(|source| Error::Io {
         path: log.to_path_buf(),
         source,
     })?;
-    let mut loss = Vec::new();
-    let mut val = Vec::new();
-    for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.split(',').collect();
-        let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
-        if let (Some(step), Some(l)) = (num(0), num(1)) {
-            loss.push((step, l));
-            if let Some(v) = num(4) {
-                val.push((step, v));
-            }
-        }
-    }
-    let window = (steps / 100).max(1);
-    let smoothed: Vec<(f64, f64)> = loss
-        .chunks(window)
-        .map(|c| {
-            (
-                c[c.len() - 1].0,
-                c.iter().map(|p| p.1).sum::<f64>() / c.len() as f64,
-            )
-        })
-        .collect();
-    let top = smoothed.iter().map(|p| p.1).fold(0.0, f64::max).max(1e-6);
+    let val = csv_points(&text, 0, 4);
     let (lo, hi) = val
         .iter()
         .fold((100.0f64, 0.0f64), |(a, b), p| (a.min(p.1), b.max(p.1)));
-    let x = (0.0, steps.max(1) as f64);
-    let upper = line_chart(&[(&smoothed, colours::BLUE)], x, (0.0, top), 640, 240);
-    let lower = line_chart(
-        &[(&val, colours::ORANGE)],
-        x,
-        (
-            (lo - 1.0).floor().max(0.0),
-            hi.ceil().min(100.0).max(lo + 1.0),
-        ),
-        640,
-        240,
+    let range = (
+        (lo - 1.0).floor().max(0.0),
+        hi.ceil().min(100.0).max(lo + 1.0),
     );
-    upper
-        .stack(&lower)
+    learning_curve(&csv_points(&text, 0, 1), &val, steps, range)
         .save_png(png)
         .map_err(|source| Error::Io {
             path: png.to_path_buf(),
