@@ -319,6 +319,22 @@ impl<'a, M: Model> MetaLearner<'a, M> {
         Ok((fast, frozen, adapted))
     }
 
+    /// Adapts `state` to `task`'s support set with `steps` inner steps of `order` and returns
+    /// the whole adapted parameter set as new tensors (for ANIL the body is `state`'s own);
+    /// `state` is untouched. Second order: differentiable back to `state`.
+    pub fn adapt(
+        &self,
+        state: &MetaState,
+        task: &Task,
+        steps: usize,
+        order: Order,
+        ctx: &mut Ctx,
+    ) -> Result<Params> {
+        task.check(self.loss, 0)?;
+        let (_, frozen, adapted) = self.adapt_task(state, task, steps, order, ctx)?;
+        Ok(merge(&frozen, &adapted.params))
+    }
+
     /// The meta-objective of one task (a scalar tensor whose gradient with respect to
     /// `state` is the task's meta-gradient): the query loss after adaptation, or for MAML++
     /// the weighted query losses after every step. Not for Reptile or iMAML, whose

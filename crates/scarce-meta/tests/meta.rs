@@ -516,3 +516,75 @@ fn resumed_training_equals_an_uninterrupted_run() {
     std::fs::remove_dir_all(&a).unwrap();
     std::fs::remove_dir_all(&b).unwrap();
 }
+
+#[test]
+fn adapt_returns_new_tensors_and_leaves_the_originals() {
+    let model =
+        scarce_meta::WithHead::new(Mlp::new(MlpConfig::new(&[1, 8])).unwrap(), 8, 1).unwrap();
+    let p = model.init(&Stream::new(3, "a"), &Device::Cpu).unwrap();
+    let before: Vec<Vec<f32>> = p
+        .tensors()
+        .iter()
+        .map(|t| t.flatten_all().unwrap().to_vec1().unwrap())
+        .collect();
+    let task = Sinusoid::new(5, 5, 0).unwrap().task(0).unwrap();
+    for (alg, adapted_names) in [
+        (
+            Algorithm::Maml {
+                order: Order::Second,
+            },
+            p.len(),
+        ),
+        (
+            Algorithm::Anil {
+                order: Order::Second,
+            },
+            2,
+        ),
+    ] {
+        let l = MetaLearner::new(&model, Loss::Mse, alg, 2, 0.1).unwrap();
+        let state = MetaState {
+            params: p.clone(),
+            lrs: Params::new(),
+        }
+        .to_vars()
+        .unwrap();
+        let a = l
+            .adapt(&state, &task, 2, Order::Second, &mut Ctx::transductive())
+            .unwrap();
+        assert_eq!(a.len(), p.len());
+        let changed = p
+            .names()
+            .iter()
+            .filter(|n| {
+                let d = (a.require(n).unwrap() - state.params.require(n).unwrap()).unwrap();
+                d.abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+                    > 0.0
+            })
+            .count();
+        assert_eq!(changed, adapted_names, "{alg:?}");
+        let after: Vec<Vec<f32>> = state
+            .params
+            .tensors()
+            .iter()
+            .map(|t| t.flatten_all().unwrap().to_vec1().unwrap())
+            .collect();
+        assert_eq!(before, after);
+        // Differentiable back to the originals (second order reaches every parameter).
+        let q = Loss::Mse
+            .of(
+                &model
+                    .forward(&a, &task.query_x, &mut Ctx::transductive())
+                    .unwrap(),
+                &task.query_y,
+            )
+            .unwrap();
+        let g = state.params.grads(&q.backward().unwrap()).unwrap();
+        assert!(g.l2_norm().unwrap().to_scalar::<f32>().unwrap() > 0.0);
+    }
+}
