@@ -17,7 +17,7 @@ use scarce::core::backbone::{Mlp, MlpConfig};
 use scarce::core::optim::{Adam, AdamConfig, Optimizer};
 use scarce::core::{second_order, Ctx, DType, Device, Model, Params, Stream, Tensor};
 use scarce::eval::mean_ci95;
-use scarce::eval::plot::{colours, line_chart};
+use scarce::eval::plot::{colours, line_chart, Rgb};
 use scarce::meta::{
     adapt, Algorithm, InnerLoop, Loss, MetaLearner, MetaState, Order, Sinusoid, Task,
 };
@@ -178,7 +178,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .flatten_all()?
             .to_vec1::<f64>()?;
         let points: Vec<[(f64, f64); 1]> = xs.iter().zip(&ys).map(|(&x, &y)| [(x, y)]).collect();
-        let mut series: Vec<(&[(f64, f64)], [u8; 3])> = vec![
+        let mut series: Vec<(&[(f64, f64)], Rgb)> = vec![
             (&truth, colours::BLACK),
             (&m, colours::BLUE),
             (&p, colours::ORANGE),
