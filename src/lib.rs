@@ -12,6 +12,7 @@
 //! | `eval` (default) | [`eval`] = `scarce-eval` | accuracy ± 95% CI, confusion matrix, AUROC, calibration, Fréchet distance |
 //! | `io` (default) | [`io`] = `scarce-io` | DICOM (every common transfer syntax, series -> volume) and NIfTI-1/2 read and write, no tensor library |
 //! | `meta` (default) | [`meta`] = `scarce-meta` | MAML (second order), first-order MAML, Meta-SGD, ANIL, Reptile, MAML++, iMAML, the meta-trainer, sinusoid tasks |
+//! | `fed` (default) | [`fed`] = `scarce-fed` | Flower-exact aggregation strategies (FedAvg, FedAvgM, FedAdam/Yogi/Adagrad, median, trimmed mean, Krum, Bulyan), DP-FedAvg clipping, the Opacus-exact RDP accountant |
 //! | `cuda` | | candle's CUDA backend for every crate with tensor code |
 //! | `full` | | every crate |
 #![deny(missing_docs)]
@@ -22,6 +23,8 @@ pub use scarce_core as core;
 pub use scarce_episodes as episodes;
 #[cfg(feature = "eval")]
 pub use scarce_eval as eval;
+#[cfg(feature = "fed")]
+pub use scarce_fed as fed;
 #[cfg(feature = "io")]
 pub use scarce_io as io;
 #[cfg(feature = "meta")]

@@ -1,0 +1,147 @@
+//! A model's parameters as named f64 layers (Flower's `NDArrays`), the unit every strategy
+//! aggregates, and a client's result for a round.
+
+use candle_core::{DType, Device, Tensor};
+use scarce_core::Params;
+
+use crate::{Error, Result};
+
+/// Named layers, each a flat f64 array with its shape, in a fixed order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Weights {
+    /// Layer names (the `Params` names).
+    pub names: Vec<String>,
+    /// Layer shapes.
+    pub shapes: Vec<Vec<usize>>,
+    /// Row-major values of each layer.
+    pub layers: Vec<Vec<f64>>,
+}
+
+/// One client's result for a round: its parameters after local training and how many
+/// examples it trained on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientUpdate {
+    /// The client's parameters (full weights, not deltas).
+    pub weights: Weights,
+    /// Local examples (the FedAvg weight).
+    pub num_examples: u64,
+}
+
+impl Weights {
+    /// The values of `params`, in its order, as f64.
+    pub fn from_params(params: &Params) -> Result<Weights> {
+        let mut w = Weights {
+            names: Vec::with_capacity(params.len()),
+            shapes: Vec::with_capacity(params.len()),
+            layers: Vec::with_capacity(params.len()),
+        };
+        for (n, t) in params.iter() {
+            w.names.push(n.to_string());
+            w.shapes.push(t.dims().to_vec());
+            w.layers
+                .push(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?);
+        }
+        Ok(w)
+    }
+
+    /// Back to tensors of `dtype` on `device`.
+    pub fn to_params(&self, dtype: DType, device: &Device) -> Result<Params> {
+        let mut p = Params::new();
+        for ((n, s), l) in self.names.iter().zip(&self.shapes).zip(&self.layers) {
+            p.insert(
+                n.clone(),
+                Tensor::from_slice(l, s.as_slice(), device)?.to_dtype(dtype)?,
+            );
+        }
+        Ok(p)
+    }
+
+    /// Zeros of the same layout.
+    pub fn zeros_like(&self) -> Weights {
+        Weights {
+            names: self.names.clone(),
+            shapes: self.shapes.clone(),
+            layers: self.layers.iter().map(|l| vec![0.0; l.len()]).collect(),
+        }
+    }
+
+    /// Total number of values.
+    pub fn len(&self) -> usize {
+        self.layers.iter().map(Vec::len).sum()
+    }
+
+    /// True when there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// All values in order, as one iterator (layers flattened and concatenated).
+    pub fn values(&self) -> impl Iterator<Item = f64> + '_ {
+        self.layers.iter().flatten().copied()
+    }
+
+    /// `‖self − other‖²` over all layers.
+    pub fn squared_distance(&self, other: &Weights) -> f64 {
+        self.values()
+            .zip(other.values())
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum()
+    }
+
+    /// A new set with `f(a, b)` applied to matching values.
+    pub fn zip_map(&self, other: &Weights, f: impl Fn(f64, f64) -> f64) -> Weights {
+        Weights {
+            names: self.names.clone(),
+            shapes: self.shapes.clone(),
+            layers: self
+                .layers
+                .iter()
+                .zip(&other.layers)
+                .map(|(a, b)| a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect())
+                .collect(),
+        }
+    }
+
+    /// Errors unless `other` has this layout; `client` names it.
+    pub fn check_same_layout(&self, other: &Weights, client: usize) -> Result<()> {
+        if self.shapes != other.shapes {
+            return Err(Error::Client {
+                client,
+                reason: format!(
+                    "layer shapes {:?} differ from the model's {:?}",
+                    other.shapes, self.shapes
+                ),
+            });
+        }
+        if let Some(i) = other
+            .layers
+            .iter()
+            .position(|l| l.iter().any(|v| !v.is_finite()))
+        {
+            return Err(Error::Client {
+                client,
+                reason: format!("layer {} (`{}`) holds NaN or infinity", i, other.names[i]),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Checks a round's results: at least one, all of the first one's layout, finite, and a
+/// positive total example count.
+pub(crate) fn check_round(results: &[ClientUpdate]) -> Result<&Weights> {
+    let first = &results
+        .first()
+        .ok_or_else(|| Error::config("results", "no client results in this round"))?
+        .weights;
+    for (i, r) in results.iter().enumerate() {
+        first.check_same_layout(&r.weights, i)?;
+    }
+    if results.iter().map(|r| r.num_examples).sum::<u64>() == 0 {
+        return Err(Error::config(
+            "num_examples",
+            "the clients report 0 examples in total",
+        ));
+    }
+    Ok(first)
+}

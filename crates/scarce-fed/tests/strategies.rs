@@ -1,0 +1,74 @@
+//! Bad rounds are refused naming the client or setting; DP noise has the stated spread.
+
+use scarce_fed::aggregate::{bulyan, trimmed_mean};
+use scarce_fed::{ClientUpdate, DpFixedClipping, Error, FedAvg, Strategy, Weights};
+
+fn model(values: Vec<f64>) -> Weights {
+    Weights {
+        names: vec!["w".into()],
+        shapes: vec![vec![values.len()]],
+        layers: vec![values],
+    }
+}
+
+fn client(values: Vec<f64>, n: u64) -> ClientUpdate {
+    ClientUpdate {
+        weights: model(values),
+        num_examples: n,
+    }
+}
+
+#[test]
+fn bad_rounds_name_the_client_or_setting() {
+    let ok = || client(vec![1.0, 2.0], 3);
+    let wrong_shape = client(vec![1.0, 2.0, 3.0], 3);
+    match FedAvg.aggregate(1, &[ok(), ok(), wrong_shape]) {
+        Err(Error::Client { client: 2, reason }) => assert!(reason.contains("shapes"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    match FedAvg.aggregate(1, &[ok(), client(vec![f64::NAN, 0.0], 1)]) {
+        Err(Error::Client { client: 1, reason }) => assert!(reason.contains("NaN"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        FedAvg.aggregate(1, &[]),
+        Err(Error::Config { .. })
+    ));
+    assert!(matches!(
+        FedAvg.aggregate(1, &[client(vec![1.0], 0)]),
+        Err(Error::Config { .. })
+    ));
+    let five: Vec<ClientUpdate> = (0..5).map(|i| client(vec![i as f64], 1)).collect();
+    match bulyan(&five, 1) {
+        Err(Error::Config { name, reason }) => {
+            assert_eq!(name, "num_malicious");
+            assert!(reason.contains("4f + 3"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(trimmed_mean(&five, 0.5).is_err());
+    assert!(DpFixedClipping::new(FedAvg, model(vec![0.0]), 0.0, 1.0).is_err());
+}
+
+#[test]
+fn dp_noise_has_the_stated_standard_deviation_and_is_fresh() {
+    let n_coords = 200_000;
+    let global = model(vec![0.0; n_coords]);
+    let (clip, z, clients) = (2.0, 1.5, 4usize);
+    let round: Vec<ClientUpdate> = (0..clients)
+        .map(|_| client(vec![0.0; n_coords], 10))
+        .collect();
+    let noisy =
+        |dp: &mut DpFixedClipping<FedAvg>| dp.aggregate(1, &round).unwrap().layers[0].clone();
+    let mut a = DpFixedClipping::new(FedAvg, global.clone(), clip, z).unwrap();
+    let mut b = DpFixedClipping::new(FedAvg, global, clip, z).unwrap();
+    let (x, y) = (noisy(&mut a), noisy(&mut b));
+    let want = z * clip / clients as f64;
+    let mean = x.iter().sum::<f64>() / n_coords as f64;
+    let std = (x.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n_coords as f64).sqrt();
+    println!("noise: mean {mean:.2e}, std {std:.4} (stated {want})");
+    // 200 000 draws: the sample std is within 1% of σ with overwhelming probability.
+    assert!((std / want - 1.0).abs() < 0.01, "{std} vs {want}");
+    assert!(mean.abs() < 5.0 * want / (n_coords as f64).sqrt());
+    assert_ne!(x[..8], y[..8], "two runs drew the same noise");
+}
