@@ -291,7 +291,8 @@ impl<'a, M: Model> MetaLearner<'a, M> {
     }
 
     /// Adapts on `task`'s support set from `state` with `steps` steps of `order`, returning
-    /// the adapted full parameter set (frozen part included) and the adaptation record.
+    /// the part that stayed fixed (ANIL's body; empty otherwise) and the adaptation record
+    /// of the part that moved.
     fn adapt_task(
         &self,
         state: &MetaState,
@@ -299,7 +300,7 @@ impl<'a, M: Model> MetaLearner<'a, M> {
         steps: usize,
         order: Order,
         ctx: &mut Ctx,
-    ) -> Result<(Params, Params, Adapted)> {
+    ) -> Result<(Params, Adapted)> {
         let (fast, frozen) = self.split(&state.params)?;
         let inner = self.inner_loop(&fast, &state.lrs, steps, order)?;
         // First order: the inner gradients are constants, so the frozen part enters the inner
@@ -316,7 +317,7 @@ impl<'a, M: Model> MetaLearner<'a, M> {
                 ctx,
             )
         })?;
-        Ok((fast, frozen, adapted))
+        Ok((frozen, adapted))
     }
 
     /// Adapts `state` to `task`'s support set with `steps` inner steps of `order` and returns
@@ -331,7 +332,7 @@ impl<'a, M: Model> MetaLearner<'a, M> {
         ctx: &mut Ctx,
     ) -> Result<Params> {
         task.check(self.loss, 0)?;
-        let (_, frozen, adapted) = self.adapt_task(state, task, steps, order, ctx)?;
+        let (frozen, adapted) = self.adapt_task(state, task, steps, order, ctx)?;
         Ok(merge(&frozen, &adapted.params))
     }
 
@@ -353,7 +354,7 @@ impl<'a, M: Model> MetaLearner<'a, M> {
             ));
         }
         let order = self.order_at(meta_step);
-        let (_, frozen, adapted) = self.adapt_task(state, task, self.inner_steps, order, ctx)?;
+        let (frozen, adapted) = self.adapt_task(state, task, self.inner_steps, order, ctx)?;
         let objective = match self.algorithm {
             Algorithm::MamlPlusPlus(c) => {
                 let w = c.msl_weights(self.inner_steps, meta_step);
@@ -459,7 +460,7 @@ impl<'a, M: Model> MetaLearner<'a, M> {
         };
         Ok(self
             .adapt_task(&start, task, self.inner_steps, Order::First, ctx)?
-            .2)
+            .1)
     }
 
     /// Reptile's per-task direction `θ − φ` (φ after `inner_steps` first-order steps on all
@@ -525,7 +526,7 @@ impl<'a, M: Model> MetaLearner<'a, M> {
             params: state.params.to_vars()?,
             lrs: state.lrs.clone(),
         };
-        let (_, frozen, adapted) = self.adapt_task(&vars, task, steps, Order::First, ctx)?;
+        let (frozen, adapted) = self.adapt_task(&vars, task, steps, Order::First, ctx)?;
         let p = merge(&frozen.detach(), &adapted.params.detach());
         let pred = self.model.forward(&p, &task.query_x, ctx)?;
         Ok(Score {
