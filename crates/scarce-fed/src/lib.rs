@@ -14,4 +14,4 @@ pub use strategy::{
     Adaptive, Bulyan, DpFixedClipping, FedAvg, FedAvgM, FedMedian, FedOpt, FedTrimmedAvg, Krum,
     Strategy,
 };
-pub use weights::{ClientUpdate, Weights};
+pub use weights::{screen, ClientUpdate, Weights};

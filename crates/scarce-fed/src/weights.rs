@@ -102,8 +102,18 @@ impl Weights {
         }
     }
 
-    /// Errors unless `other` has this layout; `client` names it.
+    /// Errors unless `other` has this layout (names and shapes) and finite values; `client`
+    /// names it.
     pub fn check_same_layout(&self, other: &Weights, client: usize) -> Result<()> {
+        if self.names != other.names {
+            return Err(Error::Client {
+                client,
+                reason: format!(
+                    "parameter names {:?} differ from the model's {:?}",
+                    other.names, self.names
+                ),
+            });
+        }
         if self.shapes != other.shapes {
             return Err(Error::Client {
                 client,
@@ -125,6 +135,20 @@ impl Weights {
         }
         Ok(())
     }
+}
+
+/// Splits a round's results into those that fit `model` (names, shapes, finite values) and
+/// the errors of those that do not, each naming its client (the index in `results`), so the
+/// round can go on without them.
+pub fn screen(model: &Weights, results: Vec<ClientUpdate>) -> (Vec<ClientUpdate>, Vec<Error>) {
+    let (mut kept, mut rejected) = (Vec::with_capacity(results.len()), Vec::new());
+    for (i, r) in results.into_iter().enumerate() {
+        match model.check_same_layout(&r.weights, i) {
+            Ok(()) => kept.push(r),
+            Err(e) => rejected.push(e),
+        }
+    }
+    (kept, rejected)
 }
 
 /// Checks a round's results: at least one, all of the first one's layout, finite, and a

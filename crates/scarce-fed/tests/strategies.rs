@@ -1,7 +1,7 @@
 //! Bad rounds are refused naming the client or setting; DP noise has the stated spread.
 
 use scarce_fed::aggregate::{bulyan, trimmed_mean};
-use scarce_fed::{ClientUpdate, DpFixedClipping, Error, FedAvg, Strategy, Weights};
+use scarce_fed::{screen, ClientUpdate, DpFixedClipping, Error, FedAvg, Strategy, Weights};
 
 fn model(values: Vec<f64>) -> Weights {
     Weights {
@@ -47,6 +47,28 @@ fn bad_rounds_name_the_client_or_setting() {
         other => panic!("{other:?}"),
     }
     assert!(trimmed_mean(&five, 0.5).is_err());
+
+    // Screening drops the bad clients with their errors and the round goes on.
+    let mut renamed = ok();
+    renamed.weights.names = vec!["other".into()];
+    let (kept, rejected) = screen(
+        &model(vec![0.0, 0.0]),
+        vec![ok(), client(vec![f64::INFINITY, 0.0], 1), renamed, ok()],
+    );
+    assert_eq!(kept.len(), 2);
+    let named: Vec<usize> = rejected
+        .iter()
+        .map(|e| match e {
+            Error::Client { client, .. } => *client,
+            other => panic!("{other}"),
+        })
+        .collect();
+    assert_eq!(named, vec![1, 2]);
+    assert!(rejected[1].to_string().contains("names"));
+    assert_eq!(
+        FedAvg.aggregate(1, &kept).unwrap().layers[0],
+        vec![1.0, 2.0]
+    );
     assert!(DpFixedClipping::new(FedAvg, model(vec![0.0]), 0.0, 1.0).is_err());
 }
 
