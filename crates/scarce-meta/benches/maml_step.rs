@@ -66,6 +66,31 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // A meta-batch of 8 with two tasks in flight (one per core): report per task (÷ 8).
+    let batch: Vec<Task> = (0..8)
+        .map(|i| task(&rng.child("batch").at(i), 5, 1, 15))
+        .collect();
+    for (order, name) in [
+        (Order::Second, "second_order_meta_batch8_two_in_flight"),
+        (Order::First, "first_order_meta_batch8_two_in_flight"),
+    ] {
+        let mut learner = MetaLearner::new(
+            &model,
+            Loss::CrossEntropy,
+            Algorithm::Maml { order },
+            1,
+            0.4,
+        )
+        .unwrap();
+        learner.tasks_in_flight = 2;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                learner
+                    .meta_gradient(&state, &batch, 0, &mut Ctx::transductive())
+                    .unwrap()
+            })
+        });
+    }
     g.finish();
 }
 

@@ -137,6 +137,10 @@ pub struct MetaLearner<'a, M: Model> {
     pub inner_steps: usize,
     /// The inner rate (the initial value where it is learnt).
     pub inner_lr: f64,
+    /// Tasks whose meta-gradients are computed at once, in parallel (1 by default). More
+    /// uses more memory (one task's graph each) and helps when a task's ops are too small
+    /// to keep the cores busy.
+    pub tasks_in_flight: usize,
 }
 
 impl<'a, M: Model> MetaLearner<'a, M> {
@@ -179,6 +183,7 @@ impl<'a, M: Model> MetaLearner<'a, M> {
             algorithm,
             inner_steps,
             inner_lr,
+            tasks_in_flight: 1,
         })
     }
 
@@ -383,10 +388,13 @@ impl<'a, M: Model> MetaLearner<'a, M> {
         Ok((objective, adapted))
     }
 
-    /// The meta-gradient of a meta-batch, averaged over its tasks. Tasks are processed one
-    /// at a time and their gradients summed, so memory does not grow with the meta-batch.
-    /// `state` must hold candle `Var`s ([`MetaState::to_vars`]). A NaN or infinite task
-    /// gradient is an error naming `meta_step` and the task.
+    /// The meta-gradient of a meta-batch, averaged over its tasks. Tasks are processed
+    /// `tasks_in_flight` at a time (in parallel when more than one, each with its own copy of
+    /// `ctx`) and their gradients summed in task order, so memory grows with
+    /// `tasks_in_flight`, not with the meta-batch. A `ctx` that updates running statistics
+    /// is used by one task at a time. `state` must hold candle `Var`s
+    /// ([`MetaState::to_vars`]). A NaN or infinite task gradient is an error naming
+    /// `meta_step` and the task.
     pub fn meta_gradient(
         &self,
         state: &MetaState,
@@ -394,53 +402,39 @@ impl<'a, M: Model> MetaLearner<'a, M> {
         meta_step: usize,
         ctx: &mut Ctx,
     ) -> Result<MetaGradient> {
+        use rayon::prelude::*;
         if tasks.is_empty() {
             return Err(Error::config("tasks", "the meta-batch is empty"));
         }
         let b = tasks.len() as f64;
         let mut sum: Option<(Params, Params)> = None;
         let mut task_losses = Vec::with_capacity(tasks.len());
-        for (i, task) in tasks.iter().enumerate() {
-            task.check(self.loss, i)?;
-            let (g, g_lr, loss) = match self.algorithm {
-                Algorithm::Reptile => self.reptile_task(state, task, ctx)?,
-                Algorithm::Imaml { lambda, cg_steps } => {
-                    self.imaml_task(state, task, lambda, cg_steps, ctx)?
-                }
-                _ => {
-                    let (objective, _) = self.task_objective(state, task, meta_step, ctx)?;
-                    let loss = scalar(&objective)?;
-                    let store = objective.backward()?;
-                    (
-                        grads_of(&state.params, &store)?.detach(),
-                        state.lrs.grads(&store)?.detach(),
-                        loss,
-                    )
-                }
+        let in_flight = if ctx.update_running_stats {
+            1
+        } else {
+            self.tasks_in_flight.max(1)
+        };
+        for (c, chunk) in tasks.chunks(in_flight).enumerate() {
+            let results: Vec<Result<(Params, Params, f64)>> = if chunk.len() == 1 {
+                vec![self.task_gradient(state, &chunk[0], c * in_flight, meta_step, ctx)]
+            } else {
+                chunk
+                    .par_iter()
+                    .enumerate()
+                    .map(|(k, task)| {
+                        let mut own = ctx.clone();
+                        self.task_gradient(state, task, c * in_flight + k, meta_step, &mut own)
+                    })
+                    .collect()
             };
-            let non_finite = |what: &str| Error::NonFinite {
-                step: meta_step,
-                task: i,
-                what: what.into(),
-                checkpoint: None,
-            };
-            if !loss.is_finite() {
-                return Err(non_finite(&format!("loss {loss}")));
+            for r in results {
+                let (g, g_lr, loss) = r?;
+                task_losses.push(loss);
+                sum = Some(match sum {
+                    None => (g, g_lr),
+                    Some((a, a_lr)) => (a.axpy(1.0, &g)?, add(&a_lr, &g_lr)?),
+                });
             }
-            let norm2 = scalar(&g.dot(&g)?)?
-                + if g_lr.is_empty() {
-                    0.0
-                } else {
-                    scalar(&g_lr.dot(&g_lr)?)?
-                };
-            if !norm2.is_finite() {
-                return Err(non_finite("gradient"));
-            }
-            task_losses.push(loss);
-            sum = Some(match sum {
-                None => (g, g_lr),
-                Some((a, a_lr)) => (a.axpy(1.0, &g)?, add(&a_lr, &g_lr)?),
-            });
         }
         let (g, g_lr) = sum.ok_or_else(|| Error::config("tasks", "the meta-batch is empty"))?;
         Ok(MetaGradient {
@@ -449,6 +443,53 @@ impl<'a, M: Model> MetaLearner<'a, M> {
             loss: task_losses.iter().sum::<f64>() / b,
             task_losses,
         })
+    }
+
+    /// Task `i`'s meta-gradient (weights, rates) and loss, checked finite.
+    fn task_gradient(
+        &self,
+        state: &MetaState,
+        task: &Task,
+        i: usize,
+        meta_step: usize,
+        ctx: &mut Ctx,
+    ) -> Result<(Params, Params, f64)> {
+        task.check(self.loss, i)?;
+        let (g, g_lr, loss) = match self.algorithm {
+            Algorithm::Reptile => self.reptile_task(state, task, ctx)?,
+            Algorithm::Imaml { lambda, cg_steps } => {
+                self.imaml_task(state, task, lambda, cg_steps, ctx)?
+            }
+            _ => {
+                let (objective, _) = self.task_objective(state, task, meta_step, ctx)?;
+                let loss = scalar(&objective)?;
+                let store = objective.backward()?;
+                (
+                    grads_of(&state.params, &store)?.detach(),
+                    state.lrs.grads(&store)?.detach(),
+                    loss,
+                )
+            }
+        };
+        let non_finite = |what: &str| Error::NonFinite {
+            step: meta_step,
+            task: i,
+            what: what.into(),
+            checkpoint: None,
+        };
+        if !loss.is_finite() {
+            return Err(non_finite(&format!("loss {loss}")));
+        }
+        let norm2 = scalar(&g.dot(&g)?)?
+            + if g_lr.is_empty() {
+                0.0
+            } else {
+                scalar(&g_lr.dot(&g_lr)?)?
+            };
+        if !norm2.is_finite() {
+            return Err(non_finite("gradient"));
+        }
+        Ok((g, g_lr, loss))
     }
 
     /// `inner_steps` first-order steps from a detached copy of `params` (no learnt rates):

@@ -588,3 +588,52 @@ fn adapt_returns_new_tensors_and_leaves_the_originals() {
         assert!(g.l2_norm().unwrap().to_scalar::<f32>().unwrap() > 0.0);
     }
 }
+
+#[test]
+fn tasks_in_flight_give_the_sequential_meta_gradient_and_name_the_failing_task() {
+    let model = Mlp::new(MlpConfig::new(&[1, 16, 1])).unwrap();
+    let family = Sinusoid::new(5, 5, 4).unwrap();
+    let mut tasks: Vec<Task> = (0..5).map(|i| family.task(i).unwrap()).collect();
+    let state = MetaState {
+        params: model.init(&Stream::new(0, "p"), &Device::Cpu).unwrap(),
+        lrs: Params::new(),
+    }
+    .to_vars()
+    .unwrap();
+    let mut l = MetaLearner::new(
+        &model,
+        Loss::Mse,
+        Algorithm::Maml {
+            order: Order::Second,
+        },
+        2,
+        0.01,
+    )
+    .unwrap();
+    let one = l
+        .meta_gradient(&state, &tasks, 0, &mut Ctx::transductive())
+        .unwrap();
+    l.tasks_in_flight = 2;
+    let two = l
+        .meta_gradient(&state, &tasks, 0, &mut Ctx::transductive())
+        .unwrap();
+    assert_eq!(one.task_losses, two.task_losses);
+    for (n, a) in one.params.iter() {
+        let d = (a - two.params.require(n).unwrap())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(d <= 1e-6, "{n}: {d}");
+    }
+    tasks[3].query_y = (&tasks[3].query_y * f64::INFINITY).unwrap();
+    match l.meta_gradient(&state, &tasks, 7, &mut Ctx::transductive()) {
+        Err(Error::NonFinite {
+            step: 7, task: 3, ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+}
