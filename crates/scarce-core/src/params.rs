@@ -82,6 +82,22 @@ impl Params {
             .zip(self.tensors.iter())
     }
 
+    /// Inserts every tensor of `other` under `prefix` + its name (several sets in one file or
+    /// one optimiser: `backbone.*`, `head.*`, …).
+    pub fn insert_prefixed(&mut self, prefix: &str, other: &Params) {
+        for (n, t) in other.iter() {
+            self.insert(format!("{prefix}{n}"), t.clone());
+        }
+    }
+
+    /// The tensors whose names start with `prefix`, with the prefix removed (the inverse of
+    /// [`Params::insert_prefixed`]).
+    pub fn strip_prefix(&self, prefix: &str) -> Params {
+        self.iter()
+            .filter_map(|(n, t)| n.strip_prefix(prefix).map(|s| (s.to_string(), t.clone())))
+            .collect()
+    }
+
     /// A new map with `f` applied to every tensor.
     pub fn map(&self, mut f: impl FnMut(&str, &Tensor) -> Result<Tensor>) -> Result<Params> {
         let mut out = Params::new();

@@ -88,30 +88,18 @@ pub struct MetaOutcome {
 
 const KIND: &str = "scarce-meta.state";
 
-fn prefixed(out: &mut Params, prefix: &str, p: &Params) {
-    for (n, t) in p.iter() {
-        out.insert(format!("{prefix}{n}"), t.clone());
-    }
-}
-
-fn unprefixed(all: &Params, prefix: &str) -> Params {
-    all.iter()
-        .filter_map(|(n, t)| n.strip_prefix(prefix).map(|s| (s.to_string(), t.clone())))
-        .collect()
-}
-
 /// The optimiser's view of a state: weights and rates under distinct prefixes.
 fn joined(state: &MetaState) -> Params {
     let mut all = Params::new();
-    prefixed(&mut all, "param.", &state.params);
-    prefixed(&mut all, "lr.", &state.lrs);
+    all.insert_prefixed("param.", &state.params);
+    all.insert_prefixed("lr.", &state.lrs);
     all
 }
 
 fn split(all: &Params) -> MetaState {
     MetaState {
-        params: unprefixed(all, "param."),
-        lrs: unprefixed(all, "lr."),
+        params: all.strip_prefix("param."),
+        lrs: all.strip_prefix("lr."),
     }
 }
 
@@ -123,11 +111,11 @@ fn save_state(
     meta: &CheckpointMeta,
 ) -> Result<()> {
     let mut all = joined(state);
-    prefixed(&mut all, "buffer.", buffers);
+    all.insert_prefixed("buffer.", buffers);
     if let Some(a) = adam {
         let (m, v) = a.moments();
-        prefixed(&mut all, "adam.m.", m);
-        prefixed(&mut all, "adam.v.", v);
+        all.insert_prefixed("adam.m.", m);
+        all.insert_prefixed("adam.v.", v);
     }
     Ok(checkpoint::save(path, &all.detach(), meta)?)
 }
@@ -152,8 +140,8 @@ pub fn load_state(
     }
     Ok((
         split(&all),
-        unprefixed(&all, "buffer."),
-        (unprefixed(&all, "adam.m."), unprefixed(&all, "adam.v.")),
+        all.strip_prefix("buffer."),
+        (all.strip_prefix("adam.m."), all.strip_prefix("adam.v.")),
         meta,
     ))
 }

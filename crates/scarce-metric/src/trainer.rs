@@ -134,18 +134,6 @@ pub fn episodes_err(e: scarce_episodes::Error) -> Error {
     }
 }
 
-fn prefixed(out: &mut Params, prefix: &str, p: &Params) {
-    for (n, t) in p.iter() {
-        out.insert(format!("{prefix}{n}"), t.clone());
-    }
-}
-
-fn unprefixed(all: &Params, prefix: &str) -> Params {
-    all.iter()
-        .filter_map(|(n, t)| n.strip_prefix(prefix).map(|s| (s.to_string(), t.clone())))
-        .collect()
-}
-
 fn save_learner(
     path: &Path,
     learner: &Learner,
@@ -153,13 +141,13 @@ fn save_learner(
     meta: &CheckpointMeta,
 ) -> Result<()> {
     let mut all = Params::new();
-    prefixed(&mut all, "backbone.", &learner.backbone);
-    prefixed(&mut all, "head.", &learner.head);
-    prefixed(&mut all, "buffer.", &learner.buffers);
+    all.insert_prefixed("backbone.", &learner.backbone);
+    all.insert_prefixed("head.", &learner.head);
+    all.insert_prefixed("buffer.", &learner.buffers);
     if let Some(a) = adam {
         let (m, v) = a.moments();
-        prefixed(&mut all, "adam.m.", m);
-        prefixed(&mut all, "adam.v.", v);
+        all.insert_prefixed("adam.m.", m);
+        all.insert_prefixed("adam.v.", v);
     }
     checkpoint::save(path, &all.detach(), meta)
 }
@@ -184,13 +172,13 @@ pub fn load_learner(
         });
     }
     let learner = Learner {
-        backbone: unprefixed(&all, "backbone."),
-        head: unprefixed(&all, "head."),
-        buffers: unprefixed(&all, "buffer."),
+        backbone: all.strip_prefix("backbone."),
+        head: all.strip_prefix("head."),
+        buffers: all.strip_prefix("buffer."),
     };
     Ok((
         learner,
-        (unprefixed(&all, "adam.m."), unprefixed(&all, "adam.v.")),
+        (all.strip_prefix("adam.m."), all.strip_prefix("adam.v.")),
         meta,
     ))
 }
@@ -320,12 +308,12 @@ pub fn train<M: Model, C: FewShotClassifier>(
         let grads = loss.backward()?;
         // One optimiser over backbone and head: join them under distinct prefixes.
         let mut all = Params::new();
-        prefixed(&mut all, "backbone.", &params);
-        prefixed(&mut all, "head.", &head);
+        all.insert_prefixed("backbone.", &params);
+        all.insert_prefixed("head.", &head);
         let g = all.grads(&grads)?;
         adam.step(&mut all, &g)?;
-        params = unprefixed(&all, "backbone.");
-        head = unprefixed(&all, "head.");
+        params = all.strip_prefix("backbone.");
+        head = all.strip_prefix("head.");
         buffers = ctx.buffers;
         let (l, a) = (
             loss.to_dtype(DType::F64)?.to_scalar::<f64>()?,
