@@ -37,23 +37,33 @@ fn per_coordinate(results: &[&Weights], rule: impl Fn(&mut [f64]) -> f64 + Sync)
 }
 
 /// The num_examples-weighted mean `Σ (n_i / N) w_i` (Flower's `aggregate_inplace`, which
-/// `FedAvg.aggregate_fit` uses), accumulated client by client into one buffer.
+/// `FedAvg.aggregate_fit` uses), in one pass over the output: each parallel chunk of
+/// coordinates adds the clients in order while it is in cache.
 pub fn weighted_mean(results: &[ClientUpdate]) -> Result<Weights> {
     let first = check_round(results)?;
     let total = results.iter().map(|r| r.num_examples).sum::<u64>() as f64;
+    let factors: Vec<f64> = results
+        .iter()
+        .map(|r| r.num_examples as f64 / total)
+        .collect();
     let mut out = first.zeros_like();
-    for (i, r) in results.iter().enumerate() {
-        let f = r.num_examples as f64 / total;
-        for (acc, layer) in out.layers.iter_mut().zip(&r.weights.layers) {
-            acc.par_chunks_mut(CHUNK)
-                .zip(layer.par_chunks(CHUNK))
-                .for_each(|(a, w)| {
-                    for (a, w) in a.iter_mut().zip(w) {
-                        // The first client initialises (Flower multiplies, then adds).
-                        *a = if i == 0 { w * f } else { *a + w * f };
-                    }
-                });
-        }
+    for (k, acc) in out.layers.iter_mut().enumerate() {
+        acc.par_chunks_mut(CHUNK).enumerate().for_each(|(c, a)| {
+            let at = c * CHUNK;
+            let len = a.len();
+            // The first client initialises (Flower multiplies, then adds).
+            for (a, w) in a
+                .iter_mut()
+                .zip(&results[0].weights.layers[k][at..at + len])
+            {
+                *a = w * factors[0];
+            }
+            for (r, &f) in results.iter().zip(&factors).skip(1) {
+                for (a, w) in a.iter_mut().zip(&r.weights.layers[k][at..at + len]) {
+                    *a += w * f;
+                }
+            }
+        });
     }
     Ok(out)
 }

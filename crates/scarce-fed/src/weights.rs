@@ -2,6 +2,7 @@
 //! aggregates, and a client's result for a round.
 
 use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
 use scarce_core::Params;
 
 use crate::{Error, Result};
@@ -123,10 +124,11 @@ impl Weights {
                 ),
             });
         }
+        // In parallel: this pass reads every value of every client.
         if let Some(i) = other
             .layers
             .iter()
-            .position(|l| l.iter().any(|v| !v.is_finite()))
+            .position(|l| l.par_iter().any(|v| !v.is_finite()))
         {
             return Err(Error::Client {
                 client,
