@@ -26,10 +26,17 @@ pub fn is_live() -> Result<bool> {
     Ok(matches!(gg, Some(v) if (v - 48.0).abs() < 1e-9))
 }
 
+thread_local! {
+    /// Set once [`ensure`] has seen grad-of-grad live on this thread; candle never changes
+    /// its per-thread setting after the first backward, so a success holds for good.
+    static LIVE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// `Ok(())` when second-order gradients are live on this thread, else an error that says
-/// how to turn them on.
+/// how to turn them on. A success is remembered per thread, so hot loops may call it.
 pub fn ensure() -> Result<()> {
-    if is_live()? {
+    if LIVE.with(std::cell::Cell::get) || is_live()? {
+        LIVE.with(|c| c.set(true));
         return Ok(());
     }
     let set = std::env::var("CANDLE_GRAD_DO_NOT_DETACH").unwrap_or_default();

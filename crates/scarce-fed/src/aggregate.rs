@@ -37,47 +37,44 @@ fn per_coordinate(results: &[&Weights], rule: impl Fn(&mut [f64]) -> f64 + Sync)
 }
 
 /// The num_examples-weighted mean `Σ (n_i / N) w_i` (Flower's `aggregate_inplace`, which
-/// `FedAvg.aggregate_fit` uses), in one pass over the output: each parallel chunk of
-/// coordinates adds the clients in order while it is in cache.
+/// `FedAvg.aggregate_fit` uses).
 pub fn weighted_mean(results: &[ClientUpdate]) -> Result<Weights> {
-    let first = check_round(results)?;
+    check_round(results)?;
     let total = results.iter().map(|r| r.num_examples).sum::<u64>() as f64;
     let factors: Vec<f64> = results
         .iter()
         .map(|r| r.num_examples as f64 / total)
         .collect();
-    let mut out = first.zeros_like();
+    let w: Vec<&Weights> = results.iter().map(|r| &r.weights).collect();
+    Ok(combine(&w, &factors))
+}
+
+/// The unweighted mean of the clients' weights.
+pub fn mean(results: &[ClientUpdate]) -> Result<Weights> {
+    check_round(results)?;
+    let w: Vec<&Weights> = results.iter().map(|r| &r.weights).collect();
+    Ok(combine(&w, &vec![1.0 / w.len() as f64; w.len()]))
+}
+
+/// `Σ f_i w_i` in one pass over the output: each parallel chunk of coordinates adds the
+/// clients in order while it is in cache (the first initialises: Flower multiplies, then
+/// adds).
+fn combine(weights: &[&Weights], factors: &[f64]) -> Weights {
+    let mut out = weights[0].zeros_like();
     for (k, acc) in out.layers.iter_mut().enumerate() {
         acc.par_chunks_mut(CHUNK).enumerate().for_each(|(c, a)| {
-            let at = c * CHUNK;
-            let len = a.len();
-            // The first client initialises (Flower multiplies, then adds).
-            for (a, w) in a
-                .iter_mut()
-                .zip(&results[0].weights.layers[k][at..at + len])
-            {
+            let (at, len) = (c * CHUNK, a.len());
+            for (a, w) in a.iter_mut().zip(&weights[0].layers[k][at..at + len]) {
                 *a = w * factors[0];
             }
-            for (r, &f) in results.iter().zip(&factors).skip(1) {
-                for (a, w) in a.iter_mut().zip(&r.weights.layers[k][at..at + len]) {
+            for (wi, &f) in weights.iter().zip(factors).skip(1) {
+                for (a, w) in a.iter_mut().zip(&wi.layers[k][at..at + len]) {
                     *a += w * f;
                 }
             }
         });
     }
-    Ok(out)
-}
-
-/// The unweighted mean of the clients' weights.
-pub fn mean(results: &[ClientUpdate]) -> Result<Weights> {
-    let equal: Vec<ClientUpdate> = results
-        .iter()
-        .map(|r| ClientUpdate {
-            weights: r.weights.clone(),
-            num_examples: 1,
-        })
-        .collect();
-    weighted_mean(&equal)
+    out
 }
 
 fn median_of(v: &mut [f64]) -> f64 {
@@ -177,11 +174,20 @@ pub fn krum(results: &[ClientUpdate], num_malicious: usize, to_keep: usize) -> R
     let mut order: Vec<usize> = (0..results.len()).collect();
     order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
     let (weights, mut selected) = if to_keep > 0 {
-        let best: Vec<ClientUpdate> = order[..to_keep]
+        let kept = &order[..to_keep];
+        let total: u64 = kept.iter().map(|&i| results[i].num_examples).sum();
+        if total == 0 {
+            return Err(Error::config(
+                "num_examples",
+                "the kept clients report 0 examples",
+            ));
+        }
+        let w: Vec<&Weights> = kept.iter().map(|&i| &results[i].weights).collect();
+        let f: Vec<f64> = kept
             .iter()
-            .map(|&i| results[i].clone())
+            .map(|&i| results[i].num_examples as f64 / total as f64)
             .collect();
-        (weighted_mean(&best)?, order[..to_keep].to_vec())
+        (combine(&w, &f), kept.to_vec())
     } else {
         (results[order[0]].weights.clone(), vec![order[0]])
     };
@@ -221,8 +227,8 @@ pub fn bulyan(results: &[ClientUpdate], num_malicious: usize) -> Result<(Weights
     let beta = theta - 2 * f;
     let w: Vec<&Weights> = picked.iter().map(|&i| &results[i].weights).collect();
     let aggregate = per_coordinate(&w, |v| {
-        let mut sorted = v.to_vec();
-        let m = median_of(&mut sorted);
+        // `median_of` sorts the scratch column in place; then order it by distance to m.
+        let m = median_of(v);
         v.sort_by(|a, b| (a - m).abs().total_cmp(&(b - m).abs()));
         v[..beta].iter().sum::<f64>() / beta as f64
     });

@@ -1,8 +1,6 @@
 //! Functional adaptation: gradient steps on a support loss that return new parameter
 //! tensors, differentiable back to the parameters they started from.
 
-use std::cell::Cell;
-
 use candle_core::{backprop::GradStore, DType, Tensor};
 use scarce_core::{second_order, Params};
 
@@ -145,20 +143,6 @@ pub struct Adapted {
     pub support_losses: Vec<f64>,
 }
 
-thread_local! {
-    static SECOND_ORDER_CHECKED: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Errors unless grad-of-grad is live on this thread (checked once per thread, then cached).
-pub fn ensure_second_order() -> Result<()> {
-    if SECOND_ORDER_CHECKED.with(Cell::get) {
-        return Ok(());
-    }
-    second_order::ensure()?;
-    SECOND_ORDER_CHECKED.with(|c| c.set(true));
-    Ok(())
-}
-
 /// Gradients of the leaves `params` in `store`; a parameter the loss did not reach gets
 /// zeros, but none reached at all means they are not candle `Var`s, which would silently
 /// give a zero (meta-)gradient.
@@ -191,7 +175,7 @@ pub fn adapt(
 ) -> Result<Adapted> {
     inner.validate(params)?;
     if inner.order == Order::Second {
-        ensure_second_order()?;
+        second_order::ensure()?;
     }
     let mut theta = params.clone();
     let mut trajectory = Vec::with_capacity(inner.steps);

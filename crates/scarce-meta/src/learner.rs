@@ -5,7 +5,7 @@ use candle_core::{DType, Tensor};
 use scarce_core::{Ctx, Model, Params};
 
 use crate::head::HEAD_PREFIX;
-use crate::inner::{adapt, ensure_second_order, grads_of, Adapted, InnerLoop, InnerLr, Order};
+use crate::inner::{adapt, grads_of, Adapted, InnerLoop, InnerLr, Order};
 use crate::task::{Loss, Task};
 use crate::{Error, Result};
 
@@ -530,7 +530,7 @@ impl<'a, M: Model> MetaLearner<'a, M> {
         cg_steps: usize,
         ctx: &mut Ctx,
     ) -> Result<(Params, Params, f64)> {
-        ensure_second_order()?;
+        scarce_core::second_order::ensure()?;
         let adapted = self.adapt_detached(&state.params, task, ctx)?;
         let phi = adapted.params.detach().to_vars()?;
         let q = self.task_loss(&phi, &task.query_x, &task.query_y, ctx)?;
