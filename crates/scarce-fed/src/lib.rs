@@ -6,6 +6,7 @@
 pub mod accountant;
 pub mod aggregate;
 pub mod error;
+pub mod flat;
 pub mod strategy;
 pub mod weights;
 
