@@ -7,6 +7,8 @@ pub mod accountant;
 pub mod aggregate;
 pub mod error;
 pub mod flat;
+pub mod secagg;
+pub mod shamir;
 pub mod strategy;
 pub mod weights;
 
