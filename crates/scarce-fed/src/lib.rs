@@ -5,6 +5,7 @@
 
 pub mod accountant;
 pub mod aggregate;
+pub mod dp;
 pub mod error;
 pub mod flat;
 pub mod secagg;
@@ -12,9 +13,10 @@ pub mod shamir;
 pub mod strategy;
 pub mod weights;
 
+pub use dp::{AdaptiveClip, ClipNorm, DpFedAvg, DpSgd};
 pub use error::{Error, Result};
 pub use strategy::{
-    Adaptive, Bulyan, DpFixedClipping, FedAvg, FedAvgM, FedMedian, FedOpt, FedTrimmedAvg, Krum,
-    Strategy,
+    Adaptive, Bulyan, FedAvg, FedAvgM, FedMedian, FedOpt, FedTrimmedAvg, Krum, Strategy,
+    StrategyState,
 };
 pub use weights::{screen, ClientUpdate, Weights};

@@ -1,17 +1,93 @@
 //! Server strategies: a round's client results in, the new global model out, with state
 //! carried across rounds (Flower's `aggregate_fit`, legacy strategy API).
 
-use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
+use std::collections::BTreeMap;
 
 use crate::aggregate::{bulyan, krum, median, trimmed_mean, weighted_mean};
-use crate::weights::{check_round, ClientUpdate, Weights};
+use crate::weights::{ClientUpdate, Weights};
 use crate::{Error, Result};
 
 /// A way to turn a round's results into the next global model.
 pub trait Strategy: Send {
     /// Aggregates round `round` (1-based) of results.
     fn aggregate(&mut self, round: u64, results: &[ClientUpdate]) -> Result<Weights>;
+
+    /// What the strategy carries from round to round (server model, momentum, moments,
+    /// clipping norm), for checkpoints. Stateless rules return nothing.
+    fn state(&self) -> StrategyState {
+        StrategyState::default()
+    }
+
+    /// Puts back what [`Strategy::state`] returned.
+    fn restore(&mut self, state: &StrategyState) -> Result<()> {
+        let _ = state;
+        Ok(())
+    }
+}
+
+/// A strategy's state across rounds: named parameter sets and named numbers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StrategyState {
+    /// Parameter-shaped state (`global`, `momentum`, `m`, `v`, …).
+    pub weights: BTreeMap<String, Weights>,
+    /// Scalar state (`clip_norm`, …).
+    pub scalars: BTreeMap<String, f64>,
+}
+
+impl StrategyState {
+    /// The parameter set `name`, or an error naming it.
+    pub fn weights(&self, name: &str) -> Result<&Weights> {
+        self.weights
+            .get(name)
+            .ok_or_else(|| Error::config("state", format!("no `{name}` in the saved state")))
+    }
+
+    /// The number `name`, or an error naming it.
+    pub fn scalar(&self, name: &str) -> Result<f64> {
+        self.scalars
+            .get(name)
+            .copied()
+            .ok_or_else(|| Error::config("state", format!("no `{name}` in the saved state")))
+    }
+
+    /// `inner`'s entries under `prefix.`, for a strategy that wraps another.
+    pub fn insert_prefixed(&mut self, prefix: &str, inner: StrategyState) {
+        for (k, v) in inner.weights {
+            self.weights.insert(format!("{prefix}.{k}"), v);
+        }
+        for (k, v) in inner.scalars {
+            self.scalars.insert(format!("{prefix}.{k}"), v);
+        }
+    }
+
+    /// The entries under `prefix.`, with the prefix removed.
+    pub fn strip_prefix(&self, prefix: &str) -> StrategyState {
+        let p = format!("{prefix}.");
+        StrategyState {
+            weights: self
+                .weights
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix(&p).map(|k| (k.to_string(), v.clone())))
+                .collect(),
+            scalars: self
+                .scalars
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix(&p).map(|k| (k.to_string(), *v)))
+                .collect(),
+        }
+    }
+}
+
+/// Replaces `target` with a saved set after checking it has the same layout.
+fn restore_weights(target: &mut Weights, saved: &Weights) -> Result<()> {
+    target.check_same_layout(saved, 0).map_err(|e| {
+        Error::config(
+            "state",
+            format!("the saved model does not fit this one: {e}"),
+        )
+    })?;
+    *target = saved.clone();
+    Ok(())
 }
 
 /// FedAvg (McMahan et al. 2017): the num_examples-weighted mean.
@@ -121,6 +197,21 @@ impl Strategy for FedAvgM {
         self.global = self.global.zip_map(&pseudo, |x, m| x - self.lr * m);
         Ok(self.global.clone())
     }
+
+    fn state(&self) -> StrategyState {
+        let mut s = StrategyState::default();
+        s.weights.insert("global".into(), self.global.clone());
+        if let Some(m) = &self.buffer {
+            s.weights.insert("momentum".into(), m.clone());
+        }
+        s
+    }
+
+    fn restore(&mut self, state: &StrategyState) -> Result<()> {
+        restore_weights(&mut self.global, state.weights("global")?)?;
+        self.buffer = state.weights.get("momentum").cloned();
+        Ok(())
+    }
 }
 
 /// Which adaptive server optimiser (Reddi et al. 2021).
@@ -215,6 +306,24 @@ impl Strategy for FedOpt {
         (self.m, self.v) = (Some(m), Some(v));
         Ok(self.global.clone())
     }
+
+    fn state(&self) -> StrategyState {
+        let mut s = StrategyState::default();
+        s.weights.insert("global".into(), self.global.clone());
+        for (name, w) in [("m", &self.m), ("v", &self.v)] {
+            if let Some(w) = w {
+                s.weights.insert(name.into(), w.clone());
+            }
+        }
+        s
+    }
+
+    fn restore(&mut self, state: &StrategyState) -> Result<()> {
+        restore_weights(&mut self.global, state.weights("global")?)?;
+        self.m = state.weights.get("m").cloned();
+        self.v = state.weights.get("v").cloned();
+        Ok(())
+    }
 }
 
 /// numpy's `sign`: −1, 0 or 1.
@@ -231,95 +340,5 @@ impl SignumOrZero for f64 {
         } else {
             0.0
         }
-    }
-}
-
-/// The update norm `‖client − global‖₂` over all layers, and the clipped client
-/// `global + min(1, C / norm) · (client − global)` (Flower's `compute_clip_model_update`).
-pub fn clip_update(client: &Weights, global: &Weights, clip: f64) -> (f64, f64, Weights) {
-    let norm = client.squared_distance(global).sqrt();
-    let factor = if norm > 0.0 {
-        (clip / norm).min(1.0)
-    } else {
-        1.0
-    };
-    (
-        norm,
-        factor,
-        global.zip_map(client, |g, c| g + factor * (c - g)),
-    )
-}
-
-/// Client-level DP-FedAvg with server-side fixed clipping (McMahan et al. 2018; Flower's
-/// `DifferentialPrivacyServerSideFixedClipping`): each update is clipped to norm `clip`
-/// around the current global model, the inner strategy aggregates, and Gaussian noise of
-/// standard deviation `noise_multiplier · clip / n` is added to every coordinate, drawn from
-/// ChaCha20 seeded by the operating system.
-#[derive(Debug)]
-pub struct DpFixedClipping<S> {
-    /// The strategy that aggregates the clipped updates.
-    pub inner: S,
-    /// Clipping norm C.
-    pub clip: f64,
-    /// Noise multiplier z (the accountant's σ).
-    pub noise_multiplier: f64,
-    /// The current global model (updated to each round's result).
-    pub global: Weights,
-    rng: ChaCha20Rng,
-}
-
-impl<S: Strategy> DpFixedClipping<S> {
-    /// Wraps `inner`; `initial` is the round-1 global model.
-    pub fn new(inner: S, initial: Weights, clip: f64, noise_multiplier: f64) -> Result<Self> {
-        if !(clip.is_finite() && clip > 0.0) {
-            return Err(Error::config(
-                "clip",
-                format!("{clip}: must be finite and positive"),
-            ));
-        }
-        if !(noise_multiplier.is_finite() && noise_multiplier >= 0.0) {
-            return Err(Error::config(
-                "noise_multiplier",
-                format!("{noise_multiplier}: must be finite and non-negative"),
-            ));
-        }
-        Ok(DpFixedClipping {
-            inner,
-            clip,
-            noise_multiplier,
-            global: initial,
-            rng: ChaCha20Rng::from_os_rng(),
-        })
-    }
-
-    /// A standard normal value (Box–Muller on 53-bit uniforms).
-    fn normal(&mut self) -> f64 {
-        let u = |r: &mut ChaCha20Rng| ((r.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-        let (a, b) = (u(&mut self.rng), u(&mut self.rng));
-        (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()
-    }
-}
-
-impl<S: Strategy> Strategy for DpFixedClipping<S> {
-    fn aggregate(&mut self, round: u64, results: &[ClientUpdate]) -> Result<Weights> {
-        check_round(results)?;
-        let clipped: Vec<ClientUpdate> = results
-            .iter()
-            .map(|r| ClientUpdate {
-                weights: clip_update(&r.weights, &self.global, self.clip).2,
-                num_examples: r.num_examples,
-            })
-            .collect();
-        let mut out = self.inner.aggregate(round, &clipped)?;
-        let std = self.noise_multiplier * self.clip / results.len() as f64;
-        if std > 0.0 {
-            for layer in &mut out.layers {
-                for v in layer.iter_mut() {
-                    *v += std * self.normal();
-                }
-            }
-        }
-        self.global = out.clone();
-        Ok(out)
     }
 }

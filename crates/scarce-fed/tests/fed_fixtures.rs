@@ -5,9 +5,9 @@
 use candle_core::{DType, Device, Tensor};
 use scarce_core::fixture::{check_family, Case};
 use scarce_fed::aggregate::{bulyan, krum, mean, median, trimmed_mean, weighted_mean};
-use scarce_fed::strategy::clip_update;
+use scarce_fed::dp::clip_update;
 use scarce_fed::{
-    Adaptive, ClientUpdate, DpFixedClipping, FedAvg, FedAvgM, FedOpt, Strategy, Weights,
+    Adaptive, ClientUpdate, ClipNorm, DpFedAvg, FedAvg, FedAvgM, FedOpt, Strategy, Weights,
 };
 
 const TOL: f64 = 1e-12;
@@ -267,7 +267,7 @@ fn check_case(case: &Case) -> R<f64> {
                 worst = worst.max(compare(a, b, &format!("clipped client {i}"))?);
             }
             // The wrapper with noise 0 is the weighted mean of the clipped clients.
-            let mut dp = DpFixedClipping::new(FedAvg, global, clip, 0.0).map_err(fed)?;
+            let mut dp = DpFedAvg::new(FedAvg, global, ClipNorm::Fixed(clip), 0.0).map_err(fed)?;
             worst = worst.max(compare(
                 &dp.aggregate(1, &c).map_err(fed)?,
                 &model(case, "mean_weighted")?,

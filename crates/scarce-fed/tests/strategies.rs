@@ -1,7 +1,7 @@
 //! Bad rounds are refused naming the client or setting; DP noise has the stated spread.
 
 use scarce_fed::aggregate::{bulyan, trimmed_mean};
-use scarce_fed::{screen, ClientUpdate, DpFixedClipping, Error, FedAvg, Strategy, Weights};
+use scarce_fed::{screen, ClientUpdate, ClipNorm, DpFedAvg, Error, FedAvg, Strategy, Weights};
 
 fn model(values: Vec<f64>) -> Weights {
     Weights {
@@ -69,7 +69,7 @@ fn bad_rounds_name_the_client_or_setting() {
         FedAvg.aggregate(1, &kept).unwrap().layers[0],
         vec![1.0, 2.0]
     );
-    assert!(DpFixedClipping::new(FedAvg, model(vec![0.0]), 0.0, 1.0).is_err());
+    assert!(DpFedAvg::new(FedAvg, model(vec![0.0]), ClipNorm::Fixed(0.0), 1.0).is_err());
 }
 
 #[test]
@@ -80,10 +80,9 @@ fn dp_noise_has_the_stated_standard_deviation_and_is_fresh() {
     let round: Vec<ClientUpdate> = (0..clients)
         .map(|_| client(vec![0.0; n_coords], 10))
         .collect();
-    let noisy =
-        |dp: &mut DpFixedClipping<FedAvg>| dp.aggregate(1, &round).unwrap().layers[0].clone();
-    let mut a = DpFixedClipping::new(FedAvg, global.clone(), clip, z).unwrap();
-    let mut b = DpFixedClipping::new(FedAvg, global, clip, z).unwrap();
+    let noisy = |dp: &mut DpFedAvg<FedAvg>| dp.aggregate(1, &round).unwrap().layers[0].clone();
+    let mut a = DpFedAvg::new(FedAvg, global.clone(), ClipNorm::Fixed(clip), z).unwrap();
+    let mut b = DpFedAvg::new(FedAvg, global, ClipNorm::Fixed(clip), z).unwrap();
     let (x, y) = (noisy(&mut a), noisy(&mut b));
     let want = z * clip / clients as f64;
     let mean = x.iter().sum::<f64>() / n_coords as f64;
