@@ -112,17 +112,17 @@ pub fn fedavg_f32_into(updates: &[FlatUpdate], out: &mut [f32]) -> Result<()> {
     Ok(())
 }
 
-/// True when every value is finite. `x − x` is 0 for finite x and NaN otherwise; summing it
+/// True when every value is finite. `x · 0` is 0 for finite x and NaN otherwise; summing it
 /// in eight independent lanes keeps the check branch-free and vectorised.
 fn all_finite(values: &[f32]) -> bool {
     let mut lanes = [0f32; 8];
     let mut blocks = values.chunks_exact(8);
     for block in blocks.by_ref() {
         for (l, &x) in lanes.iter_mut().zip(block) {
-            *l += x - x;
+            *l += x * 0.0;
         }
     }
-    let tail = blocks.remainder().iter().fold(0f32, |p, &x| p + (x - x));
+    let tail = blocks.remainder().iter().fold(0f32, |p, &x| p + x * 0.0);
     lanes.iter().sum::<f32>() + tail == 0.0
 }
 

@@ -113,7 +113,7 @@ impl SecAggConfig {
         x.iter()
             .enumerate()
             .map(|(j, &v)| {
-                if !(v.abs() <= self.range) {
+                if v.is_nan() || v.abs() > self.range {
                     return Err(Error::Client {
                         client: client as usize,
                         reason: format!("value {j} = {v} is outside ±{} (`range`)", self.range),
