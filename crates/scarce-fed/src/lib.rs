@@ -8,6 +8,7 @@ pub mod aggregate;
 pub mod dp;
 pub mod error;
 pub mod flat;
+pub mod partition;
 pub mod secagg;
 pub mod shamir;
 pub mod strategy;
