@@ -10,7 +10,9 @@ pub mod error;
 pub mod flat;
 pub mod partition;
 pub mod secagg;
+pub mod server;
 pub mod shamir;
+pub mod simulation;
 pub mod strategy;
 pub mod weights;
 
