@@ -93,3 +93,62 @@ fn dp_noise_has_the_stated_standard_deviation_and_is_fresh() {
     assert!(mean.abs() < 5.0 * want / (n_coords as f64).sqrt());
     assert_ne!(x[..8], y[..8], "two runs drew the same noise");
 }
+
+/// The robustness statement tested: 10 clients, 8 honest (a common update plus spread
+/// s = 0.1 per coordinate over 2 000 coordinates) and f = 2 poisoned, sending either the
+/// honest mean scaled by −10 (sign flip) or by +50 (scaling). Krum (f = 2) lands within the
+/// honest cloud's radius (the largest distance of an honest client from the honest mean);
+/// median and trimmed mean (cutting 2 of 10 from each end) within the norm of the
+/// coordinate-wise honest envelope (per coordinate, the largest honest deviation from the
+/// honest mean). FedAvg lands more than ten times that envelope away.
+#[test]
+fn robust_rules_resist_poisoned_clients_and_fedavg_does_not() {
+    use scarce_core::rng::Stream;
+    use scarce_fed::aggregate::{krum, median, weighted_mean};
+    let d = 2000;
+    let s = Stream::new(5, "robustness");
+    let common: Vec<f64> = s.child("common").normal_vec(d, 0.5, 1.0);
+    let honest: Vec<Vec<f64>> = (0..8)
+        .map(|i| {
+            let noise = s.at(i).normal_vec(d, 0.0, 0.1);
+            common.iter().zip(&noise).map(|(c, e)| c + e).collect()
+        })
+        .collect();
+    let mean: Vec<f64> = (0..d)
+        .map(|j| honest.iter().map(|h| h[j]).sum::<f64>() / 8.0)
+        .collect();
+    let dist = |a: &[f64]| {
+        a.iter()
+            .zip(&mean)
+            .map(|(x, m)| (x - m).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    };
+    let radius = honest.iter().map(|h| dist(h)).fold(0.0, f64::max);
+    let envelope = (0..d)
+        .map(|j| {
+            honest
+                .iter()
+                .map(|h| (h[j] - mean[j]).abs())
+                .fold(0.0, f64::max)
+                .powi(2)
+        })
+        .sum::<f64>()
+        .sqrt();
+    for (attack, scale) in [("sign flip ×−10", -10.0), ("scaling ×50", 50.0)] {
+        let mut round: Vec<ClientUpdate> = honest.iter().map(|h| client(h.clone(), 10)).collect();
+        for _ in 0..2 {
+            round.push(client(mean.iter().map(|m| m * scale).collect(), 10));
+        }
+        let k = dist(&krum(&round, 2, 0).unwrap().weights.layers[0]);
+        let med = dist(&median(&round).unwrap().layers[0]);
+        let tm = dist(&trimmed_mean(&round, 0.2).unwrap().layers[0]);
+        let avg = dist(&weighted_mean(&round).unwrap().layers[0]);
+        println!(
+            "{attack}: distance to the honest mean — Krum {k:.3}, median {med:.3}, trimmed mean {tm:.3}, FedAvg {avg:.1} (honest radius {radius:.3}, envelope {envelope:.3})"
+        );
+        assert!(k <= radius, "Krum {k} > {radius}");
+        assert!(med <= envelope && tm <= envelope, "{med} {tm} > {envelope}");
+        assert!(avg > 10.0 * envelope, "FedAvg {avg}");
+    }
+}
