@@ -245,7 +245,10 @@ impl<S: Strategy> Strategy for DpFedAvg<S> {
 /// DP-SGD (Abadi et al. 2016) for a client's local training: per-example gradients, each
 /// clipped to L2 norm `clip` over all parameters, summed, Gaussian noise of standard
 /// deviation `noise_multiplier · clip` added, divided by the batch size (Opacus's
-/// `DPOptimizer` with `loss_reduction = "mean"`).
+/// `DPOptimizer` with `loss_reduction = "mean"`). With Poisson sampling (each example in a
+/// batch with probability q, which is what the accountant assumes) set
+/// [`DpSgd::expected_batch`]: the sum is divided by the expected size `q · N`, as Opacus
+/// does, and an empty batch is allowed (its step is noise alone).
 ///
 /// Per-example gradients come from one backward pass per example (Opacus vectorises them
 /// with hooks); the result is exact and works for any model candle can differentiate.
@@ -255,6 +258,8 @@ pub struct DpSgd {
     pub clip: f64,
     /// Noise multiplier σ (the accountant's).
     pub noise_multiplier: f64,
+    /// For Poisson-sampled batches: the expected batch size `q · N` to divide by.
+    pub expected_batch: Option<f64>,
     noise: SecureGaussian,
 }
 
@@ -287,8 +292,22 @@ impl DpSgd {
         Ok(DpSgd {
             clip,
             noise_multiplier,
+            expected_batch: None,
             noise: SecureGaussian::new(),
         })
+    }
+
+    /// Divides by `expected` (`q · N`) instead of the drawn batch's size, for Poisson
+    /// sampling.
+    pub fn poisson(mut self, expected: f64) -> Result<Self> {
+        if !(expected.is_finite() && expected > 0.0) {
+            return Err(Error::config(
+                "expected_batch",
+                format!("{expected}: must be finite and positive"),
+            ));
+        }
+        self.expected_batch = Some(expected);
+        Ok(self)
     }
 
     /// The private gradient of a batch of `batch` examples at `params` (candle `Var`s);
@@ -299,9 +318,11 @@ impl DpSgd {
         batch: usize,
         mut loss_of: impl FnMut(usize) -> Result<Tensor>,
     ) -> Result<DpSgdStep> {
-        if batch == 0 {
-            return Err(Error::config("batch", "an empty batch"));
-        }
+        let divide_by = match self.expected_batch {
+            Some(e) => e,
+            None if batch > 0 => batch as f64,
+            None => return Err(Error::config("batch", "an empty batch")),
+        };
         let mut sum: Vec<Vec<f64>> = params
             .iter()
             .map(|(_, t)| vec![0.0; t.elem_count()])
@@ -351,7 +372,7 @@ impl DpSgd {
         for ((name, t), mut s) in params.iter().zip(sum) {
             self.noise.perturb(&mut s, std);
             for v in &mut s {
-                *v /= batch as f64;
+                *v /= divide_by;
             }
             gradient.insert(
                 name.to_string(),
@@ -361,7 +382,7 @@ impl DpSgd {
         Ok(DpSgdStep {
             gradient,
             clipped,
-            mean_norm: norms / batch as f64,
+            mean_norm: norms / batch.max(1) as f64,
         })
     }
 }
