@@ -11,7 +11,8 @@ use scarce_fed::flat::{fedavg_f32, fedavg_f32_into, FlatUpdate};
 use scarce_fed::{ClientUpdate, Weights};
 
 const CLIENTS: usize = 10;
-const PARAMS: usize = 11_200_000;
+/// ResNet-18 (CIFAR head), as `fedavg_aggregate.py` counts it.
+const PARAMS: usize = 11_181_642;
 
 fn value(i: usize, j: usize) -> f64 {
     ((i * 31 + j) % 1000) as f64 * 1e-3

@@ -73,35 +73,27 @@ pub fn fedavg_f32_into(updates: &[FlatUpdate], out: &mut [f32]) -> Result<()> {
         .enumerate()
         .map(|(c, o)| {
             let range = c * CHUNK..c * CHUNK + o.len();
-            // Four clients per sweep: the accumulator chunk is loaded and stored a quarter
-            // as often, and the loop stays vectorised.
-            let mut sweeps = 0;
-            for (u, f) in updates.chunks_exact(4).zip(factors.chunks_exact(4)) {
-                let x = |k: usize| &u[k].values[range.clone()];
-                let f = |k: usize| f[k] as f32;
-                let (f0, f1, f2, f3) = (f(0), f(1), f(2), f(3));
-                let columns = o.iter_mut().zip(x(0)).zip(x(1)).zip(x(2)).zip(x(3));
-                // The first sweep stores, so no pass zeroes `o`.
-                if sweeps == 0 {
-                    for ((((a, x0), x1), x2), x3) in columns {
-                        *a = f0 * x0 + f1 * x1 + f2 * x2 + f3 * x3;
-                    }
-                } else {
-                    for ((((a, x0), x1), x2), x3) in columns {
-                        *a += f0 * x0 + f1 * x1 + f2 * x2 + f3 * x3;
-                    }
+            // Up to four clients per sweep: the accumulator chunk is loaded and stored a
+            // quarter as often. The first sweep stores, so no pass zeroes `o`.
+            let mut first = true;
+            let mut rest = updates.iter().zip(&factors);
+            loop {
+                let group: Vec<(&[f32], f32)> = rest
+                    .by_ref()
+                    .take(4)
+                    .map(|(u, &f)| (&u.values[range.clone()], f as f32))
+                    .collect();
+                match group[..] {
+                    [a, b, c, d] => sweep([a, b, c, d], o, first),
+                    [a, b, c] => sweep([a, b, c], o, first),
+                    [a, b] => sweep([a, b], o, first),
+                    [a] => sweep([a], o, first),
+                    _ => break,
                 }
-                sweeps += 1;
+                first = false;
             }
-            if sweeps == 0 {
+            if first {
                 o.fill(0.0);
-            }
-            let done = sweeps * 4;
-            for (u, &f) in updates[done..].iter().zip(&factors[done..]) {
-                let f = f as f32;
-                for (a, &x) in o.iter_mut().zip(&u.values[range.clone()]) {
-                    *a += f * x;
-                }
             }
             all_finite(o)
         })
@@ -110,6 +102,21 @@ pub fn fedavg_f32_into(updates: &[FlatUpdate], out: &mut [f32]) -> Result<()> {
         return Err(first_non_finite(updates));
     }
     Ok(())
+}
+
+/// `o (+)= Σ_k f_k x_k` over `N` clients at once (stores when `first`).
+#[inline(always)]
+fn sweep<const N: usize>(columns: [(&[f32], f32); N], o: &mut [f32], first: bool) {
+    let len = o.len();
+    let xs: [&[f32]; N] = columns.map(|(x, _)| &x[..len]);
+    let fs: [f32; N] = columns.map(|(_, f)| f);
+    for (j, a) in o.iter_mut().enumerate() {
+        let mut s = 0f32;
+        for k in 0..N {
+            s += fs[k] * xs[k][j];
+        }
+        *a = if first { s } else { *a + s };
+    }
 }
 
 /// True when every value is finite. `x · 0` is 0 for finite x and NaN otherwise; summing it
