@@ -30,6 +30,7 @@ use scarce::episodes::medmnist::{load_medmnist, Split};
 use scarce::episodes::Dataset;
 use scarce::eval::plot::{colours, line_chart, Canvas};
 use scarce::fed::accountant;
+use scarce::fed::fedprox::proximal_term;
 use scarce::fed::partition::dirichlet_label_skew;
 use scarce::fed::server::{Fit, Server, ServerConfig};
 use scarce::fed::simulation::{self, Client};
@@ -209,8 +210,7 @@ impl Site {
                     let mut l = loss(&p, &x, &y)?;
                     total += l.to_dtype(DType::F64)?.to_scalar::<f64>()?;
                     if let Local::Prox(mu) = self.local {
-                        let d = p.axpy(-1.0, &anchor)?;
-                        l = (l + (d.dot(&d)? * (mu / 2.0))?)?;
+                        l = (l + proximal_term(&p, &anchor, mu)?)?;
                     }
                     let g = p.grads(&l.backward()?)?;
                     p = p.axpy(-LR, &g)?.detach().to_vars()?;

@@ -7,6 +7,7 @@ pub mod accountant;
 pub mod aggregate;
 pub mod dp;
 pub mod error;
+pub mod fedprox;
 pub mod flat;
 pub mod partition;
 pub mod secagg;

@@ -256,3 +256,34 @@ fn strategy_state_round_trips() {
     other.weights.insert("global".into(), weights(vec![0.0; 3]));
     assert!(FedAvgM::new(init(), 1.0, 0.9).restore(&other).is_err());
 }
+
+#[test]
+fn fedprox_term_has_its_closed_form_gradient() {
+    let dev = Device::Cpu;
+    let mut p = Params::new();
+    p.insert("a", Tensor::new(&[1.0f64, -2.0, 0.5], &dev).unwrap());
+    p.insert("b", Tensor::new(&[[3.0f64, 4.0]], &dev).unwrap());
+    let mut g = Params::new();
+    g.insert("a", Tensor::new(&[0.0f64, 1.0, 0.5], &dev).unwrap());
+    g.insert("b", Tensor::new(&[[1.0f64, 1.0]], &dev).unwrap());
+    let p = p.to_vars().unwrap();
+    let mu = 0.3;
+    let term = scarce_fed::fedprox::proximal_term(&p, &g, mu).unwrap();
+    // ‖p − g‖² = 1 + 9 + 0 + 4 + 9 = 23.
+    assert!((term.to_scalar::<f64>().unwrap() - mu / 2.0 * 23.0).abs() < 1e-15);
+    let grads = p.grads(&term.backward().unwrap()).unwrap();
+    let ga = grads.require("a").unwrap().to_vec1::<f64>().unwrap();
+    let gb = grads
+        .require("b")
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
+    let want: Vec<f64> = [1.0, -3.0, 0.0, 2.0, 3.0].iter().map(|d| mu * d).collect();
+    let got: Vec<f64> = ga.into_iter().chain(gb).collect();
+    for (a, b) in got.iter().zip(&want) {
+        assert!((a - b).abs() < 1e-15, "{got:?} vs {want:?}");
+    }
+    assert!(scarce_fed::fedprox::proximal_term(&p, &g, -1.0).is_err());
+}
