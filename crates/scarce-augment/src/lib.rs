@@ -4,7 +4,18 @@
 #![warn(missing_debug_implementations)]
 
 pub mod error;
+pub mod field;
 pub mod filter;
 pub mod interp;
+pub mod ops;
+pub mod rng;
+pub mod sample;
+pub mod transforms;
+pub mod warp;
 
 pub use error::{Error, Result};
+pub use interp::{Mode, Order};
+pub use ops::{invert, replay, Op};
+pub use rng::Rand;
+pub use sample::{Image, Sample};
+pub use transforms::{augment, augment_batch, Transform};

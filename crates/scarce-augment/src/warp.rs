@@ -1,0 +1,224 @@
+//! The one resampling pass behind every geometric transform: each output voxel `o` reads the
+//! input at `A · o + field(o)`; the image channels by linear interpolation and the label map
+//! by nearest neighbour, from the same coordinate, so they stay aligned. Affine, elastic and
+//! both together cost one pass.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::field::FieldSampler;
+use crate::interp::{reflect_index, Mode, Order};
+
+/// An affine map of 3D index space, `x ↦ M x + t`, as the 3 × 4 matrix `[M | t]`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Affine3(pub [[f64; 4]; 3]);
+
+// Matrix algebra reads best with explicit indices.
+#[allow(clippy::needless_range_loop)]
+impl Affine3 {
+    /// The identity.
+    pub fn identity() -> Self {
+        let mut m = [[0.0; 4]; 3];
+        for (k, row) in m.iter_mut().enumerate() {
+            row[k] = 1.0;
+        }
+        Affine3(m)
+    }
+
+    /// `self ∘ other`: apply `other`, then `self`.
+    pub fn then_after(&self, other: &Affine3) -> Affine3 {
+        let (a, b) = (&self.0, &other.0);
+        let mut m = [[0.0; 4]; 3];
+        for r in 0..3 {
+            for c in 0..4 {
+                let mut v = if c == 3 { a[r][3] } else { 0.0 };
+                for k in 0..3 {
+                    v += a[r][k] * b[k][c];
+                }
+                m[r][c] = v;
+            }
+        }
+        Affine3(m)
+    }
+
+    /// The inverse map, `None` when singular.
+    pub fn inverse(&self) -> Option<Affine3> {
+        let m = &self.0;
+        let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
+        if det.abs() < 1e-300 || !det.is_finite() {
+            return None;
+        }
+        let mut inv = [[0.0; 4]; 3];
+        for r in 0..3 {
+            for c in 0..3 {
+                // Cofactor of (c, r) over det.
+                let (r1, r2) = ((c + 1) % 3, (c + 2) % 3);
+                let (c1, c2) = ((r + 1) % 3, (r + 2) % 3);
+                inv[r][c] = (m[r1][c1] * m[r2][c2] - m[r1][c2] * m[r2][c1]) / det;
+            }
+        }
+        for r in 0..3 {
+            inv[r][3] = -(0..3).map(|k| inv[r][k] * m[k][3]).sum::<f64>();
+        }
+        Some(Affine3(inv))
+    }
+
+    /// `M x + t`.
+    #[inline]
+    pub fn apply(&self, x: [f64; 3]) -> [f64; 3] {
+        let m = &self.0;
+        let mut y = [0.0; 3];
+        for r in 0..3 {
+            y[r] = m[r][0] * x[0] + m[r][1] * x[1] + m[r][2] * x[2] + m[r][3];
+        }
+        y
+    }
+}
+
+/// Per axis: the two source indices (`usize::MAX` = outside, read as the fill value) and
+/// the weight of the second.
+#[inline]
+fn axis(c: f64, n: usize, mode: Mode) -> ([usize; 2], f64) {
+    let i0 = c.floor();
+    let f = c - i0;
+    let i0 = i0 as i64;
+    let map = |i: i64| -> usize {
+        if (0..n as i64).contains(&i) {
+            return i as usize;
+        }
+        match mode {
+            Mode::Nearest => i.clamp(0, n as i64 - 1) as usize,
+            Mode::Reflect => reflect_index(i, n),
+            _ => usize::MAX,
+        }
+    };
+    ([map(i0), map(i0 + 1)], f)
+}
+
+/// Resamples `channels` image channels (channel-major in `data`) and the label map from
+/// `dims` to `out_dims`. Linear for the image, nearest (round half up) for the label map;
+/// outside the image as `mode` says (the label map gets 0 where the image gets a constant).
+#[allow(clippy::too_many_arguments)]
+pub fn warp(
+    data: &[f32],
+    channels: usize,
+    mask: Option<&[u16]>,
+    dims: [usize; 3],
+    out_dims: [usize; 3],
+    affine: &Affine3,
+    field: Option<&FieldSampler>,
+    mode: Mode,
+    image_order: Order,
+) -> (Vec<f32>, Option<Vec<u16>>) {
+    let n_in: usize = dims.iter().product();
+    let plane = out_dims[1] * out_dims[2];
+    let fill = match mode {
+        Mode::Constant(c) | Mode::GridConstant(c) => c as f32,
+        _ => 0.0,
+    };
+    let constant = matches!(mode, Mode::Constant(_));
+    let hi = [
+        (dims[0] - 1) as f64,
+        (dims[1] - 1) as f64,
+        (dims[2] - 1) as f64,
+    ];
+    let slices: Vec<(Vec<f32>, Vec<u16>)> = (0..out_dims[0])
+        .into_par_iter()
+        .map(|z| {
+            let disp = field.map(|f| f.slice(z));
+            let mut img = vec![fill; channels * plane];
+            let mut lab = vec![0u16; if mask.is_some() { plane } else { 0 }];
+            for y in 0..out_dims[1] {
+                for x in 0..out_dims[2] {
+                    let k = y * out_dims[2] + x;
+                    let mut c = affine.apply([z as f64, y as f64, x as f64]);
+                    if let Some(d) = &disp {
+                        c[0] += d[0][k] as f64;
+                        c[1] += d[1][k] as f64;
+                        c[2] += d[2][k] as f64;
+                    }
+                    if constant && (0..3).any(|a| !(c[a] >= 0.0 && c[a] <= hi[a])) {
+                        continue;
+                    }
+                    let (iz, fz) = axis(c[0], dims[0], mode);
+                    let (iy, fy) = axis(c[1], dims[1], mode);
+                    let (ix, fx) = axis(c[2], dims[2], mode);
+                    // Nearest: the second index when the fraction is at least one half.
+                    let pick = |i: [usize; 2], f: f64| if f >= 0.5 { i[1] } else { i[0] };
+                    let near = [pick(iz, fz), pick(iy, fy), pick(ix, fx)];
+                    let near = if near.contains(&usize::MAX) {
+                        usize::MAX
+                    } else {
+                        (near[0] * dims[1] + near[1]) * dims[2] + near[2]
+                    };
+                    if let Some(m) = mask {
+                        if near != usize::MAX {
+                            lab[k] = m[near];
+                        }
+                    }
+                    if image_order == Order::Nearest {
+                        for ch in 0..channels {
+                            if near != usize::MAX {
+                                img[ch * plane + k] = data[ch * n_in + near];
+                            }
+                        }
+                        continue;
+                    }
+                    let wz = [1.0 - fz, fz];
+                    let wy = [1.0 - fy, fy];
+                    let wx = [1.0 - fx, fx];
+                    // Corner offsets and weights, shared by all channels.
+                    let mut taps = [(usize::MAX, 0.0f64); 8];
+                    let mut t = 0;
+                    for a in 0..2 {
+                        for b in 0..2 {
+                            for e in 0..2 {
+                                let w = wz[a] * wy[b] * wx[e];
+                                let at = if iz[a] == usize::MAX
+                                    || iy[b] == usize::MAX
+                                    || ix[e] == usize::MAX
+                                {
+                                    usize::MAX
+                                } else {
+                                    (iz[a] * dims[1] + iy[b]) * dims[2] + ix[e]
+                                };
+                                taps[t] = (at, w);
+                                t += 1;
+                            }
+                        }
+                    }
+                    for ch in 0..channels {
+                        let src = &data[ch * n_in..(ch + 1) * n_in];
+                        let mut v = 0.0f64;
+                        for &(at, w) in &taps {
+                            if w != 0.0 {
+                                v += w * if at == usize::MAX {
+                                    fill as f64
+                                } else {
+                                    src[at] as f64
+                                };
+                            }
+                        }
+                        img[ch * plane + k] = v as f32;
+                    }
+                }
+            }
+            (img, lab)
+        })
+        .collect();
+    let mut out = vec![0f32; channels * plane * out_dims[0]];
+    let n_out = plane * out_dims[0];
+    let mut labels = mask.map(|_| Vec::with_capacity(n_out));
+    for (z, (img, lab)) in slices.into_iter().enumerate() {
+        for ch in 0..channels {
+            out[ch * n_out + z * plane..ch * n_out + (z + 1) * plane]
+                .copy_from_slice(&img[ch * plane..(ch + 1) * plane]);
+        }
+        if let Some(l) = &mut labels {
+            l.extend_from_slice(&lab);
+        }
+    }
+    (out, labels)
+}
