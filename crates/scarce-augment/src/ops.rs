@@ -7,6 +7,7 @@
 //! only, so no label is ever invented) with one set of coordinates. Intensity operations
 //! leave the label map alone.
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::field::Field;
@@ -166,27 +167,29 @@ fn each_array(
     new_dims
 }
 
-/// Copies with an index map: output index `o` (3D) reads input `src(o)`.
-fn remap<T: Copy + Default>(
+/// Copies with an index map: output index `o` (3D) reads input `src(o)`; slices in
+/// parallel.
+fn remap<T: Copy + Default + Send + Sync>(
     a: &[T],
     dims: [usize; 3],
     out_dims: [usize; 3],
-    src: &impl Fn([usize; 3]) -> Option<[usize; 3]>,
+    src: &(impl Fn([usize; 3]) -> Option<[usize; 3]> + Sync),
     fill: T,
 ) -> Vec<T> {
+    let plane = out_dims[1] * out_dims[2];
     let mut out = vec![T::default(); out_dims.iter().product()];
-    let mut i = 0;
-    for z in 0..out_dims[0] {
-        for y in 0..out_dims[1] {
-            for x in 0..out_dims[2] {
-                out[i] = match src([z, y, x]) {
-                    Some([a0, a1, a2]) => a[(a0 * dims[1] + a1) * dims[2] + a2],
-                    None => fill,
-                };
-                i += 1;
+    out.par_chunks_mut(plane.max(1))
+        .enumerate()
+        .for_each(|(z, slice)| {
+            for (y, row) in slice.chunks_mut(out_dims[2].max(1)).enumerate() {
+                for (x, o) in row.iter_mut().enumerate() {
+                    *o = match src([z, y, x]) {
+                        Some([a0, a1, a2]) => a[(a0 * dims[1] + a1) * dims[2] + a2],
+                        None => fill,
+                    };
+                }
             }
-        }
-    }
+        });
     out
 }
 
@@ -199,7 +202,7 @@ fn set_shape(sample: &mut Sample, dims: [usize; 3]) {
 fn apply_remap(
     sample: &mut Sample,
     out_dims: [usize; 3],
-    src: impl Fn([usize; 3]) -> Option<[usize; 3]>,
+    src: impl Fn([usize; 3]) -> Option<[usize; 3]> + Sync,
     image_fill: f32,
 ) {
     let d = each_array(
@@ -418,18 +421,33 @@ impl Op {
                 sample.image.shape = out_shape.clone();
             }
             Op::Noise { std, key } => {
+                // Voxels 2i and 2i + 1 take the two normals of Box–Muller pair i.
                 let r = Rand::from_key(*key);
-                for (i, v) in sample.image.data.iter_mut().enumerate() {
-                    *v += (std * r.normal(i as u64)) as f32;
-                }
+                sample
+                    .image
+                    .data
+                    .par_chunks_mut(2)
+                    .enumerate()
+                    .for_each(|(i, pair)| {
+                        let n = r.normal_pair(i as u64);
+                        for (v, n) in pair.iter_mut().zip([n.0, n.1]) {
+                            *v += (std * n) as f32;
+                        }
+                    });
             }
             Op::Rician { std, key } => {
-                let (r1, r2) = (Rand::from_key(*key).at(1), Rand::from_key(*key).at(2));
-                for (i, v) in sample.image.data.iter_mut().enumerate() {
-                    let a = *v as f64 + std * r1.normal(i as u64);
-                    let b = std * r2.normal(i as u64);
-                    *v = (a * a + b * b).sqrt() as f32;
-                }
+                let r = Rand::from_key(*key);
+                sample
+                    .image
+                    .data
+                    .par_iter_mut()
+                    .enumerate()
+                    .for_each(|(i, v)| {
+                        let (n1, n2) = r.normal_pair(i as u64);
+                        let a = *v as f64 + std * n1;
+                        let b = std * n2;
+                        *v = (a * a + b * b).sqrt() as f32;
+                    });
             }
             Op::Blur { sigma } => {
                 let shape = sample.image.shape.clone();

@@ -72,6 +72,16 @@ impl Rand {
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
 
+    /// Two independent standard normals from draws `2c` and `2c + 1` (both outputs of
+    /// Box–Muller; the first equals [`Rand::normal`]).
+    pub fn normal_pair(&self, counter: u64) -> (f64, f64) {
+        let u1 = 1.0 - self.uniform(2 * counter);
+        let u2 = self.uniform(2 * counter + 1);
+        let r = (-2.0 * u1.ln()).sqrt();
+        let (s, c) = (std::f64::consts::TAU * u2).sin_cos();
+        (r * c, r * s)
+    }
+
     /// An integer uniform on `0..n` (`n > 0`).
     pub fn below(&self, counter: u64, n: u64) -> u64 {
         ((self.u64(counter) as u128 * n as u128) >> 64) as u64

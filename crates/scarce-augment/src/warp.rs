@@ -97,9 +97,162 @@ fn axis(c: f64, n: usize, mode: Mode) -> ([usize; 2], f64) {
     ([map(i0), map(i0 + 1)], f)
 }
 
+/// Everything a slice of the warp needs.
+struct Job<'a> {
+    data: &'a [f32],
+    channels: usize,
+    mask: Option<&'a [u16]>,
+    dims: [usize; 3],
+    out_dims: [usize; 3],
+    affine: &'a Affine3,
+    field: Option<&'a FieldSampler>,
+    mode: Mode,
+    image_order: Order,
+}
+
+impl Job<'_> {
+    /// Output slice `z`: `img` holds `channels` planes, `lab` one plane (or nothing).
+    fn slice(&self, z: usize, img: &mut [f32], lab: &mut [u16]) {
+        let (dims, out_dims) = (self.dims, self.out_dims);
+        let n_in: usize = dims.iter().product();
+        let plane = out_dims[1] * out_dims[2];
+        let fill = match self.mode {
+            Mode::Constant(c) | Mode::GridConstant(c) => c as f32,
+            _ => 0.0,
+        };
+        img.fill(fill);
+        lab.fill(0);
+        let constant = matches!(self.mode, Mode::Constant(_));
+        let hi = [
+            (dims[0] - 1) as f64,
+            (dims[1] - 1) as f64,
+            (dims[2] - 1) as f64,
+        ];
+        let disp = self.field.map(|f| f.slice(z));
+        let m = &self.affine.0;
+        for y in 0..out_dims[1] {
+            // The affine part along a row is a start and a step.
+            let (zf, yf) = (z as f64, y as f64);
+            let row = [
+                m[0][0] * zf + m[0][1] * yf + m[0][3],
+                m[1][0] * zf + m[1][1] * yf + m[1][3],
+                m[2][0] * zf + m[2][1] * yf + m[2][3],
+            ];
+            for x in 0..out_dims[2] {
+                let k = y * out_dims[2] + x;
+                let xf = x as f64;
+                let mut c = [
+                    row[0] + m[0][2] * xf,
+                    row[1] + m[1][2] * xf,
+                    row[2] + m[2][2] * xf,
+                ];
+                if let Some(d) = &disp {
+                    c[0] += d[0][k] as f64;
+                    c[1] += d[1][k] as f64;
+                    c[2] += d[2][k] as f64;
+                }
+                let inside = (0..3).all(|a| c[a] >= 0.0 && c[a] <= hi[a]);
+                if constant && !inside {
+                    continue;
+                }
+                // Per axis: two indices (usize::MAX = outside) and the second's weight. In
+                // range, the second index is clamped (its weight is 0 at the last sample).
+                let (iz, fz, iy, fy, ix, fx) = if inside {
+                    let fl = |v: f64, n: usize| {
+                        let i = v as usize;
+                        ([i, (i + 1).min(n - 1)], v - i as f64)
+                    };
+                    let (iz, fz) = fl(c[0], dims[0]);
+                    let (iy, fy) = fl(c[1], dims[1]);
+                    let (ix, fx) = fl(c[2], dims[2]);
+                    (iz, fz, iy, fy, ix, fx)
+                } else {
+                    let (iz, fz) = axis(c[0], dims[0], self.mode);
+                    let (iy, fy) = axis(c[1], dims[1], self.mode);
+                    let (ix, fx) = axis(c[2], dims[2], self.mode);
+                    (iz, fz, iy, fy, ix, fx)
+                };
+                // Nearest: the second index when the fraction is at least one half.
+                let pick = |i: [usize; 2], f: f64| if f >= 0.5 { i[1] } else { i[0] };
+                let near = [pick(iz, fz), pick(iy, fy), pick(ix, fx)];
+                let near = if near.contains(&usize::MAX) {
+                    usize::MAX
+                } else {
+                    (near[0] * dims[1] + near[1]) * dims[2] + near[2]
+                };
+                if let (Some(mk), true) = (self.mask, near != usize::MAX) {
+                    lab[k] = mk[near];
+                }
+                if self.image_order == Order::Nearest {
+                    if near != usize::MAX {
+                        for ch in 0..self.channels {
+                            img[ch * plane + k] = self.data[ch * n_in + near];
+                        }
+                    }
+                    continue;
+                }
+                if inside {
+                    // Every corner is inside: no fill, no index checks.
+                    let at =
+                        |a: usize, b: usize, e: usize| (iz[a] * dims[1] + iy[b]) * dims[2] + ix[e];
+                    let idx = [
+                        at(0, 0, 0),
+                        at(0, 0, 1),
+                        at(0, 1, 0),
+                        at(0, 1, 1),
+                        at(1, 0, 0),
+                        at(1, 0, 1),
+                        at(1, 1, 0),
+                        at(1, 1, 1),
+                    ];
+                    let (gz, gy, gx) = (1.0 - fz, 1.0 - fy, 1.0 - fx);
+                    for ch in 0..self.channels {
+                        let src = &self.data[ch * n_in..(ch + 1) * n_in];
+                        let v = |i: usize| src[idx[i]] as f64;
+                        let c00 = v(0) * gx + v(1) * fx;
+                        let c01 = v(2) * gx + v(3) * fx;
+                        let c10 = v(4) * gx + v(5) * fx;
+                        let c11 = v(6) * gx + v(7) * fx;
+                        let r = (c00 * gy + c01 * fy) * gz + (c10 * gy + c11 * fy) * fz;
+                        img[ch * plane + k] = r as f32;
+                    }
+                    continue;
+                }
+                let wz = [1.0 - fz, fz];
+                let wy = [1.0 - fy, fy];
+                let wx = [1.0 - fx, fx];
+                for ch in 0..self.channels {
+                    let src = &self.data[ch * n_in..(ch + 1) * n_in];
+                    let mut v = 0.0f64;
+                    for a in 0..2 {
+                        for b in 0..2 {
+                            for e in 0..2 {
+                                let w = wz[a] * wy[b] * wx[e];
+                                if w == 0.0 {
+                                    continue;
+                                }
+                                let outside = iz[a] == usize::MAX
+                                    || iy[b] == usize::MAX
+                                    || ix[e] == usize::MAX;
+                                v += w * if outside {
+                                    fill as f64
+                                } else {
+                                    src[(iz[a] * dims[1] + iy[b]) * dims[2] + ix[e]] as f64
+                                };
+                            }
+                        }
+                    }
+                    img[ch * plane + k] = v as f32;
+                }
+            }
+        }
+    }
+}
+
 /// Resamples `channels` image channels (channel-major in `data`) and the label map from
-/// `dims` to `out_dims`. Linear for the image, nearest (round half up) for the label map;
-/// outside the image as `mode` says (the label map gets 0 where the image gets a constant).
+/// `dims` to `out_dims`. Linear or nearest for the image, nearest (round half up) for the
+/// label map; outside the image as `mode` says (the label map gets 0 where the image gets
+/// a constant). Slices run in parallel.
 #[allow(clippy::too_many_arguments)]
 pub fn warp(
     data: &[f32],
@@ -112,113 +265,53 @@ pub fn warp(
     mode: Mode,
     image_order: Order,
 ) -> (Vec<f32>, Option<Vec<u16>>) {
-    let n_in: usize = dims.iter().product();
-    let plane = out_dims[1] * out_dims[2];
-    let fill = match mode {
-        Mode::Constant(c) | Mode::GridConstant(c) => c as f32,
-        _ => 0.0,
+    let job = Job {
+        data,
+        channels,
+        mask,
+        dims,
+        out_dims,
+        affine,
+        field,
+        mode,
+        image_order,
     };
-    let constant = matches!(mode, Mode::Constant(_));
-    let hi = [
-        (dims[0] - 1) as f64,
-        (dims[1] - 1) as f64,
-        (dims[2] - 1) as f64,
-    ];
+    let plane = out_dims[1] * out_dims[2];
+    let n_out = plane * out_dims[0];
+    let mut labels = vec![0u16; if mask.is_some() { n_out } else { 0 }];
+    let lab_plane = if mask.is_some() { plane } else { 0 };
+    if channels == 1 {
+        // Write straight into the output planes.
+        let mut out = vec![0f32; n_out];
+        let mut lab_chunks: Vec<&mut [u16]> = if mask.is_some() {
+            labels.chunks_mut(plane).collect()
+        } else {
+            (0..out_dims[0]).map(|_| &mut [][..]).collect()
+        };
+        out.par_chunks_mut(plane)
+            .zip(lab_chunks.par_iter_mut())
+            .enumerate()
+            .for_each(|(z, (img, lab))| job.slice(z, img, lab));
+        return (out, mask.map(|_| labels));
+    }
     let slices: Vec<(Vec<f32>, Vec<u16>)> = (0..out_dims[0])
         .into_par_iter()
         .map(|z| {
-            let disp = field.map(|f| f.slice(z));
-            let mut img = vec![fill; channels * plane];
-            let mut lab = vec![0u16; if mask.is_some() { plane } else { 0 }];
-            for y in 0..out_dims[1] {
-                for x in 0..out_dims[2] {
-                    let k = y * out_dims[2] + x;
-                    let mut c = affine.apply([z as f64, y as f64, x as f64]);
-                    if let Some(d) = &disp {
-                        c[0] += d[0][k] as f64;
-                        c[1] += d[1][k] as f64;
-                        c[2] += d[2][k] as f64;
-                    }
-                    if constant && (0..3).any(|a| !(c[a] >= 0.0 && c[a] <= hi[a])) {
-                        continue;
-                    }
-                    let (iz, fz) = axis(c[0], dims[0], mode);
-                    let (iy, fy) = axis(c[1], dims[1], mode);
-                    let (ix, fx) = axis(c[2], dims[2], mode);
-                    // Nearest: the second index when the fraction is at least one half.
-                    let pick = |i: [usize; 2], f: f64| if f >= 0.5 { i[1] } else { i[0] };
-                    let near = [pick(iz, fz), pick(iy, fy), pick(ix, fx)];
-                    let near = if near.contains(&usize::MAX) {
-                        usize::MAX
-                    } else {
-                        (near[0] * dims[1] + near[1]) * dims[2] + near[2]
-                    };
-                    if let Some(m) = mask {
-                        if near != usize::MAX {
-                            lab[k] = m[near];
-                        }
-                    }
-                    if image_order == Order::Nearest {
-                        for ch in 0..channels {
-                            if near != usize::MAX {
-                                img[ch * plane + k] = data[ch * n_in + near];
-                            }
-                        }
-                        continue;
-                    }
-                    let wz = [1.0 - fz, fz];
-                    let wy = [1.0 - fy, fy];
-                    let wx = [1.0 - fx, fx];
-                    // Corner offsets and weights, shared by all channels.
-                    let mut taps = [(usize::MAX, 0.0f64); 8];
-                    let mut t = 0;
-                    for a in 0..2 {
-                        for b in 0..2 {
-                            for e in 0..2 {
-                                let w = wz[a] * wy[b] * wx[e];
-                                let at = if iz[a] == usize::MAX
-                                    || iy[b] == usize::MAX
-                                    || ix[e] == usize::MAX
-                                {
-                                    usize::MAX
-                                } else {
-                                    (iz[a] * dims[1] + iy[b]) * dims[2] + ix[e]
-                                };
-                                taps[t] = (at, w);
-                                t += 1;
-                            }
-                        }
-                    }
-                    for ch in 0..channels {
-                        let src = &data[ch * n_in..(ch + 1) * n_in];
-                        let mut v = 0.0f64;
-                        for &(at, w) in &taps {
-                            if w != 0.0 {
-                                v += w * if at == usize::MAX {
-                                    fill as f64
-                                } else {
-                                    src[at] as f64
-                                };
-                            }
-                        }
-                        img[ch * plane + k] = v as f32;
-                    }
-                }
-            }
+            let mut img = vec![0f32; channels * plane];
+            let mut lab = vec![0u16; lab_plane];
+            job.slice(z, &mut img, &mut lab);
             (img, lab)
         })
         .collect();
-    let mut out = vec![0f32; channels * plane * out_dims[0]];
-    let n_out = plane * out_dims[0];
-    let mut labels = mask.map(|_| Vec::with_capacity(n_out));
+    let mut out = vec![0f32; channels * n_out];
     for (z, (img, lab)) in slices.into_iter().enumerate() {
         for ch in 0..channels {
             out[ch * n_out + z * plane..ch * n_out + (z + 1) * plane]
                 .copy_from_slice(&img[ch * plane..(ch + 1) * plane]);
         }
-        if let Some(l) = &mut labels {
-            l.extend_from_slice(&lab);
+        if mask.is_some() {
+            labels[z * plane..(z + 1) * plane].copy_from_slice(&lab);
         }
     }
-    (out, labels)
+    (out, mask.map(|_| labels))
 }
