@@ -12,11 +12,14 @@
 //! | `eval` (default) | [`eval`] = `scarce-eval` | accuracy ± 95% CI, confusion matrix, AUROC, calibration, Fréchet distance |
 //! | `io` (default) | [`io`] = `scarce-io` | DICOM (every common transfer syntax, series -> volume) and NIfTI-1/2 read and write, no tensor library |
 //! | `meta` (default) | [`meta`] = `scarce-meta` | MAML (second order), first-order MAML, Meta-SGD, ANIL, Reptile, MAML++, iMAML, the meta-trainer, sinusoid tasks |
-//! | `fed` (default) | [`fed`] = `scarce-fed` | Flower-exact aggregation strategies (FedAvg, FedAvgM, FedAdam/Yogi/Adagrad, median, trimmed mean, Krum, Bulyan), DP-FedAvg clipping, the Opacus-exact RDP accountant |
+//! | `fed` (default) | [`fed`] = `scarce-fed` | Flower-exact strategies, DP-FedAvg and DP-SGD, the Opacus-exact RDP accountant, secure aggregation, partitioners, a checkpointed server and simulation |
+//! | `augment` (default) | [`augment`] = `scarce-augment` | 2D/3D spatial and intensity augmentation of image and label map together, scipy-exact resampling, replayable and invertible, no tensor library |
 //! | `cuda` | | candle's CUDA backend for every crate with tensor code |
 //! | `full` | | every crate |
 #![deny(missing_docs)]
 
+#[cfg(feature = "augment")]
+pub use scarce_augment as augment;
 #[cfg(feature = "core")]
 pub use scarce_core as core;
 #[cfg(feature = "episodes")]
