@@ -165,6 +165,34 @@ fn transforms(shape: &[usize]) -> Vec<(&'static str, Box<dyn Transform>)> {
             Box::new(PercentileNorm { lo: 1.0, hi: 99.0 }),
         ),
         (
+            "Gibbs ringing (keep 30–50% of k-space)",
+            Box::new(RandomGibbs { keep: (0.3, 0.5) }),
+        ),
+        (
+            "k-space spike",
+            Box::new(RandomSpike {
+                spikes: 1,
+                intensity: (0.05, 0.1),
+            }),
+        ),
+        (
+            "ghosting along axis 0",
+            Box::new(RandomGhosting {
+                axes: vec![0],
+                ghosts: (3, 5),
+                intensity: (0.5, 0.8),
+            }),
+        ),
+        (
+            "motion (3 positions, ±5°, ±3 voxels)",
+            Box::new(RandomMotion {
+                axes: vec![0],
+                segments: 3,
+                degrees: 5.0,
+                translate: 3.0,
+            }),
+        ),
+        (
             "coarse dropout, 4 boxes",
             Box::new(CoarseDropout {
                 holes: 4,

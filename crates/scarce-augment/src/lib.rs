@@ -7,6 +7,7 @@ pub mod error;
 pub mod field;
 pub mod filter;
 pub mod interp;
+pub mod kspace;
 pub mod ops;
 pub mod rng;
 pub mod sample;

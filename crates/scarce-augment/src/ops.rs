@@ -104,6 +104,11 @@ pub enum Op {
         /// Offset.
         shift: f64,
     },
+    /// Add one offset per channel (colour jitter).
+    ChannelShift {
+        /// Offset per channel.
+        shift: Vec<f64>,
+    },
     /// Clamp to `[lo, hi]` (windowing).
     Clip {
         /// Lower bound.
@@ -123,6 +128,11 @@ pub enum Op {
         order: usize,
         /// One coefficient per `(i, j, k)` with `i + j + k ≤ order`, in lexicographic order.
         coefficients: Vec<f64>,
+    },
+    /// An MR artefact made in k-space, per channel (the result is the magnitude image).
+    KSpace {
+        /// The artefact and its parameters.
+        artefact: crate::kspace::Artefact,
     },
     /// Set boxes to `fill` (coarse dropout / cutout).
     Dropout {
@@ -461,6 +471,24 @@ impl Op {
                     *v = (*v as f64 * scale + shift) as f32;
                 }
             }
+            Op::ChannelShift { shift } => {
+                if shift.len() != sample.image.channels {
+                    return Err(Error::param(
+                        "shift",
+                        format!(
+                            "{} offsets for {} channels",
+                            shift.len(),
+                            sample.image.channels
+                        ),
+                    ));
+                }
+                let n = sample.image.voxels();
+                for (ch, s) in sample.image.data.chunks_mut(n).zip(shift) {
+                    for v in ch.iter_mut() {
+                        *v = (*v as f64 + s) as f32;
+                    }
+                }
+            }
             Op::Clip { lo, hi } => {
                 for v in &mut sample.image.data {
                     *v = (*v as f64).clamp(*lo, *hi) as f32;
@@ -532,6 +560,14 @@ impl Op {
                         *v *= f;
                     }
                 }
+            }
+            Op::KSpace { artefact } => {
+                let n = sample.image.voxels();
+                let mut out = Vec::with_capacity(sample.image.data.len());
+                for ch in sample.image.data.chunks(n) {
+                    out.extend(crate::kspace::apply(artefact, ch, dims, l)?);
+                }
+                sample.image.data = out;
             }
             Op::Dropout { boxes, fill } => {
                 let nd = sample.image.shape.len();
@@ -619,6 +655,9 @@ impl Op {
             } => Op::Resize {
                 in_shape: out_shape.clone(),
                 out_shape: in_shape.clone(),
+            },
+            Op::ChannelShift { shift } => Op::ChannelShift {
+                shift: shift.iter().map(|s| -s).collect(),
             },
             Op::Linear { scale, shift } if *scale != 0.0 => Op::Linear {
                 scale: 1.0 / scale,

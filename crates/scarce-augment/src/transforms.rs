@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use crate::field::{Field, Smoothness};
 use crate::filter::gaussian_filter;
 use crate::interp::{Mode, Order};
+use crate::kspace::Artefact;
 use crate::ops::{bias_terms, Op};
 use crate::rng::Rand;
 use crate::sample::Sample;
@@ -882,4 +883,236 @@ impl Transform for CoarseDropout {
         }
         .apply(sample)
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// MR artefacts (k-space).
+
+/// Gibbs ringing: k-space truncated to a central fraction drawn from `keep`.
+#[derive(Debug, Clone)]
+pub struct RandomGibbs {
+    /// Range of the kept fraction, within (0, 1].
+    pub keep: (f64, f64),
+}
+
+impl Transform for RandomGibbs {
+    fn apply(&self, sample: &mut Sample, rng: Rand) -> Result<()> {
+        range("keep", self.keep, 1e-6)?;
+        Op::KSpace {
+            artefact: Artefact::Gibbs {
+                keep: draw(&rng, 0, self.keep).min(1.0),
+            },
+        }
+        .apply(sample)
+    }
+}
+
+/// Spikes: `spikes` bright k-space points at random frequencies, each adding a fraction
+/// drawn from `intensity` of the spectrum's peak.
+#[derive(Debug, Clone)]
+pub struct RandomSpike {
+    /// Number of spikes.
+    pub spikes: usize,
+    /// Relative intensity range.
+    pub intensity: (f64, f64),
+}
+
+impl Transform for RandomSpike {
+    fn apply(&self, sample: &mut Sample, rng: Rand) -> Result<()> {
+        range("intensity", self.intensity, 0.0)?;
+        let shape = sample.image.shape.clone();
+        let positions = (0..self.spikes)
+            .map(|s| {
+                let r = rng.at(s as u64 + 1);
+                shape
+                    .iter()
+                    .enumerate()
+                    .map(|(a, &n)| r.below(a as u64, n as u64) as i64 - n as i64 / 2)
+                    .collect()
+            })
+            .collect();
+        Op::KSpace {
+            artefact: Artefact::Spikes {
+                positions,
+                intensity: draw(&rng, 0, self.intensity),
+            },
+        }
+        .apply(sample)
+    }
+}
+
+/// Ghosting along a random axis of `axes`: every `ghosts`-th k-space plane kept, the others
+/// attenuated by a fraction drawn from `intensity`; `ghosts` drawn from the range.
+#[derive(Debug, Clone)]
+pub struct RandomGhosting {
+    /// Candidate phase-encoding axes.
+    pub axes: Vec<usize>,
+    /// Ghost spacing range (inclusive).
+    pub ghosts: (usize, usize),
+    /// Attenuation range within [0, 1].
+    pub intensity: (f64, f64),
+}
+
+impl Transform for RandomGhosting {
+    fn apply(&self, sample: &mut Sample, rng: Rand) -> Result<()> {
+        range("intensity", self.intensity, 0.0)?;
+        if self.axes.is_empty() || self.ghosts.0 < 2 || self.ghosts.1 < self.ghosts.0 {
+            return Err(Error::param(
+                "ghosts",
+                "an axis to choose from and 2 ≤ low ≤ high ghost spacing",
+            ));
+        }
+        let axis = self.axes[rng.below(0, self.axes.len() as u64) as usize];
+        let span = (self.ghosts.1 - self.ghosts.0 + 1) as u64;
+        Op::KSpace {
+            artefact: Artefact::Ghosting {
+                axis,
+                ghosts: self.ghosts.0 + rng.below(1, span) as usize,
+                intensity: draw(&rng, 2, self.intensity).min(1.0),
+            },
+        }
+        .apply(sample)
+    }
+}
+
+/// Motion: k-space along a random axis of `axes` split into `segments` parts, each acquired
+/// with the image at a random rigid position (rotation up to `degrees`, translation up to
+/// `translate` voxels); the first segment is the unmoved image.
+#[derive(Debug, Clone)]
+pub struct RandomMotion {
+    /// Candidate phase-encoding axes.
+    pub axes: Vec<usize>,
+    /// Segments (≥ 2).
+    pub segments: usize,
+    /// Largest rotation (degrees).
+    pub degrees: f64,
+    /// Largest translation (voxels).
+    pub translate: f64,
+}
+
+impl Transform for RandomMotion {
+    fn apply(&self, sample: &mut Sample, rng: Rand) -> Result<()> {
+        if self.axes.is_empty() || self.segments < 2 {
+            return Err(Error::param(
+                "segments",
+                "an axis to choose from and ≥ 2 segments",
+            ));
+        }
+        let nd = sample.image.shape.len();
+        let axis = self.axes[rng.below(0, self.axes.len() as u64) as usize];
+        let mut cuts: Vec<f64> = (0..self.segments - 1)
+            .map(|i| rng.range(10 + i as u64, 0.05, 0.95))
+            .collect();
+        cuts.sort_by(f64::total_cmp);
+        cuts.dedup();
+        let moves = (0..=cuts.len())
+            .map(|i| {
+                if i == 0 {
+                    return Ok(Affine3::identity());
+                }
+                RandomAffine {
+                    degrees: [self.degrees; 3],
+                    scale: (1.0, 1.0),
+                    isotropic: true,
+                    translate: vec![self.translate; nd],
+                    ..RandomAffine::default()
+                }
+                .matrix(
+                    &sample.image.shape,
+                    &sample.image.spacing,
+                    &rng.at(100 + i as u64),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Op::KSpace {
+            artefact: Artefact::Motion {
+                axis,
+                boundaries: cuts,
+                moves,
+            },
+        }
+        .apply(sample)
+    }
+}
+
+/// PCA colour jitter for RGB images (Krizhevsky et al. 2012, as used for dermoscopy and
+/// pathology): adds `Σ_i α_i λ_i v_i` to every pixel, with `(λ_i, v_i)` the eigenpairs of
+/// the image's 3 × 3 channel covariance and `α_i ~ N(0, σ²)`.
+#[derive(Debug, Clone)]
+pub struct PcaColourJitter {
+    /// σ of the α draws.
+    pub sigma: f64,
+}
+
+impl Transform for PcaColourJitter {
+    fn apply(&self, sample: &mut Sample, rng: Rand) -> Result<()> {
+        if sample.image.channels != 3 {
+            return Err(Error::param(
+                "channels",
+                format!(
+                    "{}: PCA colour jitter needs RGB (3 channels)",
+                    sample.image.channels
+                ),
+            ));
+        }
+        range("sigma", (self.sigma, self.sigma), 0.0)?;
+        let n = sample.image.voxels();
+        let ch: Vec<&[f32]> = (0..3).map(|c| sample.image.channel(c)).collect();
+        let means: Vec<f64> = ch.iter().map(|c| mean(c)).collect();
+        let mut cov = [[0.0f64; 3]; 3];
+        for (a, row) in cov.iter_mut().enumerate() {
+            for (b, v) in row.iter_mut().enumerate() {
+                *v = (0..n)
+                    .map(|i| (ch[a][i] as f64 - means[a]) * (ch[b][i] as f64 - means[b]))
+                    .sum::<f64>()
+                    / n.max(1) as f64;
+            }
+        }
+        let (values, vectors) = symmetric_eigen3(cov);
+        let shift: Vec<f64> = (0..3)
+            .map(|c| {
+                (0..3)
+                    .map(|i| self.sigma * rng.normal(i as u64) * values[i].max(0.0) * vectors[c][i])
+                    .sum()
+            })
+            .collect();
+        Op::ChannelShift { shift }.apply(sample)
+    }
+}
+
+// Matrix algebra reads best with explicit indices.
+#[allow(clippy::needless_range_loop)]
+/// Eigenvalues and eigenvectors (as columns) of a symmetric 3 × 3 matrix, by Jacobi
+/// rotations.
+fn symmetric_eigen3(mut a: [[f64; 3]; 3]) -> ([f64; 3], [[f64; 3]; 3]) {
+    let mut v = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+    for _ in 0..50 {
+        let (mut p, mut q, mut big) = (0, 1, 0.0);
+        for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+            if a[i][j].abs() > big {
+                (p, q, big) = (i, j, a[i][j].abs());
+            }
+        }
+        if big < 1e-15 {
+            break;
+        }
+        let theta = 0.5 * (2.0 * a[p][q]).atan2(a[q][q] - a[p][p]);
+        let (s, c) = theta.sin_cos();
+        for k in 0..3 {
+            let (akp, akq) = (a[k][p], a[k][q]);
+            a[k][p] = c * akp - s * akq;
+            a[k][q] = s * akp + c * akq;
+        }
+        for k in 0..3 {
+            let (apk, aqk) = (a[p][k], a[q][k]);
+            a[p][k] = c * apk - s * aqk;
+            a[q][k] = s * apk + c * aqk;
+        }
+        for row in v.iter_mut() {
+            let (vp, vq) = (row[p], row[q]);
+            row[p] = c * vp - s * vq;
+            row[q] = s * vp + c * vq;
+        }
+    }
+    ([a[0][0], a[1][1], a[2][2]], v)
 }

@@ -385,3 +385,116 @@ fn bad_parameters_name_themselves() {
         "mask"
     );
 }
+
+/// k-space artefacts against closed forms: with nothing to change they are identities
+/// (magnitude of a non-negative image), and a spike at DC adds `intensity · mean` to every
+/// voxel (the DC coefficient is the sum; the inverse transform divides by N).
+#[test]
+fn kspace_artefacts_match_their_closed_forms() {
+    use scarce_augment::kspace::Artefact;
+    let base = volume(8, 10, 12, 0);
+    let mean =
+        base.image.data.iter().map(|&v| v as f64).sum::<f64>() / base.image.data.len() as f64;
+    let shifted: Vec<f32> = base.image.data.iter().map(|v| v + 2.0).collect();
+    let positive = Sample::new(
+        Image::new(shifted.clone(), 1, &[8, 10, 12]).unwrap(),
+        None,
+        0,
+    )
+    .unwrap();
+    let mean_pos = mean + 2.0;
+    let cases = [
+        (Artefact::Gibbs { keep: 1.0 }, 0.0),
+        (
+            Artefact::Ghosting {
+                axis: 1,
+                ghosts: 3,
+                intensity: 0.0,
+            },
+            0.0,
+        ),
+        (
+            Artefact::Motion {
+                axis: 0,
+                boundaries: vec![0.5],
+                moves: vec![scarce_augment::warp::Affine3::identity(); 2],
+            },
+            0.0,
+        ),
+        (
+            Artefact::Spikes {
+                positions: vec![vec![0, 0, 0]],
+                intensity: 0.3,
+            },
+            0.3 * mean_pos,
+        ),
+    ];
+    for (artefact, add) in cases {
+        let mut s = positive.clone();
+        Op::KSpace {
+            artefact: artefact.clone(),
+        }
+        .apply(&mut s)
+        .unwrap();
+        let worst = s
+            .image
+            .data
+            .iter()
+            .zip(&shifted)
+            .map(|(a, b)| (*a as f64 - (*b as f64 + add)).abs())
+            .fold(0.0, f64::max);
+        println!("{artefact:?}: largest difference from the closed form {worst:.1e}");
+        assert!(worst < 1e-4, "{artefact:?}: {worst}");
+    }
+    // And the random versions change the image.
+    for t in [
+        Box::new(RandomGibbs { keep: (0.3, 0.5) }) as Box<dyn Transform>,
+        Box::new(RandomSpike {
+            spikes: 2,
+            intensity: (0.1, 0.2),
+        }),
+        Box::new(RandomGhosting {
+            axes: vec![1],
+            ghosts: (2, 4),
+            intensity: (0.5, 0.8),
+        }),
+        Box::new(RandomMotion {
+            axes: vec![0],
+            segments: 3,
+            degrees: 5.0,
+            translate: 2.0,
+        }),
+    ] {
+        let mut s = positive.clone();
+        augment(t.as_ref(), &mut s, 1, 0).unwrap();
+        assert_ne!(s.image.data, shifted, "{t:?}");
+    }
+}
+
+#[test]
+fn pca_colour_jitter_shifts_along_the_colour_eigenvectors() {
+    // Pixels spread along (1, 2, 2)/3 only: the covariance has one non-zero eigenvalue with
+    // that eigenvector, so every shift must be parallel to it.
+    let n = 64;
+    let mut data = vec![0f32; 3 * n];
+    for i in 0..n {
+        let t = (i as f32 / n as f32) - 0.5;
+        for (c, d) in [1.0, 2.0, 2.0].iter().enumerate() {
+            data[c * n + i] = 0.5 + t * d / 3.0;
+        }
+    }
+    let original = Sample::new(Image::new(data, 3, &[8, 8]).unwrap(), None, 0).unwrap();
+    let mut s = original.clone();
+    augment(&PcaColourJitter { sigma: 0.5 }, &mut s, 3, 0).unwrap();
+    let shift: Vec<f64> = (0..3)
+        .map(|c| (s.image.data[c * n] - original.image.data[c * n]) as f64)
+        .collect();
+    let norm = shift.iter().map(|v| v * v).sum::<f64>().sqrt();
+    assert!(norm > 0.0);
+    let cos = (shift[0] + 2.0 * shift[1] + 2.0 * shift[2]) / (3.0 * norm);
+    assert!((cos.abs() - 1.0).abs() < 1e-4, "{shift:?}");
+    assert!(matches!(
+        augment(&PcaColourJitter { sigma: 0.5 }, &mut slice(4, 4, 0), 0, 0),
+        Err(Error::Param { name, .. }) if name == "channels"
+    ));
+}
