@@ -163,14 +163,21 @@ fn each_array(
     g: impl Fn(&[u16], [usize; 3]) -> Vec<u16>,
 ) -> [usize; 3] {
     let dims = sample.image.dims();
-    let mut out = Vec::with_capacity(sample.image.data.len());
     let mut new_dims = dims;
-    for c in 0..sample.image.channels {
-        let (v, d) = f(sample.image.channel(c), dims);
-        out.extend(v);
+    if sample.image.channels == 1 {
+        // One channel: the result is the new data, no copy.
+        let (v, d) = f(&sample.image.data, dims);
+        sample.image.data = v;
         new_dims = d;
+    } else {
+        let mut out = Vec::with_capacity(sample.image.data.len());
+        for c in 0..sample.image.channels {
+            let (v, d) = f(sample.image.channel(c), dims);
+            out.extend(v);
+            new_dims = d;
+        }
+        sample.image.data = out;
     }
-    sample.image.data = out;
     if let Some(m) = &sample.mask {
         sample.mask = Some(g(m, dims));
     }
@@ -197,6 +204,34 @@ fn remap<T: Copy + Default + Send + Sync>(
                         Some([a0, a1, a2]) => a[(a0 * dims[1] + a1) * dims[2] + a2],
                         None => fill,
                     };
+                }
+            }
+        });
+    out
+}
+
+/// `a` reversed along the axes marked in `flip`, row by row (a row is copied forwards or
+/// backwards), slices in parallel.
+fn flip_array<T: Copy + Default + Send + Sync>(
+    a: &[T],
+    dims: [usize; 3],
+    flip: [bool; 3],
+) -> Vec<T> {
+    let (plane, w) = (dims[1] * dims[2], dims[2]);
+    let mut out = vec![T::default(); a.len()];
+    out.par_chunks_mut(plane.max(1))
+        .enumerate()
+        .for_each(|(z, slice)| {
+            let sz = if flip[0] { dims[0] - 1 - z } else { z };
+            for (y, row) in slice.chunks_mut(w.max(1)).enumerate() {
+                let sy = if flip[1] { dims[1] - 1 - y } else { y };
+                let src = &a[sz * plane + sy * w..][..w];
+                if flip[2] {
+                    for (o, v) in row.iter_mut().zip(src.iter().rev()) {
+                        *o = *v;
+                    }
+                } else {
+                    row.copy_from_slice(src);
                 }
             }
         });
@@ -237,18 +272,14 @@ impl Op {
         match self {
             Op::Flip { axes } => {
                 check_axes(sample, axes)?;
-                let flip: Vec<usize> = axes.iter().map(|a| a + l).collect();
-                apply_remap(
+                let mut flip = [false; 3];
+                for &a in axes {
+                    flip[a + l] = !flip[a + l];
+                }
+                each_array(
                     sample,
-                    dims,
-                    |o| {
-                        let mut s = o;
-                        for &a in &flip {
-                            s[a] = dims[a] - 1 - o[a];
-                        }
-                        Some(s)
-                    },
-                    0.0,
+                    |a, dims| (flip_array(a, dims, flip), dims),
+                    |m, dims| flip_array(m, dims, flip),
                 );
             }
             Op::Rot90 { k, axes } => {
