@@ -23,6 +23,10 @@ pub enum Error {
         /// What was given.
         got: Vec<usize>,
     },
+
+    /// From the tensor side (candle, scarce-core).
+    #[error("tensor: {0}")]
+    Tensor(String),
 }
 
 impl Error {

@@ -11,6 +11,8 @@ pub mod kspace;
 pub mod ops;
 pub mod rng;
 pub mod sample;
+#[cfg(feature = "tensor")]
+pub mod tensor;
 pub mod transforms;
 pub mod warp;
 
