@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod augment;
 pub mod batch;
 pub mod dataset;
 pub mod error;
@@ -35,6 +36,7 @@ pub mod resize;
 pub mod sampler;
 pub mod split;
 
+pub use augment::Pipeline;
 pub use batch::{ClassBalancedSampler, ShuffledBatches};
 pub use dataset::Dataset;
 pub use error::{Error, Result};
