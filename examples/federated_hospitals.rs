@@ -159,8 +159,10 @@ impl Site {
         Ok((self.x.index_select(&i, 0)?, self.y.index_select(&i, 0)?))
     }
 
-    /// One local epoch from `start`; returns the weights and the mean training loss.
-    fn train(&self, start: &Params, round: u64) -> scarce::fed::Result<(Params, f64)> {
+    /// One local epoch from `start`; returns the weights and the mean training loss (none
+    /// under DP-SGD: an un-noised loss sent to the server would bypass the privacy
+    /// guarantee).
+    fn train(&self, start: &Params, round: u64) -> scarce::fed::Result<(Params, Option<f64>)> {
         let n = self.n();
         let stream = Stream::new(self.seed, "local").at(self.id as u64).at(round);
         let order = stream.permutation(n);
@@ -180,10 +182,8 @@ impl Site {
                         Ok(loss(&p, &x, &y)?)
                     })?;
                     p = p.axpy(-LR, &out.gradient)?.detach().to_vars()?;
-                    steps += 1;
                 }
-                let (x, y) = (&self.x, &self.y);
-                total = loss(&p, x, y)?.to_dtype(DType::F64)?.to_scalar::<f64>()? * steps as f64;
+                return Ok((p.detach(), None));
             }
             Local::PerFedAvg { alpha } => {
                 let err = site_err(self.id);
@@ -218,7 +218,7 @@ impl Site {
                 }
             }
         }
-        Ok((p.detach(), total / steps.max(1) as f64))
+        Ok((p.detach(), Some(total / steps.max(1) as f64)))
     }
 
     /// Held-out accuracy of `global` before and after one local step of personalisation
@@ -270,7 +270,10 @@ impl Client for Site {
                 weights,
                 num_examples: self.n() as u64,
             },
-            metrics: BTreeMap::from([("train_loss".to_string(), train_loss)]),
+            metrics: train_loss
+                .map(|l| ("train_loss".to_string(), l))
+                .into_iter()
+                .collect(),
         })
     }
 
@@ -353,10 +356,10 @@ fn federate<S: Strategy>(
             .history()
             .last()
             .and_then(|h| h.fit_metrics.get("train_loss").copied());
+        let loss = loss.map_or("not reported".to_string(), |l| format!("{l:.4}"));
         println!(
-            "{name:<28} round {r:>3}: test accuracy {:.4}, mean local loss {:.4}",
+            "{name:<28} round {r:>3}: test accuracy {:.4}, mean local loss {loss}",
             acc[acc.len() - 1],
-            loss.unwrap_or(f64::NAN)
         );
     }
     let personalised = match clients[0].local {

@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use crate::interp::{dims3, reflect_index, Mode, Real};
+use crate::interp::{dims3, Mode, Real};
 use crate::{Error, Result};
 
 /// The normalised 1D Gaussian kernel for `sigma` (taps `−r..=r`).
@@ -30,26 +30,13 @@ pub fn correlate_axis<T: Real>(
     let r = kernel.len() / 2;
     let stride: usize = dims[axis + 1..].iter().product();
     let outer: usize = dims[..axis].iter().product();
-    let fill = match mode {
-        Mode::Constant(c) | Mode::GridConstant(c) => c,
-        _ => 0.0,
-    };
-    let padded_at = |i: i64| -> Option<usize> {
-        if (0..n as i64).contains(&i) {
-            return Some(i as usize);
-        }
-        match mode {
-            Mode::Nearest => Some(i.clamp(0, n as i64 - 1) as usize),
-            Mode::Reflect => Some(reflect_index(i, n)),
-            Mode::Constant(_) | Mode::GridConstant(_) => None,
-        }
-    };
+    let fill = mode.fill();
     // Each block holds `n` planes of `stride` values: lines are its columns.
     a.par_chunks_mut(n * stride).take(outer).for_each(|block| {
         let mut line = vec![0f64; n + 2 * r];
         for s in 0..stride {
             for (p, v) in line.iter_mut().enumerate() {
-                *v = match padded_at(p as i64 - r as i64) {
+                *v = match mode.index(p as i64 - r as i64, n) {
                     Some(i) => block[i * stride + s].to_f64(),
                     None => fill,
                 };

@@ -85,23 +85,27 @@ pub fn reflect_index(i: i64, n: usize) -> usize {
     (if m < n { m } else { period - 1 - m }) as usize
 }
 
-/// Where integer index `i` of an axis of length `n` reads from, or `None` for `cval`.
-#[inline]
-fn index(i: i64, n: usize, mode: Mode) -> Option<usize> {
-    if (0..n as i64).contains(&i) {
-        return Some(i as usize);
+impl Mode {
+    /// Where integer index `i` of an axis of length `n` reads from, or `None` for the fill
+    /// value: the one boundary rule of every resampler, filter and pad here.
+    #[inline]
+    pub fn index(self, i: i64, n: usize) -> Option<usize> {
+        if (0..n as i64).contains(&i) {
+            return Some(i as usize);
+        }
+        match self {
+            Mode::Nearest => Some(i.clamp(0, n as i64 - 1) as usize),
+            Mode::Reflect => Some(reflect_index(i, n)),
+            Mode::Constant(_) | Mode::GridConstant(_) => None,
+        }
     }
-    match mode {
-        Mode::Nearest => Some(i.clamp(0, n as i64 - 1) as usize),
-        Mode::Reflect => Some(reflect_index(i, n)),
-        Mode::Constant(_) | Mode::GridConstant(_) => None,
-    }
-}
 
-fn cval(mode: Mode) -> f64 {
-    match mode {
-        Mode::Constant(c) | Mode::GridConstant(c) => c,
-        _ => 0.0,
+    /// The value read where [`Mode::index`] gives `None` (0 for modes that never do).
+    pub fn fill(self) -> f64 {
+        match self {
+            Mode::Constant(c) | Mode::GridConstant(c) => c,
+            _ => 0.0,
+        }
     }
 }
 
@@ -115,12 +119,12 @@ pub fn sample<T: Real>(a: &[T], dims: [usize; 3], c: [f64; 3], order: Order, mod
             }
         }
     }
-    let fill = cval(mode);
+    let fill = mode.fill();
     match order {
         Order::Nearest => {
             let mut at = 0;
             for k in 0..3 {
-                match index((c[k] + 0.5).floor() as i64, dims[k], mode) {
+                match mode.index((c[k] + 0.5).floor() as i64, dims[k]) {
                     Some(i) => at = at * dims[k] + i,
                     None => return fill,
                 }
@@ -136,7 +140,7 @@ pub fn sample<T: Real>(a: &[T], dims: [usize; 3], c: [f64; 3], order: Order, mod
                 let i0 = c[k].floor();
                 let f = c[k] - i0;
                 let i0 = i0 as i64;
-                idx[k] = [index(i0, dims[k], mode), index(i0 + 1, dims[k], mode)];
+                idx[k] = [mode.index(i0, dims[k]), mode.index(i0 + 1, dims[k])];
                 w[k] = [1.0 - f, f];
             }
             let mut v = 0.0;

@@ -346,7 +346,8 @@ impl Op {
                 if *in_shape != sample.image.shape
                     || start.len() != in_shape.len()
                     || size.len() != in_shape.len()
-                    || (0..in_shape.len()).any(|k| size[k] == 0 || start[k] + size[k] > in_shape[k])
+                    || (0..in_shape.len())
+                        .any(|k| size[k] == 0 || start[k].saturating_add(size[k]) > in_shape[k])
                 {
                     return Err(Error::param(
                         "crop",
@@ -390,25 +391,12 @@ impl Op {
                 for k in 0..nd {
                     out[l + k] += before[k] + after[k];
                 }
-                let fill = match mode {
-                    Mode::Constant(c) | Mode::GridConstant(c) => *c as f32,
-                    _ => 0.0,
-                };
+                let fill = mode.fill() as f32;
                 let m = *mode;
                 let src = move |o: [usize; 3]| {
                     let mut s = [0usize; 3];
                     for k in 0..3 {
-                        let i = o[k] as i64 - b[k] as i64;
-                        let n = dims[k] as i64;
-                        s[k] = if (0..n).contains(&i) {
-                            i as usize
-                        } else {
-                            match m {
-                                Mode::Nearest => i.clamp(0, n - 1) as usize,
-                                Mode::Reflect => crate::interp::reflect_index(i, dims[k]),
-                                _ => return None,
-                            }
-                        };
+                        s[k] = m.index(o[k] as i64 - b[k] as i64, dims[k])?;
                     }
                     Some(s)
                 };
@@ -614,7 +602,7 @@ impl Op {
                     let mut hi = dims;
                     for k in 0..nd {
                         lo[l + k] = start[k].min(dims[l + k]);
-                        hi[l + k] = (start[k] + size[k]).min(dims[l + k]);
+                        hi[l + k] = start[k].saturating_add(size[k]).min(dims[l + k]);
                     }
                     for ch in sample.image.data.chunks_mut(n) {
                         for z in lo[0]..hi[0] {

@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::field::FieldSampler;
-use crate::interp::{reflect_index, Mode, Order};
+use crate::interp::{Mode, Order};
 
 /// An affine map of 3D index space, `x ↦ M x + t`, as the 3 × 4 matrix `[M | t]`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -71,7 +71,7 @@ impl Affine3 {
         let m = &self.0;
         let mut y = [0.0; 3];
         for r in 0..3 {
-            y[r] = m[r][0] * x[0] + m[r][1] * x[1] + m[r][2] * x[2] + m[r][3];
+            y[r] = m[r][3] + m[r][0] * x[0] + m[r][1] * x[1] + m[r][2] * x[2];
         }
         y
     }
@@ -84,16 +84,7 @@ fn axis(c: f64, n: usize, mode: Mode) -> ([usize; 2], f64) {
     let i0 = c.floor();
     let f = c - i0;
     let i0 = i0 as i64;
-    let map = |i: i64| -> usize {
-        if (0..n as i64).contains(&i) {
-            return i as usize;
-        }
-        match mode {
-            Mode::Nearest => i.clamp(0, n as i64 - 1) as usize,
-            Mode::Reflect => reflect_index(i, n),
-            _ => usize::MAX,
-        }
-    };
+    let map = |i: i64| mode.index(i, n).unwrap_or(usize::MAX);
     ([map(i0), map(i0 + 1)], f)
 }
 
@@ -116,10 +107,7 @@ impl Job<'_> {
         let (dims, out_dims) = (self.dims, self.out_dims);
         let n_in: usize = dims.iter().product();
         let plane = out_dims[1] * out_dims[2];
-        let fill = match self.mode {
-            Mode::Constant(c) | Mode::GridConstant(c) => c as f32,
-            _ => 0.0,
-        };
+        let fill = self.mode.fill() as f32;
         img.fill(fill);
         lab.fill(0);
         let constant = matches!(self.mode, Mode::Constant(_));
@@ -133,10 +121,12 @@ impl Job<'_> {
         for y in 0..out_dims[1] {
             // The affine part along a row is a start and a step.
             let (zf, yf) = (z as f64, y as f64);
+            // Summed in scipy's order (offset first, then axis by axis): at an exact image
+            // edge the rounding decides whether constant mode reads the image or `cval`.
             let row = [
-                m[0][0] * zf + m[0][1] * yf + m[0][3],
-                m[1][0] * zf + m[1][1] * yf + m[1][3],
-                m[2][0] * zf + m[2][1] * yf + m[2][3],
+                m[0][3] + m[0][0] * zf + m[0][1] * yf,
+                m[1][3] + m[1][0] * zf + m[1][1] * yf,
+                m[2][3] + m[2][0] * zf + m[2][1] * yf,
             ];
             for x in 0..out_dims[2] {
                 let k = y * out_dims[2] + x;

@@ -498,3 +498,63 @@ fn pca_colour_jitter_shifts_along_the_colour_eigenvectors() {
         Err(Error::Param { name, .. }) if name == "channels"
     ));
 }
+
+/// The fast warp behind every geometric transform against the scipy-exact
+/// `affine_transform` (checked on the fixtures): the same values to f32 rounding, for every
+/// boundary mode, order 1 and order 0, into an output of another shape.
+#[test]
+fn the_warp_pass_equals_scipy_affine_transform() {
+    use scarce_augment::interp::affine_transform;
+    use scarce_augment::warp::{warp, Affine3};
+    let (dims, out_dims) = ([7usize, 9, 11], [8usize, 6, 12]);
+    let input: Vec<f32> = (0..7 * 9 * 11)
+        .map(|i| ((i * 37 % 101) as f32) / 10.0 - 4.0)
+        .collect();
+    let input64: Vec<f64> = input.iter().map(|&v| v as f64).collect();
+    let m = [
+        [0.9, 0.2, -0.1, -1.2],
+        [-0.15, 1.1, 0.25, 0.4],
+        [0.1, -0.2, 0.95, -0.7],
+    ];
+    let matrix: Vec<f64> = m.iter().flat_map(|r| r[..3].to_vec()).collect();
+    let offset: Vec<f64> = m.iter().map(|r| r[3]).collect();
+    for mode in [
+        Mode::Constant(0.5),
+        Mode::GridConstant(0.5),
+        Mode::Nearest,
+        Mode::Reflect,
+    ] {
+        for order in [Order::Linear, Order::Nearest] {
+            let want = affine_transform(&input64, &dims, &matrix, &offset, &out_dims, order, mode)
+                .unwrap();
+            let (got, _) = warp(
+                &input,
+                1,
+                None,
+                dims,
+                out_dims,
+                &Affine3(m),
+                None,
+                mode,
+                order,
+            );
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (*a as f64 - b).abs())
+                .fold(0.0, f64::max);
+            if worst >= 1e-5 {
+                let k = got
+                    .iter()
+                    .zip(&want)
+                    .position(|(a, b)| (*a as f64 - b).abs() >= 1e-5)
+                    .unwrap();
+                let o = [k / 72, k / 12 % 6, k % 12];
+                panic!(
+                    "{mode:?} {order:?}: {worst} at {o:?}: got {} want {}",
+                    got[k], want[k]
+                );
+            }
+        }
+    }
+}

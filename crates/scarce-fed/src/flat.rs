@@ -76,19 +76,13 @@ pub fn fedavg_f32_into(updates: &[FlatUpdate], out: &mut [f32]) -> Result<()> {
             // Up to four clients per sweep: the accumulator chunk is loaded and stored a
             // quarter as often. The first sweep stores, so no pass zeroes `o`.
             let mut first = true;
-            let mut rest = updates.iter().zip(&factors);
-            loop {
-                let group: Vec<(&[f32], f32)> = rest
-                    .by_ref()
-                    .take(4)
-                    .map(|(u, &f)| (&u.values[range.clone()], f as f32))
-                    .collect();
-                match group[..] {
-                    [a, b, c, d] => sweep([a, b, c, d], o, first),
-                    [a, b, c] => sweep([a, b, c], o, first),
-                    [a, b] => sweep([a, b], o, first),
-                    [a] => sweep([a], o, first),
-                    _ => break,
+            for (u, f) in updates.chunks(4).zip(factors.chunks(4)) {
+                let col = |k: usize| (&u[k].values[range.clone()], f[k] as f32);
+                match u.len() {
+                    4 => sweep([col(0), col(1), col(2), col(3)], o, first),
+                    3 => sweep([col(0), col(1), col(2)], o, first),
+                    2 => sweep([col(0), col(1)], o, first),
+                    _ => sweep([col(0)], o, first),
                 }
                 first = false;
             }
