@@ -3,10 +3,17 @@
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+pub mod diffusion;
 pub mod error;
+pub mod grid;
 pub mod schedule;
 pub mod scheduler;
+pub mod train;
+pub mod unet;
 
+pub use diffusion::{Diffusion, DiffusionConfig, Sampling};
 pub use error::{Error, Result};
 pub use schedule::{BetaSchedule, NoiseSchedule, Prediction, Spacing};
 pub use scheduler::{Ddim, Ddpm, SamplerConfig, StepOutput};
+pub use train::{train_diffusion, Ema, ImageSet, TrainConfig, Trained};
+pub use unet::{UNet, UNetConfig};
