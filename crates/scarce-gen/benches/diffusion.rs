@@ -1,1 +1,45 @@
-fn main() {}
+//! The workloads of `shared/bench/ddpm_step.py`: UNet (MONAI DiffusionModelUNet layout,
+//! channels 32-64-64, attention at the lowest level) forward and one DDPM training step
+//! (add_noise + forward + MSE + backward + Adam) at 16×1×32×32; and DDIM 50-step sampling of
+//! one image.
+
+use candle_core::{DType, Device};
+use criterion::{criterion_group, criterion_main, Criterion};
+use scarce_core::optim::{Adam, AdamConfig, Optimizer};
+use scarce_core::Stream;
+use scarce_gen::{Diffusion, DiffusionConfig, Sampling};
+use std::time::Duration;
+
+fn bench(c: &mut Criterion) {
+    let dev = Device::Cpu;
+    let model = Diffusion::new(DiffusionConfig::default()).unwrap();
+    let mut p = model.init(&Stream::new(0, "init"), &dev).unwrap().to_vars().unwrap();
+    let x0 = Stream::new(1, "x0").normal_tensor((16, 1, 32, 32), 0.0, 1.0, DType::F32, &dev).unwrap();
+    let t: Vec<f64> = (0..16).map(|i| (i * 61 % 1000) as f64).collect();
+    let mut g = c.benchmark_group("ddpm");
+    g.sample_size(10).measurement_time(Duration::from_secs(8));
+    g.bench_function("unet_forward_16x1x32x32", |b| {
+        b.iter(|| model.unet.forward(&p, &x0, &t, None).unwrap())
+    });
+    let mut opt = Adam::new(AdamConfig { lr: 1e-4, ..Default::default() }).unwrap();
+    let mut step = 0u64;
+    g.bench_function("train_step_16x1x32x32", |b| {
+        b.iter(|| {
+            step += 1;
+            let loss = model.loss(&p, &x0, None, &Stream::new(2, "step").at(step)).unwrap();
+            let grads = p.grads(&loss.backward().unwrap()).unwrap();
+            opt.step(&mut p, &grads).unwrap();
+        })
+    });
+    g.bench_function("ddim50_sample_1x1x32x32", |b| {
+        b.iter(|| {
+            model
+                .sample(&p, 1, &[32, 32], None, None, Sampling::Ddim { steps: 50, eta: 0.0 }, &Stream::new(3, "s"), &dev)
+                .unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

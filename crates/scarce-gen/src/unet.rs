@@ -15,7 +15,7 @@
 use crate::schedule::timestep_embedding;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
-use scarce_core::ops::{self, ConvOpts, InterpMode, Resize};
+use scarce_core::ops::{self, ConvOpts};
 use scarce_core::{Params, Stream};
 
 /// The shape of a [`UNet`].
@@ -71,6 +71,22 @@ pub struct UNet {
     pub config: UNetConfig,
     /// Input channels of each up-path residual block, in order (from the skip bookkeeping).
     up_inputs: Vec<usize>,
+}
+
+/// Nearest-neighbour ×2 upsampling on every spatial axis as one broadcast copy
+/// (`[.., H, W] → [.., H, 1, W, 1] → [.., H, 2, W, 2]`); its gradient is a sum over each
+/// 2×2 block, exact at every order.
+fn upsample2(x: &Tensor) -> Result<Tensor> {
+    let dims = x.dims();
+    let mut unsq = dims[..2].to_vec();
+    let mut wide = dims[..2].to_vec();
+    let mut out = dims[..2].to_vec();
+    for &s in &dims[2..] {
+        unsq.extend([s, 1]);
+        wide.extend([s, 2]);
+        out.push(2 * s);
+    }
+    Ok(x.reshape(unsq)?.broadcast_as(wide)?.contiguous()?.reshape(out)?)
 }
 
 fn silu(x: &Tensor) -> Result<Tensor> {
@@ -439,11 +455,7 @@ impl UNet {
                 }
             }
             if i > 0 {
-                h = ops::interpolate(
-                    &h,
-                    &Resize::Scale(vec![2.0; c.spatial_dims]),
-                    InterpMode::Nearest,
-                )?;
+                h = upsample2(&h)?;
                 h = self.conv(p, &format!("up.{i}.up"), &h, 1, 1)?;
             }
         }
