@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+pub mod audit;
 pub mod diffusion;
 pub mod error;
 pub mod grid;
