@@ -28,6 +28,8 @@ pub use scarce_episodes as episodes;
 pub use scarce_eval as eval;
 #[cfg(feature = "fed")]
 pub use scarce_fed as fed;
+#[cfg(feature = "gen")]
+pub use scarce_gen as gen;
 #[cfg(feature = "io")]
 pub use scarce_io as io;
 #[cfg(feature = "meta")]
