@@ -38,7 +38,7 @@ use scarce::gen::audit::{frechet_distance, kid, memorisation, precision_recall, 
 use scarce::gen::grid::save_grid;
 use scarce::gen::train::OutDir;
 use scarce::gen::{
-    train_diffusion, Diffusion, DiffusionConfig, ImageSet, Sampling, TrainConfig, UNetConfig,
+    train, Diffusion, DiffusionConfig, ImageSet, Sampling, TrainConfig, UNetConfig,
 };
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
@@ -201,10 +201,11 @@ fn main() -> Res<()> {
         checkpoint_every: 500,
         sample_every: 0,
         seed: 0,
+        max_loss: None,
     };
     let data = ImageSet::new(((&train01 * 2.0)? - 1.0)?, Some(ytr.clone()))?;
     let t0 = Instant::now();
-    let trained = train_diffusion(&model, &data, &cfg, Some(&OutDir(a.out.clone())), |p| {
+    let trained = train(&model, &data, &cfg, Some(&OutDir(a.out.clone())), |p| {
         if p.step % 100 == 0 || p.step == p.steps {
             eprintln!("step {:>5}/{}  loss {:.4}  {:.0} s", p.step, p.steps, p.loss, p.elapsed_s);
         }

@@ -3,6 +3,7 @@
 
 use crate::schedule::{BetaSchedule, NoiseSchedule, Prediction, Spacing};
 use crate::scheduler::{Ddim, Ddpm, SamplerConfig};
+use crate::train::{Generative, Update};
 use crate::unet::{UNet, UNetConfig};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -209,5 +210,54 @@ impl Diffusion {
             .prev_sample;
         }
         Ok(x.clamp(-1.0, 1.0)?)
+    }
+}
+
+impl Generative for Diffusion {
+    fn kind(&self) -> &'static str {
+        "scarce-gen/diffusion"
+    }
+    fn config(&self) -> serde_json::Value {
+        serde_json::to_value(&self.config).unwrap_or_default()
+    }
+    fn groups(&self) -> &'static [&'static str] {
+        &["model"]
+    }
+    fn init(&self, rng: &Stream, device: &Device) -> Result<Vec<Params>> {
+        Ok(vec![self.unet.init(rng, device)?])
+    }
+    fn num_classes(&self) -> Option<usize> {
+        self.config.unet.num_classes
+    }
+    fn check_batch(&self, dims: &[usize]) -> Result<()> {
+        self.unet.check_input(dims)
+    }
+    fn step(&self, u: &mut Update<'_>, x: &Tensor, y: Option<&[usize]>, rng: &Stream) -> Result<()> {
+        let loss = self.loss(u.params(0), x, y, rng)?;
+        u.apply(0, "denoising", &loss)
+    }
+    fn sample(
+        &self,
+        p: &Params,
+        n: usize,
+        size: &[usize],
+        classes: Option<&[usize]>,
+        rng: &Stream,
+        device: &Device,
+    ) -> Result<Tensor> {
+        Diffusion::sample(self, p, n, size, classes, None, Sampling::Ddim { steps: 50, eta: 0.0 }, rng, device)
+    }
+}
+
+impl Diffusion {
+    /// A diffusion model and its sampling (EMA) weights from a checkpoint written by
+    /// [`crate::train::train`].
+    pub fn load(path: &std::path::Path, device: &Device) -> Result<(Self, Params)> {
+        let (cfg, p) = crate::train::load_sampling_weights(path, "scarce-gen/diffusion", device)?;
+        let cfg = serde_json::from_value(cfg).map_err(|e| Error::Checkpoint {
+            path: path.into(),
+            reason: format!("model config: {e}"),
+        })?;
+        Ok((Diffusion::new(cfg)?, p))
     }
 }

@@ -16,5 +16,5 @@ pub use diffusion::{Diffusion, DiffusionConfig, Sampling};
 pub use error::{Error, Result};
 pub use schedule::{BetaSchedule, NoiseSchedule, Prediction, Spacing};
 pub use scheduler::{Ddim, Ddpm, SamplerConfig, StepOutput};
-pub use train::{train_diffusion, Ema, ImageSet, TrainConfig, Trained};
+pub use train::{train, Ema, Generative, ImageSet, TrainConfig, Trained};
 pub use unet::{UNet, UNetConfig};

@@ -1,9 +1,10 @@
-//! Training a generator: Adam, EMA weights, a checkpoint every N steps that a restarted run
-//! resumes from (bit-identical to an uninterrupted run: each step's batch and noise are pure
-//! functions of `(seed, step)`), sample grids as PNG, and a stop with the step named when the
-//! loss or gradient turns NaN / infinite, keeping the last good checkpoint.
+//! Training a generator — diffusion model, VAE or GAN, through the [`Generative`] trait: one
+//! Adam per parameter group, EMA of the sampling group, a checkpoint every N steps that a
+//! restarted run resumes from (bit-identical to an uninterrupted run: each step's batch and
+//! noise are pure functions of `(seed, step)`), sample grids as PNG, and a stop with the step
+//! named when a loss or gradient turns NaN / infinite (or a loss passes `max_loss`), keeping
+//! the last good checkpoint.
 
-use crate::diffusion::{Diffusion, Sampling};
 use crate::grid::save_grid;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -31,6 +32,9 @@ pub struct TrainConfig {
     pub sample_every: usize,
     /// Seed of every random draw (init, batches, noise).
     pub seed: u64,
+    /// Stop as diverged when a loss exceeds this (e.g. a GAN whose discriminator has won);
+    /// `None` checks finiteness only.
+    pub max_loss: Option<f64>,
 }
 
 impl Default for TrainConfig {
@@ -43,6 +47,7 @@ impl Default for TrainConfig {
             checkpoint_every: 500,
             sample_every: 0,
             seed: 0,
+            max_loss: None,
         }
     }
 }
@@ -143,38 +148,118 @@ impl ImageSet {
     }
 }
 
+/// A generator that [`train`] can train: its parameter groups (each with its own Adam; the
+/// first is the one sampled from and averaged by EMA), its step and its sampler.
+pub trait Generative {
+    /// What the checkpoint holds (`"scarce-gen/diffusion"`, …).
+    fn kind(&self) -> &'static str;
+    /// The model's config, saved in checkpoints and compared on resume.
+    fn config(&self) -> serde_json::Value;
+    /// Names of the parameter groups; the first is sampled from.
+    fn groups(&self) -> &'static [&'static str];
+    /// Fresh weights, one `Params` per group.
+    fn init(&self, rng: &Stream, device: &Device) -> Result<Vec<Params>>;
+    /// Classes of a class-conditional model.
+    fn num_classes(&self) -> Option<usize>;
+    /// Adam's β₁ for every group (GANs use 0.5).
+    fn adam_beta1(&self) -> f64 {
+        0.9
+    }
+    /// Checks a batch shape `[B, C, …]` before training starts.
+    fn check_batch(&self, dims: &[usize]) -> Result<()>;
+    /// One training step on batch `x` (labels `y`), drawing from `rng`: compute losses and
+    /// hand each to [`Update::apply`] with its group.
+    fn step(&self, u: &mut Update<'_>, x: &Tensor, y: Option<&[usize]>, rng: &Stream) -> Result<()>;
+    /// `classes.len()` samples (or `n` unconditional) from the first group's weights `p`,
+    /// shaped like the training images `[n, C, …size]`, in `[-1, 1]`.
+    fn sample(
+        &self,
+        p: &Params,
+        n: usize,
+        size: &[usize],
+        classes: Option<&[usize]>,
+        rng: &Stream,
+        device: &Device,
+    ) -> Result<Tensor>;
+}
+
+/// The state a [`Generative::step`] updates: weights and optimisers of every group.
+#[derive(Debug)]
+pub struct Update<'a> {
+    params: &'a mut [Params],
+    opts: &'a mut [Adam],
+    step: usize,
+    max_loss: Option<f64>,
+    checkpoint: Option<PathBuf>,
+    losses: Vec<(String, f64)>,
+}
+
+impl Update<'_> {
+    /// The current weights of group `g`.
+    pub fn params(&self, g: usize) -> &Params {
+        &self.params[g]
+    }
+
+    /// Backpropagates `loss` (named `name` in reports) into group `g` and applies one Adam
+    /// step — unless the loss or its gradient is not finite, or the loss exceeds
+    /// `max_loss`: then nothing is applied and the step is reported as diverged.
+    pub fn apply(&mut self, g: usize, name: &str, loss: &Tensor) -> Result<()> {
+        let lv = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let diverged = |what: String| Error::NonFinite {
+            step: self.step,
+            what,
+            checkpoint: self.checkpoint.clone(),
+        };
+        if !lv.is_finite() {
+            return Err(diverged(format!("the {name} loss")));
+        }
+        if let Some(m) = self.max_loss.filter(|&m| lv > m) {
+            return Err(diverged(format!("the {name} loss ({lv:.3e} > max_loss {m})")));
+        }
+        let grads = self.params[g].grads(&loss.backward()?)?;
+        let gn = grads.l2_norm()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        if !gn.is_finite() {
+            return Err(diverged(format!("the gradient of the {name} loss")));
+        }
+        self.opts[g].step(&mut self.params[g], &grads)?;
+        self.losses.push((name.to_string(), lv));
+        Ok(())
+    }
+}
+
 /// What a step reports to the progress callback.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Progress {
-    /// The step just taken (1-based count of steps done).
+    /// Steps done (1-based).
     pub step: usize,
     /// Total steps.
     pub steps: usize,
-    /// This step's loss.
-    pub loss: f64,
+    /// This step's losses by name, in the order applied.
+    pub losses: Vec<(String, f64)>,
     /// Seconds since this run (or resume) started.
     pub elapsed_s: f64,
+}
+
+impl Progress {
+    /// The first loss of the step.
+    pub fn loss(&self) -> f64 {
+        self.losses.first().map_or(f64::NAN, |l| l.1)
+    }
 }
 
 /// The outcome of training.
 #[derive(Debug, Clone)]
 pub struct Trained {
-    /// The final training weights.
-    pub params: Params,
-    /// The EMA weights (equal to `params` when EMA is off) — sample with these.
+    /// The final weights of every group.
+    pub params: Vec<Params>,
+    /// The EMA of the first group (equal to it when EMA is off) — sample with these.
     pub ema: Params,
-    /// Loss per step taken in this run.
+    /// The first loss of every step taken in this run.
     pub losses: Vec<f64>,
     /// The step training resumed from (0 for a fresh run).
     pub resumed_from: usize,
     /// The checkpoint file, when an output folder was given.
     pub checkpoint: Option<PathBuf>,
-}
-
-const KIND: &str = "scarce-gen/diffusion";
-
-fn finite(x: f64) -> bool {
-    x.is_finite()
 }
 
 /// Where training writes: `checkpoint.safetensors` and `samples_step{N}.png`.
@@ -188,56 +273,59 @@ impl OutDir {
     }
 }
 
-fn run_config(model: &Diffusion, cfg: &TrainConfig) -> serde_json::Value {
-    // `steps` may grow on resume; everything else must match.
+fn run_config(model: &dyn Generative, cfg: &TrainConfig) -> serde_json::Value {
+    // `steps` may grow on resume and the output cadence may change; the rest must match.
     let mut c = cfg.clone();
     c.steps = 0;
     c.sample_every = 0;
     c.checkpoint_every = 0;
-    serde_json::json!({ "model": model.config, "train": c })
+    serde_json::json!({ "model": model.config(), "train": c })
 }
 
 fn save_state(
     path: &Path,
-    model: &Diffusion,
+    model: &dyn Generative,
     cfg: &TrainConfig,
     step: usize,
-    p: &Params,
+    groups: &[Params],
     ema: &Params,
-    opt: &Adam,
+    opts: &[Adam],
 ) -> Result<()> {
     let mut all = Params::new();
-    all.insert_prefixed("model.", p);
-    all.insert_prefixed("ema.", ema);
-    let (m, v) = opt.moments();
-    all.insert_prefixed("adam_m.", m);
-    all.insert_prefixed("adam_v.", v);
     let mut meta = CheckpointMeta {
-        kind: KIND.into(),
+        kind: model.kind().into(),
         config: run_config(model, cfg),
         ..Default::default()
     };
+    for ((name, p), opt) in model.groups().iter().zip(groups).zip(opts) {
+        all.insert_prefixed(&format!("{name}."), p);
+        let (m, v) = opt.moments();
+        all.insert_prefixed(&format!("adam_m.{name}."), m);
+        all.insert_prefixed(&format!("adam_v.{name}."), v);
+        meta.extra
+            .insert(format!("gen.adam_steps.{name}"), opt.steps().to_string());
+    }
+    all.insert_prefixed("ema.", ema);
     meta.extra.insert("gen.step".into(), step.to_string());
-    meta.extra.insert("gen.adam_steps".into(), opt.steps().to_string());
     checkpoint::save(path, &all, &meta)?;
     Ok(())
 }
 
-/// Loads the sampling (EMA) weights and config of a diffusion checkpoint written by
-/// [`train_diffusion`].
-pub fn load_diffusion(path: &Path, device: &Device) -> Result<(Diffusion, Params)> {
+/// The model config (as saved) and the sampling (EMA) weights of a checkpoint of `kind`
+/// written by [`train`].
+pub fn load_sampling_weights(
+    path: &Path,
+    kind: &str,
+    device: &Device,
+) -> Result<(serde_json::Value, Params)> {
     let (all, meta) = checkpoint::load(path, device)?;
-    if meta.kind != KIND {
+    if meta.kind != kind {
         return Err(Error::Checkpoint {
             path: path.into(),
-            reason: format!("kind `{}`, expected `{KIND}`", meta.kind),
+            reason: format!("kind `{}`, expected `{kind}`", meta.kind),
         });
     }
-    let cfg = serde_json::from_value(meta.config["model"].clone()).map_err(|e| Error::Checkpoint {
-        path: path.into(),
-        reason: format!("model config: {e}"),
-    })?;
-    Ok((Diffusion::new(cfg)?, all.strip_prefix("ema.")))
+    Ok((meta.config["model"].clone(), all.strip_prefix("ema.")))
 }
 
 /// Trains `model` on `data`. With `out`, writes the checkpoint every
@@ -245,8 +333,8 @@ pub fn load_diffusion(path: &Path, device: &Device) -> Result<(Diffusion, Params
 /// steps; an existing checkpoint there is resumed from when it was written under the same
 /// model and training settings, and refused (naming the file) otherwise. `progress` is called
 /// after every step.
-pub fn train_diffusion(
-    model: &Diffusion,
+pub fn train(
+    model: &dyn Generative,
     data: &ImageSet,
     cfg: &TrainConfig,
     out: Option<&OutDir>,
@@ -254,32 +342,43 @@ pub fn train_diffusion(
 ) -> Result<Trained> {
     cfg.check()?;
     let device = data.images.device().clone();
-    let conditional = model.config.unet.num_classes.is_some();
-    if conditional != data.labels.is_some() {
+    let classes = model.num_classes();
+    if classes.is_some() != data.labels.is_some() {
         return Err(Error::config(
             "labels",
-            if conditional {
+            if classes.is_some() {
                 "a class-conditional model needs labelled images"
             } else {
                 "labels given to an unconditional model"
             },
         ));
     }
-    if let (Some(n), Some(l)) = (model.config.unet.num_classes, &data.labels) {
+    if let (Some(n), Some(l)) = (classes, &data.labels) {
         if let Some(bad) = l.iter().find(|&&c| c >= n) {
             return Err(Error::config("labels", format!("label {bad} outside 0..{n}")));
         }
     }
     let mut dims = data.images.dims().to_vec();
     dims[0] = cfg.batch_size;
-    model.unet.check_input(&dims)?;
+    model.check_batch(&dims)?;
 
-    let mut opt = Adam::new(AdamConfig {
-        lr: cfg.lr,
-        ..Default::default()
-    })?;
-    let mut p = model.init(&Stream::new(cfg.seed, "init"), &device)?.to_vars()?;
-    let mut ema = Ema::new(&p, cfg.ema_decay);
+    let names = model.groups();
+    let mut opts = names
+        .iter()
+        .map(|_| {
+            Adam::new(AdamConfig {
+                lr: cfg.lr,
+                beta1: model.adam_beta1(),
+                ..Default::default()
+            })
+        })
+        .collect::<scarce_core::Result<Vec<_>>>()?;
+    let fresh = model.init(&Stream::new(cfg.seed, "init"), &device)?;
+    let mut groups = fresh
+        .iter()
+        .map(Params::to_vars)
+        .collect::<scarce_core::Result<Vec<_>>>()?;
+    let mut ema = Ema::new(&groups[0], cfg.ema_decay);
     let mut start = 0;
     let mut last_ckpt = None;
     if let Some(o) = out {
@@ -290,8 +389,7 @@ pub fn train_diffusion(
         let path = o.checkpoint();
         if path.exists() {
             let (all, meta) = checkpoint::load(&path, &device)?;
-            let want = run_config(model, cfg);
-            if meta.kind != KIND || meta.config != want {
+            if meta.kind != model.kind() || meta.config != run_config(model, cfg) {
                 return Err(Error::Checkpoint {
                     path,
                     reason: "written by another model or training config; move it away or use \
@@ -309,96 +407,77 @@ pub fn train_diffusion(
                     })
             };
             start = num("gen.step")?;
-            p = all.strip_prefix("model.").to_vars()?;
-            if p.names() != model.init(&Stream::new(0, "layout"), &device)?.names() {
-                return Err(Error::Checkpoint {
-                    path,
-                    reason: "parameter layout differs from the model's".into(),
-                });
+            for (i, name) in names.iter().enumerate() {
+                let p = all.strip_prefix(&format!("{name}."));
+                if p.names() != fresh[i].names() {
+                    return Err(Error::Checkpoint {
+                        path,
+                        reason: format!("the `{name}` parameters differ from the model's layout"),
+                    });
+                }
+                groups[i] = p.to_vars()?;
+                opts[i].restore(
+                    num(&format!("gen.adam_steps.{name}"))? as i32,
+                    all.strip_prefix(&format!("adam_m.{name}.")),
+                    all.strip_prefix(&format!("adam_v.{name}.")),
+                )?;
             }
             ema.params = all.strip_prefix("ema.");
-            opt.restore(
-                num("gen.adam_steps")? as i32,
-                all.strip_prefix("adam_m."),
-                all.strip_prefix("adam_v."),
-            )?;
             last_ckpt = Some(path);
         }
     }
 
     let batches = Stream::new(cfg.seed, "batches");
-    let noise = Stream::new(cfg.seed, "diffusion");
+    let noise = Stream::new(cfg.seed, "step");
     let began = Instant::now();
     let mut losses = Vec::new();
     for step in start..cfg.steps {
         let (x, y) = data.batch(&batches, step, cfg.batch_size)?;
-        let loss = model.loss(&p, &x, y.as_deref(), &noise.at(step as u64))?;
-        let lv = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        let nonfinite = |what: &str| Error::NonFinite {
+        let mut u = Update {
+            params: &mut groups,
+            opts: &mut opts,
             step,
-            what: what.into(),
+            max_loss: cfg.max_loss,
             checkpoint: last_ckpt.clone(),
+            losses: Vec::new(),
         };
-        if !finite(lv) {
-            return Err(nonfinite("the loss"));
-        }
-        let grads = p.grads(&loss.backward()?)?;
-        let gn = grads.l2_norm()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        if !finite(gn) {
-            return Err(nonfinite("the gradient norm"));
-        }
-        opt.step(&mut p, &grads)?;
-        ema.update(&p)?;
-        losses.push(lv);
+        model.step(&mut u, &x, y.as_deref(), &noise.at(step as u64))?;
+        let step_losses = std::mem::take(&mut u.losses);
+        ema.update(&groups[0])?;
+        losses.push(step_losses.first().map_or(f64::NAN, |l| l.1));
         let done = step + 1;
         progress(&Progress {
             step: done,
             steps: cfg.steps,
-            loss: lv,
+            losses: step_losses,
             elapsed_s: began.elapsed().as_secs_f64(),
         });
         if let Some(o) = out {
             if (cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0) || done == cfg.steps {
-                save_state(&o.checkpoint(), model, cfg, done, &p, &ema.params, &opt)?;
+                save_state(&o.checkpoint(), model, cfg, done, &groups, &ema.params, &opts)?;
                 last_ckpt = Some(o.checkpoint());
             }
             if cfg.sample_every > 0 && done % cfg.sample_every == 0 {
-                write_samples(model, &ema.params, &dims, &o.0.join(format!("samples_step{done}.png")), cfg.seed, &device)?;
+                let per_row = 8;
+                let rows = classes.unwrap_or(1);
+                let cls: Vec<usize> = (0..rows).flat_map(|c| std::iter::repeat_n(c, per_row)).collect();
+                let x = model.sample(
+                    &ema.params,
+                    cls.len(),
+                    &dims[2..],
+                    classes.map(|_| cls.as_slice()),
+                    &Stream::new(cfg.seed, "grid"),
+                    &device,
+                )?;
+                save_grid(&x, per_row, &o.0.join(format!("samples_step{done}.png")))?;
             }
         }
     }
     Ok(Trained {
-        params: p.detach(),
+        params: groups.iter().map(Params::detach).collect(),
         ema: ema.params,
         losses,
         resumed_from: start,
         checkpoint: last_ckpt,
     })
-}
-
-/// A grid of DDIM samples (one row per class, or one row when unconditional).
-fn write_samples(
-    model: &Diffusion,
-    p: &Params,
-    dims: &[usize],
-    path: &Path,
-    seed: u64,
-    device: &Device,
-) -> Result<()> {
-    let per_row = 8;
-    let rows = model.config.unet.num_classes.unwrap_or(1);
-    let classes: Vec<usize> = (0..rows).flat_map(|c| std::iter::repeat_n(c, per_row)).collect();
-    let n = classes.len();
-    let cls = model.config.unet.num_classes.map(|_| classes.as_slice());
-    let x = model.sample(
-        p,
-        n,
-        &dims[2..],
-        cls,
-        None,
-        Sampling::Ddim { steps: 50, eta: 0.0 },
-        &Stream::new(seed, "grid"),
-        device,
-    )?;
-    save_grid(&x, per_row, path)
 }

@@ -5,7 +5,7 @@
 use candle_core::{DType, Device};
 use scarce_core::Stream;
 use scarce_gen::train::OutDir;
-use scarce_gen::{train_diffusion, Diffusion, DiffusionConfig, Error, ImageSet, TrainConfig, UNetConfig};
+use scarce_gen::{train, Diffusion, DiffusionConfig, Error, ImageSet, TrainConfig, UNetConfig};
 
 fn model() -> Diffusion {
     Diffusion::new(DiffusionConfig {
@@ -39,11 +39,11 @@ fn tmp(name: &str) -> std::path::PathBuf {
 fn resume_is_bit_identical() {
     let (m, d) = (model(), data());
     let cfg = TrainConfig { steps: 4, batch_size: 3, checkpoint_every: 2, ..Default::default() };
-    let straight = train_diffusion(&m, &d, &cfg, None, |_| {}).unwrap();
+    let straight = train(&m, &d, &cfg, None, |_| {}).unwrap();
     let dir = OutDir(tmp("resume"));
     // "Interrupted" after 2 steps, then restarted with the full budget.
-    train_diffusion(&m, &d, &TrainConfig { steps: 2, ..cfg.clone() }, Some(&dir), |_| {}).unwrap();
-    let resumed = train_diffusion(&m, &d, &cfg, Some(&dir), |_| {}).unwrap();
+    train(&m, &d, &TrainConfig { steps: 2, ..cfg.clone() }, Some(&dir), |_| {}).unwrap();
+    let resumed = train(&m, &d, &cfg, Some(&dir), |_| {}).unwrap();
     assert_eq!(resumed.resumed_from, 2);
     assert_eq!(resumed.losses.len(), 2);
     assert_eq!(&straight.losses[2..], &resumed.losses[..]);
@@ -54,7 +54,7 @@ fn resume_is_bit_identical() {
     }
     // Another config in the same folder is refused, naming the file.
     let other = TrainConfig { lr: 1e-3, ..cfg };
-    let e = train_diffusion(&m, &d, &other, Some(&dir), |_| {}).unwrap_err().to_string();
+    let e = train(&m, &d, &other, Some(&dir), |_| {}).unwrap_err().to_string();
     assert!(e.contains("checkpoint.safetensors") && e.contains("another"), "{e}");
     let _ = std::fs::remove_dir_all(&dir.0);
 }
@@ -64,7 +64,7 @@ fn divergence_names_the_step_and_keeps_the_checkpoint() {
     let m = model();
     let dir = OutDir(tmp("diverge"));
     let cfg = TrainConfig { steps: 2, batch_size: 3, checkpoint_every: 1, ..Default::default() };
-    train_diffusion(&m, &data(), &cfg, Some(&dir), |_| {}).unwrap();
+    train(&m, &data(), &cfg, Some(&dir), |_| {}).unwrap();
     let before = std::fs::read(dir.checkpoint()).unwrap();
     // Data with a NaN in every image: the loss of the next step is NaN.
     let bad = ImageSet::new(
@@ -73,7 +73,7 @@ fn divergence_names_the_step_and_keeps_the_checkpoint() {
     )
     .unwrap();
     // Same run config (data is not part of it), more steps: resumes at step 2 and diverges.
-    let e = train_diffusion(&m, &bad, &TrainConfig { steps: 4, ..cfg }, Some(&dir), |_| {}).unwrap_err();
+    let e = train(&m, &bad, &TrainConfig { steps: 4, ..cfg }, Some(&dir), |_| {}).unwrap_err();
     match &e {
         Error::NonFinite { step, checkpoint, .. } => {
             assert_eq!(*step, 2);
