@@ -28,20 +28,18 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use scarce::core::backbone::{Conv4, Conv4Config};
-use scarce::core::optim::{Adam, AdamConfig, Optimizer};
-use scarce::core::{ops, Ctx, DType, Device, Model, Params, Stream, Tensor};
+use scarce::core::{Device, Stream, Tensor};
 use scarce::episodes::medmnist::{load_medmnist, Split};
-use scarce::episodes::Dataset;
 use scarce::eval::mean_ci95;
-use scarce::gen::audit::{frechet_distance, kid, memorisation, precision_recall, rows};
 use scarce::gen::grid::save_grid;
 use scarce::gen::train::OutDir;
 use scarce::gen::{
     train, Diffusion, DiffusionConfig, ImageSet, Sampling, TrainConfig, UNetConfig,
 };
 
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
+#[path = "common/synthetic.rs"]
+mod synthetic;
+use synthetic::{audit_tables, tensor, Classifier, Res};
 
 struct Args {
     steps: usize,
@@ -71,96 +69,6 @@ fn args() -> Res<Args> {
         i += 2;
     }
     Ok(a)
-}
-
-/// All images of a data set as `[N, 1, 28, 28]` in `[0, 1]`, and the labels.
-fn tensor(ds: &Dataset, dev: &Device) -> Res<(Tensor, Vec<usize>)> {
-    let len = ds.sample_len();
-    let mut v = vec![0f32; ds.len() * len];
-    for (i, chunk) in v.chunks_mut(len).enumerate() {
-        ds.read(i, chunk);
-    }
-    let mut shape = vec![ds.len()];
-    shape.extend_from_slice(ds.sample_shape());
-    Ok((Tensor::from_vec(v, shape, dev)?, ds.labels().to_vec()))
-}
-
-/// A Conv4 (32 channels) with a linear head: the embedding network of the audits and the
-/// K-shot classifier.
-struct Classifier {
-    body: Conv4,
-}
-
-impl Classifier {
-    fn new() -> Res<Self> {
-        Ok(Classifier {
-            body: Conv4::new(Conv4Config {
-                hidden: 32,
-                ..Default::default()
-            })?,
-        })
-    }
-
-    fn init(&self, seed: u64, dev: &Device) -> Res<(Params, Params)> {
-        let rng = Stream::new(seed, "classifier");
-        let mut p = self.body.init(&rng, dev)?;
-        let b = 1.0 / 32f64.sqrt();
-        p.insert("head.weight", rng.child("head.w").uniform_tensor((2, 32), -b, b, DType::F32, dev)?);
-        p.insert("head.bias", rng.child("head.b").uniform_tensor(2, -b, b, DType::F32, dev)?);
-        Ok((p, self.body.buffers(dev)?))
-    }
-
-    fn features(&self, p: &Params, x: &Tensor, ctx: &mut Ctx) -> Res<Tensor> {
-        Ok(self.body.forward(p, x, ctx)?)
-    }
-
-    fn logits(&self, p: &Params, x: &Tensor, ctx: &mut Ctx) -> Res<Tensor> {
-        let f = self.features(p, x, ctx)?;
-        Ok(ops::linear(&f, p.require("head.weight")?, Some(p.require("head.bias")?))?)
-    }
-
-    /// Adam on cross-entropy, `steps` batches drawn with replacement; returns weights and
-    /// the running batch-norm statistics.
-    fn train(&self, x: &Tensor, y: &[usize], steps: usize, batch: usize, seed: u64) -> Res<(Params, Params)> {
-        let dev = x.device();
-        let (p, buffers) = self.init(seed, dev)?;
-        let mut p = p.to_vars()?;
-        let mut ctx = Ctx::train(buffers);
-        let mut opt = Adam::new(AdamConfig { lr: 1e-3, ..Default::default() })?;
-        let rng = Stream::new(seed, "classifier batches");
-        let n = y.len() as u64;
-        for s in 0..steps {
-            let idx: Vec<u32> = (0..batch as u64).map(|i| rng.at(s as u64).below(i, n) as u32).collect();
-            let it = Tensor::from_vec(idx.clone(), batch, dev)?;
-            let xb = x.index_select(&it, 0)?;
-            let yb = Tensor::from_vec(idx.iter().map(|&i| y[i as usize] as u32).collect::<Vec<_>>(), batch, dev)?;
-            let loss = ops::cross_entropy(&self.logits(&p, &xb, &mut ctx)?, &yb)?;
-            let g = p.grads(&loss.backward()?)?;
-            opt.step(&mut p, &g)?;
-        }
-        Ok((p.detach(), ctx.buffers))
-    }
-
-    fn accuracy(&self, p: &Params, buffers: &Params, x: &Tensor, y: &[usize]) -> Res<f64> {
-        let mut ctx = Ctx::eval(buffers.clone());
-        let mut right = 0;
-        for start in (0..y.len()).step_by(256) {
-            let len = 256.min(y.len() - start);
-            let pred = self.logits(p, &x.narrow(0, start, len)?, &mut ctx)?.argmax(1)?.to_vec1::<u32>()?;
-            right += pred.iter().zip(&y[start..start + len]).filter(|(a, b)| **a as usize == **b).count();
-        }
-        Ok(right as f64 / y.len() as f64)
-    }
-
-    fn embed(&self, p: &Params, buffers: &Params, x: &Tensor) -> Res<Vec<Vec<f64>>> {
-        let mut ctx = Ctx::eval(buffers.clone());
-        let mut out = Vec::new();
-        for start in (0..x.dim(0)?).step_by(256) {
-            let len = 256.min(x.dim(0)? - start);
-            out.extend(rows(&self.features(p, &x.narrow(0, start, len)?, &mut ctx)?)?);
-        }
-        Ok(out)
-    }
 }
 
 /// K real images per class drawn for `trial`.
@@ -207,7 +115,7 @@ fn main() -> Res<()> {
     let t0 = Instant::now();
     let trained = train(&model, &data, &cfg, Some(&OutDir(a.out.clone())), |p| {
         if p.step % 100 == 0 || p.step == p.steps {
-            eprintln!("step {:>5}/{}  loss {:.4}  {:.0} s", p.step, p.steps, p.loss, p.elapsed_s);
+            eprintln!("step {:>5}/{}  loss {:.4}  {:.0} s", p.step, p.steps, p.loss(), p.elapsed_s);
         }
     })?;
     let train_s = t0.elapsed().as_secs_f64();
@@ -246,21 +154,7 @@ fn main() -> Res<()> {
     let clf = Classifier::new()?;
     let (pe, be) = clf.train(&train01, &ytr, 600, 64, 7)?;
     let emb_acc = clf.accuracy(&pe, &be, &test01, &yte)?;
-    let f_test = clf.embed(&pe, &be, &test01)?;
-    let f_synth = clf.embed(&pe, &be, &synth01)?;
-    // The floor: as many real training images as samples, against the test split.
-    let floor_idx: Vec<u32> = Stream::new(2, "floor").permutation(ytr.len()).into_iter().take(synth_y.len()).map(|i| i as u32).collect();
-    let real_sub = train01.index_select(&Tensor::from_vec(floor_idx, synth_y.len(), &dev)?, 0)?;
-    let f_real = clf.embed(&pe, &be, &real_sub)?;
-    let fd_synth = frechet_distance(&f_synth, &f_test)?;
-    let fd_floor = frechet_distance(&f_real, &f_test)?;
-    let kid_rng = Stream::new(3, "kid");
-    let (kid_synth, kid_synth_sd) = kid(&f_test, &f_synth, 50, 300, &kid_rng)?;
-    let (kid_floor, kid_floor_sd) = kid(&f_test, &f_real, 50, 300, &kid_rng)?;
-    let (prec, rec) = precision_recall(&f_test, &f_synth, 3)?;
-    let (prec_floor, rec_floor) = precision_recall(&f_test, &f_real, 3)?;
-    let mem = memorisation(&rows(&synth01)?, &rows(&train01)?, 0.01)?;
-    let mem_floor = memorisation(&rows(&test01)?, &rows(&train01)?, 0.01)?;
+    let audits = audit_tables(&clf, (&pe, &be), &train01, &test01, &synth01)?;
 
     // 4. K-shot with and without the synthetic images.
     let mut kshot = String::new();
@@ -286,20 +180,13 @@ fn main() -> Res<()> {
         eprintln!("K = {k}: real only {:.1} ± {:.1} %, real + synthetic {:.1} ± {:.1} %", pm.mean, pm.ci95, mm.mean, mm.ci95);
     }
 
-    let median = scarce::gen::audit::Memorisation::median;
     let mut md = String::new();
     writeln!(md, "# ddpm_pneumonia results\n")?;
     writeln!(md, "Generator: class-conditional DDPM, UNet 16-32-32 ({} parameters), linear β 1e-4..0.02, T = 1000, ε-prediction; {} steps of batch 32 (this run: {} from step {}, {:.0} s); loss over the last 200 steps {final_loss:.4}.", trained.ema.elem_count(), a.steps, trained.losses.len(), trained.resumed_from, train_s)?;
     writeln!(md, "Samples: {} per class, DDIM 50 steps, η = 0, guidance w = 2 ({:.0} s). Grids: samples_normal.png, samples_pneumonia.png.\n", a.per_class, sample_s)?;
-    writeln!(md, "## Quality (features of a Conv4 trained on the training split; its test accuracy {:.1}%)\n", 100.0 * emb_acc)?;
-    writeln!(md, "| vs real test split | Fréchet distance | KID | precision | recall |\n|---|---|---|---|---|")?;
-    writeln!(md, "| synthetic ({} images) | {fd_synth:.3} | {kid_synth:.3} ± {kid_synth_sd:.3} | {prec:.3} | {rec:.3} |", synth_y.len())?;
-    writeln!(md, "| real train (floor, same count) | {fd_floor:.3} | {kid_floor:.3} ± {kid_floor_sd:.3} | {prec_floor:.3} | {rec_floor:.3} |\n")?;
-    writeln!(md, "## Memorisation (pixel space, nearest training image)\n")?;
-    writeln!(md, "| set | median distance to nearest training image | flagged (< 1% quantile of real-to-real, {:.3}) |\n|---|---|---|", mem.threshold)?;
-    writeln!(md, "| synthetic | {:.3} | {} of {} ({:.1}%) |", median(&mem.nearest_distance), mem.flagged.len(), synth_y.len(), 100.0 * mem.flagged_fraction())?;
-    writeln!(md, "| real test (reference) | {:.3} | {} of {} ({:.1}%) |", median(&mem_floor.nearest_distance), mem_floor.flagged.len(), yte.len(), 100.0 * mem_floor.flagged_fraction())?;
-    writeln!(md, "| real train to other train | {:.3} | — |\n", median(&mem.real_distance))?;
+    writeln!(md, "## Audits (features of a Conv4 trained on the training split; its test accuracy {:.1}%)\n", 100.0 * emb_acc)?;
+    md.push_str(&audits);
+    md.push('\n');
     writeln!(md, "## K-shot classification (Conv4, 150 Adam steps, test accuracy %, mean ± 95% CI over {} draws)\n", a.trials)?;
     writeln!(md, "| K real per class | real only | real + {} synthetic per class |\n|---|---|---|", a.per_class)?;
     md.push_str(&kshot);
