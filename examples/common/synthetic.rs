@@ -1,6 +1,7 @@
 //! Shared by the generator examples: data as tensors, the Conv4 classifier that serves as the
-#![allow(dead_code)] // each example uses a subset of these helpers
 //! audits' embedding network and as the K-shot learner, and the audit table.
+
+#![allow(dead_code)] // each example uses a subset of these helpers
 
 use std::fmt::Write as _;
 

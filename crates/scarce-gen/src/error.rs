@@ -19,6 +19,10 @@ pub enum Error {
     #[error(transparent)]
     Eval(#[from] scarce_eval::Error),
 
+    /// From scarce-episodes (mixing synthetic data into a data set).
+    #[error(transparent)]
+    Episodes(#[from] scarce_episodes::Error),
+
     /// A configuration value is out of range or contradicts another.
     #[error("invalid configuration `{name}`: {reason}")]
     Config {

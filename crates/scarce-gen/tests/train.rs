@@ -85,3 +85,29 @@ fn divergence_names_the_step_and_keeps_the_checkpoint() {
     assert_eq!(std::fs::read(dir.checkpoint()).unwrap(), before, "the good checkpoint was kept");
     let _ = std::fs::remove_dir_all(&dir.0);
 }
+
+#[test]
+fn synthetic_dataset_has_provenance_and_mixes_at_the_ratio() {
+    use scarce_gen::synthetic::file_sha256;
+    use scarce_gen::SyntheticDataset;
+    let m = model();
+    let dir = OutDir(tmp("synthetic"));
+    let cfg = TrainConfig { steps: 1, batch_size: 2, ..Default::default() };
+    let t = train(&m, &data(), &cfg, Some(&dir), |_| {}).unwrap();
+    let s = SyntheticDataset::generate(&m, &t.ema, &dir.checkpoint(), &[3, 2], &[8, 8], 5, 2, &Device::Cpu).unwrap();
+    assert_eq!(s.images.dims(), &[5, 1, 8, 8]);
+    assert_eq!(s.labels, vec![0, 0, 0, 1, 1]);
+    let hash = file_sha256(&dir.checkpoint()).unwrap();
+    assert_eq!(hash.len(), 64);
+    assert!(s.provenance.iter().all(|p| p.checkpoint_sha256 == hash && p.seed == 5 && p.generator == "scarce-gen/diffusion"));
+    assert_eq!(s.provenance.iter().map(|p| p.index).collect::<Vec<_>>(), vec![0, 1, 2, 0, 1]);
+    // Real: 4 of class 0, 2 of class 1. Ratio 0.4 → 0.4/0.6 × (4, 2) = (2.67, 1.33) → (3, 1).
+    let real = scarce_episodes::Dataset::from_f32("real", &[1, 8, 8], vec![0.5; 6 * 64], vec![0, 0, 0, 0, 1, 1]).unwrap();
+    let mixed = s.mix_into(&real, 0.4).unwrap();
+    assert_eq!(mixed.len(), 10);
+    assert_eq!(mixed.class_samples(0).len(), 7);
+    assert_eq!(mixed.class_samples(1).len(), 3);
+    let synthetic_sites = (0..mixed.len()).filter(|&i| mixed.site(i).is_some_and(|s| s.starts_with("synthetic:"))).count();
+    assert_eq!(synthetic_sites, 4);
+    let _ = std::fs::remove_dir_all(&dir.0);
+}
