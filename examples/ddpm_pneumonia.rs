@@ -33,9 +33,7 @@ use scarce::episodes::medmnist::{load_medmnist, Split};
 use scarce::eval::mean_ci95;
 use scarce::gen::grid::save_grid;
 use scarce::gen::train::OutDir;
-use scarce::gen::{
-    train, Diffusion, DiffusionConfig, ImageSet, Sampling, TrainConfig, UNetConfig,
-};
+use scarce::gen::{train, Diffusion, DiffusionConfig, ImageSet, Sampling, TrainConfig, UNetConfig};
 
 #[path = "common/synthetic.rs"]
 mod synthetic;
@@ -58,7 +56,9 @@ fn args() -> Res<Args> {
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < v.len() {
-        let val = v.get(i + 1).ok_or_else(|| format!("{} needs a value", v[i]))?;
+        let val = v
+            .get(i + 1)
+            .ok_or_else(|| format!("{} needs a value", v[i]))?;
         match v[i].as_str() {
             "--steps" => a.steps = val.parse()?,
             "--per-class" => a.per_class = val.parse()?,
@@ -75,14 +75,20 @@ fn args() -> Res<Args> {
 fn k_shot(labels: &[usize], k: usize, trial: u64) -> Vec<usize> {
     let perm = Stream::new(trial, "k-shot").permutation(labels.len());
     (0..2)
-        .flat_map(|c| perm.iter().copied().filter(move |&i| labels[i] == c).take(k))
+        .flat_map(|c| {
+            perm.iter()
+                .copied()
+                .filter(move |&i| labels[i] == c)
+                .take(k)
+        })
         .collect()
 }
 
 fn main() -> Res<()> {
     let a = args()?;
     let dev = Device::Cpu;
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/medmnist/pneumoniamnist.safetensors");
+    let file =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/medmnist/pneumoniamnist.safetensors");
     let (train01, ytr) = tensor(&load_medmnist(&file, Split::Train)?, &dev)?;
     let (test01, yte) = tensor(&load_medmnist(&file, Split::Test)?, &dev)?;
     std::fs::create_dir_all(&a.out)?;
@@ -115,7 +121,13 @@ fn main() -> Res<()> {
     let t0 = Instant::now();
     let trained = train(&model, &data, &cfg, Some(&OutDir(a.out.clone())), |p| {
         if p.step % 100 == 0 || p.step == p.steps {
-            eprintln!("step {:>5}/{}  loss {:.4}  {:.0} s", p.step, p.steps, p.loss(), p.elapsed_s);
+            eprintln!(
+                "step {:>5}/{}  loss {:.4}  {:.0} s",
+                p.step,
+                p.steps,
+                p.loss(),
+                p.elapsed_s
+            );
         }
     })?;
     let train_s = t0.elapsed().as_secs_f64();
@@ -136,14 +148,21 @@ fn main() -> Res<()> {
                 &[28, 28],
                 Some(&vec![c; n]),
                 Some(2.0),
-                Sampling::Ddim { steps: 50, eta: 0.0 },
+                Sampling::Ddim {
+                    steps: 50,
+                    eta: 0.0,
+                },
                 &Stream::new(1, "samples").at(c as u64).at(chunk as u64),
                 &dev,
             )?;
             parts.push(x);
         }
         let x = Tensor::cat(&parts, 0)?;
-        save_grid(&x.narrow(0, 0, 64.min(a.per_class))?, 8, &a.out.join(format!("samples_{name}.png")))?;
+        save_grid(
+            &x.narrow(0, 0, 64.min(a.per_class))?,
+            8,
+            &a.out.join(format!("samples_{name}.png")),
+        )?;
         synth.push(((x + 1.0)? * 0.5)?);
         synth_y.extend(std::iter::repeat_n(c, a.per_class));
     }
@@ -161,7 +180,10 @@ fn main() -> Res<()> {
     for k in [5usize, 10] {
         let (mut plain, mut mixed) = (Vec::new(), Vec::new());
         for trial in 0..a.trials as u64 {
-            let idx: Vec<u32> = k_shot(&ytr, k, trial).into_iter().map(|i| i as u32).collect();
+            let idx: Vec<u32> = k_shot(&ytr, k, trial)
+                .into_iter()
+                .map(|i| i as u32)
+                .collect();
             let y: Vec<usize> = idx.iter().map(|&i| ytr[i as usize]).collect();
             let x = train01.index_select(&Tensor::from_vec(idx.clone(), idx.len(), &dev)?, 0)?;
             let (p, b) = clf.train(&x, &y, 150, 32, 100 + trial)?;
@@ -177,18 +199,29 @@ fn main() -> Res<()> {
             "| {k} | {:.1} ± {:.1} | {:.1} ± {:.1} |",
             pm.mean, pm.ci95, mm.mean, mm.ci95
         )?;
-        eprintln!("K = {k}: real only {:.1} ± {:.1} %, real + synthetic {:.1} ± {:.1} %", pm.mean, pm.ci95, mm.mean, mm.ci95);
+        eprintln!(
+            "K = {k}: real only {:.1} ± {:.1} %, real + synthetic {:.1} ± {:.1} %",
+            pm.mean, pm.ci95, mm.mean, mm.ci95
+        );
     }
 
     let mut md = String::new();
     writeln!(md, "# ddpm_pneumonia results\n")?;
     writeln!(md, "Generator: class-conditional DDPM, UNet 16-32-32 ({} parameters), linear β 1e-4..0.02, T = 1000, ε-prediction; {} steps of batch 32 (this run: {} from step {}, {:.0} s); loss over the last 200 steps {final_loss:.4}.", trained.ema.elem_count(), a.steps, trained.losses.len(), trained.resumed_from, train_s)?;
     writeln!(md, "Samples: {} per class, DDIM 50 steps, η = 0, guidance w = 2 ({:.0} s). Grids: samples_normal.png, samples_pneumonia.png.\n", a.per_class, sample_s)?;
-    writeln!(md, "## Audits (features of a Conv4 trained on the training split; its test accuracy {:.1}%)\n", 100.0 * emb_acc)?;
+    writeln!(
+        md,
+        "## Audits (features of a Conv4 trained on the training split; its test accuracy {:.1}%)\n",
+        100.0 * emb_acc
+    )?;
     md.push_str(&audits);
     md.push('\n');
     writeln!(md, "## K-shot classification (Conv4, 150 Adam steps, test accuracy %, mean ± 95% CI over {} draws)\n", a.trials)?;
-    writeln!(md, "| K real per class | real only | real + {} synthetic per class |\n|---|---|---|", a.per_class)?;
+    writeln!(
+        md,
+        "| K real per class | real only | real + {} synthetic per class |\n|---|---|---|",
+        a.per_class
+    )?;
     md.push_str(&kshot);
     std::fs::write(a.out.join("results.md"), &md)?;
     println!("{md}");

@@ -32,7 +32,10 @@ fn main() -> Res<()> {
     let mut md = String::new();
     writeln!(md, "# gan_diffaugment results\n")?;
     writeln!(md, "Conditional DCGAN (width 32, latent 64), Adam 2e-4 β₁ 0.5, batch 64, {} steps, label smoothing 0.1, feature matching 1. Audit embedding: Conv4 trained on the training split (test accuracy {:.1}%).\n", o["steps"], 100.0 * acc)?;
-    for (name, aug) in [("with_diffaugment", Some((true, 0.125, 0.5))), ("without_diffaugment", None)] {
+    for (name, aug) in [
+        ("with_diffaugment", Some((true, 0.125, 0.5))),
+        ("without_diffaugment", None),
+    ] {
         let dir = out.join(name);
         std::fs::create_dir_all(&dir)?;
         let gan = Gan::new(GanConfig {
@@ -56,13 +59,41 @@ fn main() -> Res<()> {
         let t0 = Instant::now();
         let trained = train(&gan, &data, &cfg, Some(&OutDir(dir.clone())), |p| {
             if p.step % 500 == 0 {
-                let l: Vec<String> = p.losses.iter().map(|(n, v)| format!("{n} {v:.3}")).collect();
-                eprintln!("{name} step {:>5}/{}  {}  {:.0} s", p.step, p.steps, l.join("  "), p.elapsed_s);
+                let l: Vec<String> = p
+                    .losses
+                    .iter()
+                    .map(|(n, v)| format!("{n} {v:.3}"))
+                    .collect();
+                eprintln!(
+                    "{name} step {:>5}/{}  {}  {:.0} s",
+                    p.step,
+                    p.steps,
+                    l.join("  "),
+                    p.elapsed_s
+                );
             }
         })?;
-        let (synth01, _) = sample_per_class(&gan, &trained.ema, yte.len() / 2, &[28, 28], &["malignant", "benign"], &dir)?;
-        writeln!(md, "## {} ({:.0} s; grids in {name}/)\n", name.replace('_', " "), t0.elapsed().as_secs_f64())?;
-        md.push_str(&audit_tables(&clf, (&pe, &be), &train01, &test01, &synth01)?);
+        let (synth01, _) = sample_per_class(
+            &gan,
+            &trained.ema,
+            yte.len() / 2,
+            &[28, 28],
+            &["malignant", "benign"],
+            &dir,
+        )?;
+        writeln!(
+            md,
+            "## {} ({:.0} s; grids in {name}/)\n",
+            name.replace('_', " "),
+            t0.elapsed().as_secs_f64()
+        )?;
+        md.push_str(&audit_tables(
+            &clf,
+            (&pe, &be),
+            &train01,
+            &test01,
+            &synth01,
+        )?);
         md.push('\n');
     }
     std::fs::create_dir_all(&out)?;

@@ -45,12 +45,25 @@ fn main() -> Res<()> {
     let data = ImageSet::new(((&train01 * 2.0)? - 1.0)?, Some(ytr.clone()))?;
     let trained = train(&vae, &data, &cfg, Some(&OutDir(out.clone())), |p| {
         if p.step % 500 == 0 {
-            eprintln!("step {:>5}/{}  negative ELBO {:.2}  {:.0} s", p.step, p.steps, p.loss(), p.elapsed_s);
+            eprintln!(
+                "step {:>5}/{}  negative ELBO {:.2}  {:.0} s",
+                p.step,
+                p.steps,
+                p.loss(),
+                p.elapsed_s
+            );
         }
     })?;
     let train_s = t0.elapsed().as_secs_f64();
     let per_class = yte.len() / 2;
-    let (synth01, _) = sample_per_class(&vae, &trained.ema, per_class, &[28, 28], &["malignant", "benign"], &out)?;
+    let (synth01, _) = sample_per_class(
+        &vae,
+        &trained.ema,
+        per_class,
+        &[28, 28],
+        &["malignant", "benign"],
+        &out,
+    )?;
     let clf = Classifier::new()?;
     let (pe, be) = clf.train(&train01, &ytr, 600, 64, 7)?;
     let acc = clf.accuracy(&pe, &be, &test01, &yte)?;
@@ -58,8 +71,18 @@ fn main() -> Res<()> {
     writeln!(md, "# vae results\n")?;
     writeln!(md, "Conditional β-VAE (β = {}), channels 32-64, latent 16, {} parameters; {} steps of batch 64 (this run {} from step {}, {train_s:.0} s).", o["beta"], trained.ema.elem_count(), cfg.steps, trained.losses.len(), trained.resumed_from)?;
     writeln!(md, "Samples: {per_class} per class (z ~ N(0, I), EMA weights). Grids: samples_malignant.png, samples_benign.png.\n")?;
-    writeln!(md, "## Audits (features of a Conv4 trained on the training split; its test accuracy {:.1}%)\n", 100.0 * acc)?;
-    md.push_str(&audit_tables(&clf, (&pe, &be), &train01, &test01, &synth01)?);
+    writeln!(
+        md,
+        "## Audits (features of a Conv4 trained on the training split; its test accuracy {:.1}%)\n",
+        100.0 * acc
+    )?;
+    md.push_str(&audit_tables(
+        &clf,
+        (&pe, &be),
+        &train01,
+        &test01,
+        &synth01,
+    )?);
     std::fs::write(out.join("results.md"), &md)?;
     println!("{md}");
     Ok(())

@@ -9,7 +9,9 @@ use scarce::core::backbone::{Conv4, Conv4Config};
 use scarce::core::optim::{Adam, AdamConfig, Optimizer};
 use scarce::core::{ops, Ctx, DType, Device, Model, Params, Stream, Tensor};
 use scarce::episodes::Dataset;
-use scarce::gen::audit::{frechet_distance, kid, memorisation, precision_recall, rows, Memorisation};
+use scarce::gen::audit::{
+    frechet_distance, kid, memorisation, precision_recall, rows, Memorisation,
+};
 
 pub type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -45,8 +47,16 @@ impl Classifier {
         let rng = Stream::new(seed, "classifier");
         let mut p = self.body.init(&rng, dev)?;
         let b = 1.0 / 32f64.sqrt();
-        p.insert("head.weight", rng.child("head.w").uniform_tensor((2, 32), -b, b, DType::F32, dev)?);
-        p.insert("head.bias", rng.child("head.b").uniform_tensor(2, -b, b, DType::F32, dev)?);
+        p.insert(
+            "head.weight",
+            rng.child("head.w")
+                .uniform_tensor((2, 32), -b, b, DType::F32, dev)?,
+        );
+        p.insert(
+            "head.bias",
+            rng.child("head.b")
+                .uniform_tensor(2, -b, b, DType::F32, dev)?,
+        );
         Ok((p, self.body.buffers(dev)?))
     }
 
@@ -56,24 +66,46 @@ impl Classifier {
 
     fn logits(&self, p: &Params, x: &Tensor, ctx: &mut Ctx) -> Res<Tensor> {
         let f = self.features(p, x, ctx)?;
-        Ok(ops::linear(&f, p.require("head.weight")?, Some(p.require("head.bias")?))?)
+        Ok(ops::linear(
+            &f,
+            p.require("head.weight")?,
+            Some(p.require("head.bias")?),
+        )?)
     }
 
     /// Adam on cross-entropy, `steps` batches drawn with replacement; returns weights and
     /// the running batch-norm statistics.
-    pub fn train(&self, x: &Tensor, y: &[usize], steps: usize, batch: usize, seed: u64) -> Res<(Params, Params)> {
+    pub fn train(
+        &self,
+        x: &Tensor,
+        y: &[usize],
+        steps: usize,
+        batch: usize,
+        seed: u64,
+    ) -> Res<(Params, Params)> {
         let dev = x.device();
         let (p, buffers) = self.init(seed, dev)?;
         let mut p = p.to_vars()?;
         let mut ctx = Ctx::train(buffers);
-        let mut opt = Adam::new(AdamConfig { lr: 1e-3, ..Default::default() })?;
+        let mut opt = Adam::new(AdamConfig {
+            lr: 1e-3,
+            ..Default::default()
+        })?;
         let rng = Stream::new(seed, "classifier batches");
         let n = y.len() as u64;
         for s in 0..steps {
-            let idx: Vec<u32> = (0..batch as u64).map(|i| rng.at(s as u64).below(i, n) as u32).collect();
+            let idx: Vec<u32> = (0..batch as u64)
+                .map(|i| rng.at(s as u64).below(i, n) as u32)
+                .collect();
             let it = Tensor::from_vec(idx.clone(), batch, dev)?;
             let xb = x.index_select(&it, 0)?;
-            let yb = Tensor::from_vec(idx.iter().map(|&i| y[i as usize] as u32).collect::<Vec<_>>(), batch, dev)?;
+            let yb = Tensor::from_vec(
+                idx.iter()
+                    .map(|&i| y[i as usize] as u32)
+                    .collect::<Vec<_>>(),
+                batch,
+                dev,
+            )?;
             let loss = ops::cross_entropy(&self.logits(&p, &xb, &mut ctx)?, &yb)?;
             let g = p.grads(&loss.backward()?)?;
             opt.step(&mut p, &g)?;
@@ -86,8 +118,15 @@ impl Classifier {
         let mut right = 0;
         for start in (0..y.len()).step_by(256) {
             let len = 256.min(y.len() - start);
-            let pred = self.logits(p, &x.narrow(0, start, len)?, &mut ctx)?.argmax(1)?.to_vec1::<u32>()?;
-            right += pred.iter().zip(&y[start..start + len]).filter(|(a, b)| **a as usize == **b).count();
+            let pred = self
+                .logits(p, &x.narrow(0, start, len)?, &mut ctx)?
+                .argmax(1)?
+                .to_vec1::<u32>()?;
+            right += pred
+                .iter()
+                .zip(&y[start..start + len])
+                .filter(|(a, b)| **a as usize == **b)
+                .count();
         }
         Ok(right as f64 / y.len() as f64)
     }
@@ -97,12 +136,15 @@ impl Classifier {
         let mut out = Vec::new();
         for start in (0..x.dim(0)?).step_by(256) {
             let len = 256.min(x.dim(0)? - start);
-            out.extend(rows(&self.features(p, &x.narrow(0, start, len)?, &mut ctx)?)?);
+            out.extend(rows(&self.features(
+                p,
+                &x.narrow(0, start, len)?,
+                &mut ctx,
+            )?)?);
         }
         Ok(out)
     }
 }
-
 
 /// Fréchet distance, KID and precision / recall of `synth01` (images in `[0, 1]`) against
 /// the test split in the classifier's feature space, beside the floor of as many real
@@ -130,21 +172,47 @@ pub fn audit_tables(
     let subset = 300.min(n).min(f_test.len());
     let mut md = String::new();
     writeln!(md, "| vs real test split | Fréchet distance | KID | precision | recall |\n|---|---|---|---|---|")?;
-    for (name, f) in [(format!("synthetic ({n} images)"), &f_synth), ("real train (floor, same count)".to_string(), &f_real)] {
+    for (name, f) in [
+        (format!("synthetic ({n} images)"), &f_synth),
+        ("real train (floor, same count)".to_string(), &f_real),
+    ] {
         let fd = frechet_distance(f, &f_test)?;
         let (k, ksd) = kid(&f_test, f, 50, subset, &kid_rng)?;
         let (p, r) = precision_recall(&f_test, f, 3)?;
-        writeln!(md, "| {name} | {fd:.3} | {k:.3} ± {ksd:.3} | {p:.3} | {r:.3} |")?;
+        writeln!(
+            md,
+            "| {name} | {fd:.3} | {k:.3} ± {ksd:.3} | {p:.3} | {r:.3} |"
+        )?;
     }
     let train_rows = rows(train01)?;
     let mem = memorisation(&rows(synth01)?, &train_rows, 0.01)?;
     let reference = memorisation(&rows(test01)?, &train_rows, 0.01)?;
     let median = Memorisation::median;
-    writeln!(md, "\nMemorisation (pixel space, nearest training image):\n")?;
+    writeln!(
+        md,
+        "\nMemorisation (pixel space, nearest training image):\n"
+    )?;
     writeln!(md, "| set | median distance to nearest training image | flagged (< 1% quantile of real-to-real, {:.3}) |\n|---|---|---|", mem.threshold)?;
-    writeln!(md, "| synthetic | {:.3} | {} of {n} ({:.1}%) |", median(&mem.nearest_distance), mem.flagged.len(), 100.0 * mem.flagged_fraction())?;
-    writeln!(md, "| real test (reference) | {:.3} | {} of {} ({:.1}%) |", median(&reference.nearest_distance), reference.flagged.len(), reference.nearest_distance.len(), 100.0 * reference.flagged_fraction())?;
-    writeln!(md, "| real train to other train | {:.3} | — |", median(&mem.real_distance))?;
+    writeln!(
+        md,
+        "| synthetic | {:.3} | {} of {n} ({:.1}%) |",
+        median(&mem.nearest_distance),
+        mem.flagged.len(),
+        100.0 * mem.flagged_fraction()
+    )?;
+    writeln!(
+        md,
+        "| real test (reference) | {:.3} | {} of {} ({:.1}%) |",
+        median(&reference.nearest_distance),
+        reference.flagged.len(),
+        reference.nearest_distance.len(),
+        100.0 * reference.flagged_fraction()
+    )?;
+    writeln!(
+        md,
+        "| real train to other train | {:.3} | — |",
+        median(&mem.real_distance)
+    )?;
     Ok(md)
 }
 
@@ -162,18 +230,34 @@ pub fn sample_per_class(
     let mut parts = Vec::new();
     let mut labels = Vec::new();
     for (c, name) in names.iter().enumerate() {
-        let x = model.sample(p, per_class, size, Some(&vec![c; per_class]), &Stream::new(1, "samples").at(c as u64), &dev)?;
-        scarce::gen::grid::save_grid(&x.narrow(0, 0, 64.min(per_class))?, 8, &out.join(format!("samples_{name}.png")))?;
+        let x = model.sample(
+            p,
+            per_class,
+            size,
+            Some(&vec![c; per_class]),
+            &Stream::new(1, "samples").at(c as u64),
+            &dev,
+        )?;
+        scarce::gen::grid::save_grid(
+            &x.narrow(0, 0, 64.min(per_class))?,
+            8,
+            &out.join(format!("samples_{name}.png")),
+        )?;
         parts.push(((x + 1.0)? * 0.5)?);
         labels.extend(std::iter::repeat_n(c, per_class));
     }
     Ok((Tensor::cat(&parts, 0)?, labels))
 }
 
+/// Images in `[0, 1]` and their labels.
+pub type Labelled = (Tensor, Vec<usize>);
+
 /// The train and test splits of a bundled MedMNIST file as tensors in `[0, 1]`.
-pub fn medmnist(file: &str) -> Res<((Tensor, Vec<usize>), (Tensor, Vec<usize>))> {
+pub fn medmnist(file: &str) -> Res<(Labelled, Labelled)> {
     use scarce::episodes::medmnist::{load_medmnist, Split};
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/medmnist").join(file);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data/medmnist")
+        .join(file);
     let dev = Device::Cpu;
     Ok((
         tensor(&load_medmnist(&path, Split::Train)?, &dev)?,
@@ -183,8 +267,10 @@ pub fn medmnist(file: &str) -> Res<((Tensor, Vec<usize>), (Tensor, Vec<usize>))>
 
 /// `--name value` options of an example, with defaults; unknown options are an error.
 pub fn options(defaults: &[(&str, &str)]) -> Res<std::collections::BTreeMap<String, String>> {
-    let mut map: std::collections::BTreeMap<String, String> =
-        defaults.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut map: std::collections::BTreeMap<String, String> = defaults
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let v: Vec<String> = std::env::args().skip(1).collect();
     for pair in v.chunks(2) {
         let key = pair[0].trim_start_matches("--");

@@ -13,20 +13,32 @@ use std::time::Duration;
 fn bench(c: &mut Criterion) {
     let dev = Device::Cpu;
     let model = Diffusion::new(DiffusionConfig::default()).unwrap();
-    let mut p = model.init(&Stream::new(0, "init"), &dev).unwrap().to_vars().unwrap();
-    let x0 = Stream::new(1, "x0").normal_tensor((16, 1, 32, 32), 0.0, 1.0, DType::F32, &dev).unwrap();
+    let mut p = model
+        .init(&Stream::new(0, "init"), &dev)
+        .unwrap()
+        .to_vars()
+        .unwrap();
+    let x0 = Stream::new(1, "x0")
+        .normal_tensor((16, 1, 32, 32), 0.0, 1.0, DType::F32, &dev)
+        .unwrap();
     let t: Vec<f64> = (0..16).map(|i| (i * 61 % 1000) as f64).collect();
     let mut g = c.benchmark_group("ddpm");
     g.sample_size(10).measurement_time(Duration::from_secs(8));
     g.bench_function("unet_forward_16x1x32x32", |b| {
         b.iter(|| model.unet.forward(&p, &x0, &t, None).unwrap())
     });
-    let mut opt = Adam::new(AdamConfig { lr: 1e-4, ..Default::default() }).unwrap();
+    let mut opt = Adam::new(AdamConfig {
+        lr: 1e-4,
+        ..Default::default()
+    })
+    .unwrap();
     let mut step = 0u64;
     g.bench_function("train_step_16x1x32x32", |b| {
         b.iter(|| {
             step += 1;
-            let loss = model.loss(&p, &x0, None, &Stream::new(2, "step").at(step)).unwrap();
+            let loss = model
+                .loss(&p, &x0, None, &Stream::new(2, "step").at(step))
+                .unwrap();
             let grads = p.grads(&loss.backward().unwrap()).unwrap();
             opt.step(&mut p, &grads).unwrap();
         })
@@ -34,7 +46,19 @@ fn bench(c: &mut Criterion) {
     g.bench_function("ddim50_sample_1x1x32x32", |b| {
         b.iter(|| {
             model
-                .sample(&p, 1, &[32, 32], None, None, Sampling::Ddim { steps: 50, eta: 0.0 }, &Stream::new(3, "s"), &dev)
+                .sample(
+                    &p,
+                    1,
+                    &[32, 32],
+                    None,
+                    None,
+                    Sampling::Ddim {
+                        steps: 50,
+                        eta: 0.0,
+                    },
+                    &Stream::new(3, "s"),
+                    &dev,
+                )
                 .unwrap()
         })
     });

@@ -16,7 +16,7 @@ pub use scarce_eval::frechet::frechet_distance;
 pub fn rows(x: &Tensor) -> Result<Vec<Vec<f64>>> {
     let n = x.dim(0)?;
     let v = x.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
-    let d = if n == 0 { 0 } else { v.len() / n };
+    let d = v.len().checked_div(n).unwrap_or(0);
     Ok(v.chunks(d.max(1)).take(n).map(<[f64]>::to_vec).collect())
 }
 
@@ -55,19 +55,26 @@ pub fn kid(
 ) -> Result<(f64, f64)> {
     let d = check("real features", real, 2)?;
     if check("fake features", fake, 2)? != d {
-        return Err(Error::config("fake features", "feature length differs from real"));
+        return Err(Error::config(
+            "fake features",
+            "feature length differs from real",
+        ));
     }
     if subsets == 0 {
         return Err(Error::config("subsets", "need at least one"));
     }
     let m = subset_size.min(real.len()).min(fake.len()).max(2);
     let k = |x: &[f64], y: &[f64]| (dot(x, y) / d as f64 + 1.0).powi(3);
-    let draw = |s: &Stream, n: usize| -> Vec<usize> { s.permutation(n).into_iter().take(m).collect() };
+    let draw =
+        |s: &Stream, n: usize| -> Vec<usize> { s.permutation(n).into_iter().take(m).collect() };
     let values: Vec<f64> = (0..subsets)
         .into_par_iter()
         .map(|i| {
             let s = rng.at(i as u64);
-            let (ir, ifk) = (draw(&s.child("real"), real.len()), draw(&s.child("fake"), fake.len()));
+            let (ir, ifk) = (
+                draw(&s.child("real"), real.len()),
+                draw(&s.child("fake"), fake.len()),
+            );
             let (mut kxx, mut kyy, mut kxy) = (0.0, 0.0, 0.0);
             for a in 0..m {
                 for b in 0..m {
@@ -134,7 +141,10 @@ fn kth_radius(x: &[Vec<f64>], k: usize) -> Vec<f64> {
 pub fn precision_recall(real: &[Vec<f64>], fake: &[Vec<f64>], k: usize) -> Result<(f64, f64)> {
     let d = check("real features", real, k + 1)?;
     if check("fake features", fake, k + 1)? != d {
-        return Err(Error::config("fake features", "feature length differs from real"));
+        return Err(Error::config(
+            "fake features",
+            "feature length differs from real",
+        ));
     }
     if k == 0 {
         return Err(Error::config("k", "need k >= 1"));
@@ -142,7 +152,12 @@ pub fn precision_recall(real: &[Vec<f64>], fake: &[Vec<f64>], k: usize) -> Resul
     let inside = |points: &[Vec<f64>], centres: &[Vec<f64>], radii: &[f64]| -> f64 {
         let hits = points
             .par_iter()
-            .filter(|p| centres.iter().zip(radii).any(|(c, r)| sq_dist(p, c).sqrt() <= *r))
+            .filter(|p| {
+                centres
+                    .iter()
+                    .zip(radii)
+                    .any(|(c, r)| sq_dist(p, c).sqrt() <= *r)
+            })
             .count();
         hits as f64 / points.len() as f64
     };
@@ -195,13 +210,22 @@ pub fn memorisation(
 ) -> Result<Memorisation> {
     let d = check("training samples", train, 2)?;
     if check("synthetic samples", synthetic, 1)? != d {
-        return Err(Error::config("synthetic samples", "length differs from the training samples'"));
+        return Err(Error::config(
+            "synthetic samples",
+            "length differs from the training samples'",
+        ));
     }
     if !(0.0..=1.0).contains(&quantile) {
-        return Err(Error::config("quantile", format!("{quantile} outside [0, 1]")));
+        return Err(Error::config(
+            "quantile",
+            format!("{quantile} outside [0, 1]"),
+        ));
     }
     let near = nearest(synthetic, train, false);
-    let real: Vec<f64> = nearest(train, train, true).into_iter().map(|(_, d)| d).collect();
+    let real: Vec<f64> = nearest(train, train, true)
+        .into_iter()
+        .map(|(_, d)| d)
+        .collect();
     let mut sorted = real.clone();
     sorted.sort_by(f64::total_cmp);
     let threshold = sorted[((sorted.len() - 1) as f64 * quantile).round() as usize];

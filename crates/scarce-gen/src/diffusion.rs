@@ -112,9 +112,9 @@ impl Diffusion {
         let t: Vec<usize> = (0..b as u64)
             .map(|i| rng.child("t").below(i, big_t) as usize)
             .collect();
-        let noise = rng
-            .child("noise")
-            .normal_tensor(x0.shape(), 0.0, 1.0, x0.dtype(), x0.device())?;
+        let noise =
+            rng.child("noise")
+                .normal_tensor(x0.shape(), 0.0, 1.0, x0.dtype(), x0.device())?;
         let xt = self.schedule.add_noise(x0, &noise, &t)?;
         let target = self
             .schedule
@@ -199,10 +199,13 @@ impl Diffusion {
                 (Some(w), Some(c)) => self.unet.forward_guided(p, &x, &tf, c, w)?,
                 _ => self.unet.forward(p, &x, &tf, classes)?,
             };
-            let noise = rng
-                .child("step")
-                .at(k as u64)
-                .normal_tensor(shape.clone(), 0.0, 1.0, DType::F32, device)?;
+            let noise = rng.child("step").at(k as u64).normal_tensor(
+                shape.clone(),
+                0.0,
+                1.0,
+                DType::F32,
+                device,
+            )?;
             x = match &sampler {
                 S::P(s) => s.step(&out, t, &x, Some(&noise))?,
                 S::I(s) => s.step(&out, t, &x, Some(&noise))?,
@@ -232,7 +235,13 @@ impl Generative for Diffusion {
     fn check_batch(&self, dims: &[usize]) -> Result<()> {
         self.unet.check_input(dims)
     }
-    fn step(&self, u: &mut Update<'_>, x: &Tensor, y: Option<&[usize]>, rng: &Stream) -> Result<()> {
+    fn step(
+        &self,
+        u: &mut Update<'_>,
+        x: &Tensor,
+        y: Option<&[usize]>,
+        rng: &Stream,
+    ) -> Result<()> {
         let loss = self.loss(u.params(0), x, y, rng)?;
         u.apply(0, "denoising", &loss)
     }
@@ -245,7 +254,20 @@ impl Generative for Diffusion {
         rng: &Stream,
         device: &Device,
     ) -> Result<Tensor> {
-        Diffusion::sample(self, p, n, size, classes, None, Sampling::Ddim { steps: 50, eta: 0.0 }, rng, device)
+        Diffusion::sample(
+            self,
+            p,
+            n,
+            size,
+            classes,
+            None,
+            Sampling::Ddim {
+                steps: 50,
+                eta: 0.0,
+            },
+            rng,
+            device,
+        )
     }
 }
 

@@ -79,12 +79,19 @@ impl Gan {
     pub fn new(config: GanConfig) -> Result<Self> {
         let c = &config;
         if c.image_size == 0 || c.image_size % 4 != 0 {
-            return Err(Error::config("image_size", format!("{} is not divisible by 4", c.image_size)));
+            return Err(Error::config(
+                "image_size",
+                format!("{} is not divisible by 4", c.image_size),
+            ));
         }
         if c.latent == 0 || c.width == 0 || c.in_channels == 0 || c.width % 8 != 0 {
-            return Err(Error::config("GanConfig", "latent, in_channels positive; width a positive multiple of 8"));
+            return Err(Error::config(
+                "GanConfig",
+                "latent, in_channels positive; width a positive multiple of 8",
+            ));
         }
-        if !(0.0..1.0).contains(&c.label_smoothing) || c.feature_matching < 0.0 || c.r1_gamma < 0.0 {
+        if !(0.0..1.0).contains(&c.label_smoothing) || c.feature_matching < 0.0 || c.r1_gamma < 0.0
+        {
             return Err(Error::config(
                 "GanConfig",
                 "label_smoothing in [0, 1), feature_matching and r1_gamma non-negative",
@@ -105,15 +112,42 @@ impl Gan {
         let (w, s) = (c.width, c.image_size / 4);
         let zin = c.latent + self.k();
         let mut p = Params::new();
-        uniform(&mut p, rng, "fc.weight", vec![2 * w * s * s, zin], zin, device)?;
+        uniform(
+            &mut p,
+            rng,
+            "fc.weight",
+            vec![2 * w * s * s, zin],
+            zin,
+            device,
+        )?;
         uniform(&mut p, rng, "fc.bias", vec![2 * w * s * s], zin, device)?;
         for (i, (cin, cout)) in [(2 * w, w), (w, c.in_channels)].into_iter().enumerate() {
-            uniform(&mut p, rng, &format!("up.{i}.weight"), vec![cin, cout, 4, 4], cout * 16, device)?;
-            uniform(&mut p, rng, &format!("up.{i}.bias"), vec![cout], cout * 16, device)?;
+            uniform(
+                &mut p,
+                rng,
+                &format!("up.{i}.weight"),
+                vec![cin, cout, 4, 4],
+                cout * 16,
+                device,
+            )?;
+            uniform(
+                &mut p,
+                rng,
+                &format!("up.{i}.bias"),
+                vec![cout],
+                cout * 16,
+                device,
+            )?;
         }
         for (i, ch) in [2 * w, w].into_iter().enumerate() {
-            p.insert(format!("norm.{i}.weight"), Tensor::ones(ch, DType::F32, device)?);
-            p.insert(format!("norm.{i}.bias"), Tensor::zeros(ch, DType::F32, device)?);
+            p.insert(
+                format!("norm.{i}.weight"),
+                Tensor::ones(ch, DType::F32, device)?,
+            );
+            p.insert(
+                format!("norm.{i}.bias"),
+                Tensor::zeros(ch, DType::F32, device)?,
+            );
         }
         Ok(p)
     }
@@ -124,8 +158,22 @@ impl Gan {
         let mut p = Params::new();
         let cin = c.in_channels + self.k();
         for (i, (ci, co)) in [(cin, w), (w, 2 * w)].into_iter().enumerate() {
-            uniform(&mut p, rng, &format!("conv.{i}.weight"), vec![co, ci, 4, 4], ci * 16, device)?;
-            uniform(&mut p, rng, &format!("conv.{i}.bias"), vec![co], ci * 16, device)?;
+            uniform(
+                &mut p,
+                rng,
+                &format!("conv.{i}.weight"),
+                vec![co, ci, 4, 4],
+                ci * 16,
+                device,
+            )?;
+            uniform(
+                &mut p,
+                rng,
+                &format!("conv.{i}.bias"),
+                vec![co],
+                ci * 16,
+                device,
+            )?;
         }
         let flat = 2 * w * s * s;
         uniform(&mut p, rng, "out.weight", vec![1, flat], flat, device)?;
@@ -140,40 +188,77 @@ impl Gan {
         let zin = match (c.num_classes, y) {
             (Some(k), Some(y)) => Tensor::cat(&[z, &one_hot(y, k, &[], z)?], 1)?,
             (None, None) => z.clone(),
-            _ => return Err(Error::config("labels", "give labels exactly when the GAN is conditional")),
+            _ => {
+                return Err(Error::config(
+                    "labels",
+                    "give labels exactly when the GAN is conditional",
+                ))
+            }
         };
         let s = c.image_size / 4;
-        let mut h = ops::linear(&zin, g.require("fc.weight")?, Some(g.require("fc.bias")?))?.reshape((n, 2 * c.width, s, s))?;
+        let mut h = ops::linear(&zin, g.require("fc.weight")?, Some(g.require("fc.bias")?))?
+            .reshape((n, 2 * c.width, s, s))?;
         for i in 0..2 {
-            h = ops::group_norm(&h, 8, Some(g.require(&format!("norm.{i}.weight"))?), Some(g.require(&format!("norm.{i}.bias"))?), 1e-5)?;
+            h = ops::group_norm(
+                &h,
+                8,
+                Some(g.require(&format!("norm.{i}.weight"))?),
+                Some(g.require(&format!("norm.{i}.bias"))?),
+                1e-5,
+            )?;
             h = ops::relu(&h)?;
-            h = ops::conv_transpose2d(&h, g.require(&format!("up.{i}.weight"))?, Some(g.require(&format!("up.{i}.bias"))?), &s2())?;
+            h = ops::conv_transpose2d(
+                &h,
+                g.require(&format!("up.{i}.weight"))?,
+                Some(g.require(&format!("up.{i}.bias"))?),
+                &s2(),
+            )?;
         }
         Ok(h.tanh()?)
     }
 
     /// The discriminator's logits `[N]` and penultimate features `[N, F]` for images `x`.
-    pub fn discriminate(&self, d: &Params, x: &Tensor, y: Option<&[usize]>) -> Result<(Tensor, Tensor)> {
+    pub fn discriminate(
+        &self,
+        d: &Params,
+        x: &Tensor,
+        y: Option<&[usize]>,
+    ) -> Result<(Tensor, Tensor)> {
         let n = x.dim(0)?;
         let mut h = match (self.config.num_classes, y) {
             (Some(k), Some(y)) => Tensor::cat(&[x, &one_hot(y, k, &x.dims()[2..], x)?], 1)?,
             (None, None) => x.clone(),
-            _ => return Err(Error::config("labels", "give labels exactly when the GAN is conditional")),
+            _ => {
+                return Err(Error::config(
+                    "labels",
+                    "give labels exactly when the GAN is conditional",
+                ))
+            }
         };
         for i in 0..2 {
-            h = ops::conv2d(&h, d.require(&format!("conv.{i}.weight"))?, Some(d.require(&format!("conv.{i}.bias"))?), &s2())?;
+            h = ops::conv2d(
+                &h,
+                d.require(&format!("conv.{i}.weight"))?,
+                Some(d.require(&format!("conv.{i}.bias"))?),
+                &s2(),
+            )?;
             h = ops::leaky_relu(&h, 0.2)?;
         }
         let f = h.reshape((n, ()))?;
-        let logit = ops::linear(&f, d.require("out.weight")?, Some(d.require("out.bias")?))?.reshape(n)?;
+        let logit =
+            ops::linear(&f, d.require("out.weight")?, Some(d.require("out.bias")?))?.reshape(n)?;
         Ok((logit, f))
     }
 
     fn augment(&self, x: &Tensor, rng: &Stream) -> Result<Tensor> {
         Ok(match self.config.diff_augment {
-            Some((color, translation, cutout)) => DiffAugment { color, translation, cutout }
-                .apply(x, rng)
-                .map_err(|e| Error::config("diff_augment", e.to_string()))?,
+            Some((color, translation, cutout)) => DiffAugment {
+                color,
+                translation,
+                cutout,
+            }
+            .apply(x, rng)
+            .map_err(|e| Error::config("diff_augment", e.to_string()))?,
             None => x.clone(),
         })
     }
@@ -197,33 +282,65 @@ impl Generative for Gan {
         0.5
     }
     fn init(&self, rng: &Stream, device: &Device) -> Result<Vec<Params>> {
-        Ok(vec![self.init_g(&rng.child("G"), device)?, self.init_d(&rng.child("D"), device)?])
+        Ok(vec![
+            self.init_g(&rng.child("G"), device)?,
+            self.init_d(&rng.child("D"), device)?,
+        ])
     }
     fn num_classes(&self) -> Option<usize> {
         self.config.num_classes
     }
     fn check_batch(&self, dims: &[usize]) -> Result<()> {
         let c = &self.config;
-        if dims.len() != 4 || dims[1] != c.in_channels || dims[2] != c.image_size || dims[3] != c.image_size {
+        if dims.len() != 4
+            || dims[1] != c.in_channels
+            || dims[2] != c.image_size
+            || dims[3] != c.image_size
+        {
             return Err(Error::config(
                 "images",
-                format!("shape {dims:?}: the GAN takes [B, {}, {s}, {s}]", c.in_channels, s = c.image_size),
+                format!(
+                    "shape {dims:?}: the GAN takes [B, {}, {s}, {s}]",
+                    c.in_channels,
+                    s = c.image_size
+                ),
             ));
         }
         Ok(())
     }
 
-    fn step(&self, u: &mut Update<'_>, x: &Tensor, y: Option<&[usize]>, rng: &Stream) -> Result<()> {
+    fn step(
+        &self,
+        u: &mut Update<'_>,
+        x: &Tensor,
+        y: Option<&[usize]>,
+        rng: &Stream,
+    ) -> Result<()> {
         let c = &self.config;
         let n = x.dim(0)?;
         let dev = x.device();
         // Discriminator: real (smoothed target) against detached fakes.
-        let fake = self.generate(u.params(0), &self.noise(n, &rng.child("z_d"), dev)?, y)?.detach();
-        let real_in = if c.r1_gamma > 0.0 { Var::from_tensor(x)?.as_tensor().clone() } else { x.clone() };
-        let (lr, _) = self.discriminate(u.params(1), &self.augment(&real_in, &rng.child("aug_real"))?, y)?;
-        let (lf, _) = self.discriminate(u.params(1), &self.augment(&fake, &rng.child("aug_fake"))?, y)?;
+        let fake = self
+            .generate(u.params(0), &self.noise(n, &rng.child("z_d"), dev)?, y)?
+            .detach();
+        let real_in = if c.r1_gamma > 0.0 {
+            Var::from_tensor(x)?.as_tensor().clone()
+        } else {
+            x.clone()
+        };
+        let (lr, _) = self.discriminate(
+            u.params(1),
+            &self.augment(&real_in, &rng.child("aug_real"))?,
+            y,
+        )?;
+        let (lf, _) = self.discriminate(
+            u.params(1),
+            &self.augment(&fake, &rng.child("aug_fake"))?,
+            y,
+        )?;
         let t = 1.0 - c.label_smoothing;
-        let mut d_loss = ((softplus(&lr)? - (&lr * t)?)?.mean_all()? + softplus(&lf)?.mean_all()?)?;
+        let mut d_loss =
+            ((softplus(&lr)? - (&lr * t)?)?.mean_all()? + softplus(&lf)?.mean_all()?)?;
         if c.r1_gamma > 0.0 {
             scarce_core::second_order::ensure()?;
             let g = lr
@@ -240,17 +357,30 @@ impl Generative for Gan {
         // Generator: non-saturating loss against the updated discriminator, plus feature
         // matching of the mean discriminator features.
         let fake = self.generate(u.params(0), &self.noise(n, &rng.child("z_g"), dev)?, y)?;
-        let (lf, ff) = self.discriminate(u.params(1), &self.augment(&fake, &rng.child("aug_fake_g"))?, y)?;
+        let (lf, ff) = self.discriminate(
+            u.params(1),
+            &self.augment(&fake, &rng.child("aug_fake_g"))?,
+            y,
+        )?;
         let mut g_loss = softplus(&lf.neg()?)?.mean_all()?;
         if c.feature_matching > 0.0 {
-            let (_, fr) = self.discriminate(u.params(1), &self.augment(x, &rng.child("aug_real_g"))?, y)?;
+            let (_, fr) =
+                self.discriminate(u.params(1), &self.augment(x, &rng.child("aug_real_g"))?, y)?;
             let gap = (fr.detach().mean(0)? - ff.mean(0)?)?.sqr()?.sum_all()?;
             g_loss = (g_loss + (gap * c.feature_matching)?)?;
         }
         u.apply(0, "generator", &g_loss)
     }
 
-    fn sample(&self, p: &Params, n: usize, _size: &[usize], classes: Option<&[usize]>, rng: &Stream, device: &Device) -> Result<Tensor> {
+    fn sample(
+        &self,
+        p: &Params,
+        n: usize,
+        _size: &[usize],
+        classes: Option<&[usize]>,
+        rng: &Stream,
+        device: &Device,
+    ) -> Result<Tensor> {
         self.generate(p, &self.noise(n, rng, device)?, classes)
     }
 }

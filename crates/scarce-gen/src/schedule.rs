@@ -146,7 +146,11 @@ impl NoiseSchedule {
                     .collect()
             }
             BetaSchedule::Cosine => {
-                let f = |t: f64| ((t + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2).cos().powi(2);
+                let f = |t: f64| {
+                    ((t + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2)
+                        .cos()
+                        .powi(2)
+                };
                 (0..steps)
                     .map(|i| {
                         let (t1, t2) = (i as f64 / steps as f64, (i + 1) as f64 / steps as f64);
@@ -313,6 +317,9 @@ pub fn timestep_embedding(t: &[f64], dim: usize, like: &Tensor) -> Result<Tensor
 pub(crate) fn check_float(name: &str, x: &Tensor) -> Result<()> {
     match x.dtype() {
         DType::F16 | DType::BF16 | DType::F32 | DType::F64 => Ok(()),
-        d => Err(Error::config(name, format!("dtype {d:?} is not floating point"))),
+        d => Err(Error::config(
+            name,
+            format!("dtype {d:?} is not floating point"),
+        )),
     }
 }

@@ -97,7 +97,6 @@ fn inference_timesteps(schedule: &NoiseSchedule, cfg: &SamplerConfig) -> Result<
     }
 }
 
-
 /// DDPM ancestral sampling with the `fixed_small` variance `β̃_t`.
 #[derive(Debug, Clone)]
 pub struct Ddpm {
@@ -128,7 +127,10 @@ impl Ddpm {
         }
         let ts = self.timesteps()?;
         let i = ts.iter().position(|&s| s == t).ok_or_else(|| {
-            Error::config("timestep", format!("{t} is not one of the inference timesteps"))
+            Error::config(
+                "timestep",
+                format!("{t} is not one of the inference timesteps"),
+            )
         })?;
         Ok(ts.get(i + 1).map_or(-1, |&p| p as i64))
     }
@@ -242,7 +244,10 @@ impl Ddim {
         let mut prev = ((&x0 * a_p.sqrt())? + dir)?;
         if self.eta > 0.0 {
             let noise = noise.ok_or_else(|| {
-                Error::config("noise", format!("DDIM step with eta = {} needs noise", self.eta))
+                Error::config(
+                    "noise",
+                    format!("DDIM step with eta = {} needs noise", self.eta),
+                )
             })?;
             prev = (prev + (noise * std)?)?;
         }

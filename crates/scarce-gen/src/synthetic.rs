@@ -69,11 +69,18 @@ impl SyntheticDataset {
         if model.num_classes().is_some_and(|k| per_class.len() > k) {
             return Err(Error::config(
                 "per_class",
-                format!("{} classes asked of a {}-class generator", per_class.len(), model.num_classes().unwrap_or(0)),
+                format!(
+                    "{} classes asked of a {}-class generator",
+                    per_class.len(),
+                    model.num_classes().unwrap_or(0)
+                ),
             ));
         }
         if model.num_classes().is_none() && per_class.len() != 1 {
-            return Err(Error::config("per_class", "an unconditional generator has one class"));
+            return Err(Error::config(
+                "per_class",
+                "an unconditional generator has one class",
+            ));
         }
         let hash = file_sha256(checkpoint)?;
         let rng = Stream::new(seed, "synthetic");
@@ -83,7 +90,14 @@ impl SyntheticDataset {
                 let len = batch.max(1).min(n - start);
                 let cls = vec![class; len];
                 let cond = model.num_classes().map(|_| cls.as_slice());
-                let x = model.sample(p, len, size, cond, &rng.at(class as u64).at(start as u64), device)?;
+                let x = model.sample(
+                    p,
+                    len,
+                    size,
+                    cond,
+                    &rng.at(class as u64).at(start as u64),
+                    device,
+                )?;
                 parts.push(((x.to_dtype(DType::F32)? + 1.0)? * 0.5)?);
                 labels.extend(cls);
                 provenance.extend((start..start + len).map(|index| Provenance {
@@ -112,40 +126,67 @@ impl SyntheticDataset {
     /// (`synthetic:<class>:<index>`). The sample shapes must agree.
     pub fn mix_into(&self, real: &Dataset, ratio: f64) -> Result<Dataset> {
         if !(0.0..1.0).contains(&ratio) {
-            return Err(Error::config("ratio", format!("{ratio}: need 0 <= ratio < 1")));
+            return Err(Error::config(
+                "ratio",
+                format!("{ratio}: need 0 <= ratio < 1"),
+            ));
         }
         let shape = real.sample_shape().to_vec();
         if self.images.dims()[1..] != shape[..] {
             return Err(Error::config(
                 "synthetic images",
-                format!("sample shape {:?} differs from the real data's {shape:?}", &self.images.dims()[1..]),
+                format!(
+                    "sample shape {:?} differs from the real data's {shape:?}",
+                    &self.images.dims()[1..]
+                ),
             ));
         }
         let len = real.sample_len();
         let synth = self.images.flatten_all()?.to_vec1::<f32>()?;
-        let (mut pixels, mut labels, mut sites, mut groups) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut pixels, mut labels, mut sites, mut groups) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut buf = vec![0f32; len];
         for i in 0..real.len() {
             real.read(i, &mut buf);
             pixels.extend_from_slice(&buf);
             labels.push(real.labels()[i]);
             sites.push(real.site(i).unwrap_or("real").to_string());
-            groups.push(if real.has_groups() { real.group_name(real.group(i)) } else { format!("real:{i}") });
+            groups.push(if real.has_groups() {
+                real.group_name(real.group(i))
+            } else {
+                format!("real:{i}")
+            });
         }
         for c in 0..real.n_classes() {
             let n_real = real.class_samples(c).len() as f64;
             let want = (ratio / (1.0 - ratio) * n_real).round() as usize;
-            for (j, pr) in self.provenance.iter().enumerate().filter(|(_, p)| p.class == c).take(want) {
+            for (j, pr) in self
+                .provenance
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.class == c)
+                .take(want)
+            {
                 pixels.extend_from_slice(&synth[j * len..(j + 1) * len]);
                 labels.push(c);
-                sites.push(format!("synthetic:{}", &pr.checkpoint_sha256[..12.min(pr.checkpoint_sha256.len())]));
+                sites.push(format!(
+                    "synthetic:{}",
+                    &pr.checkpoint_sha256[..12.min(pr.checkpoint_sha256.len())]
+                ));
                 groups.push(format!("synthetic:{c}:{}", pr.index));
             }
         }
-        let names = (0..real.n_classes()).map(|c| real.class_name(c).to_string()).collect();
-        Ok(Dataset::from_f32(&format!("{}+synthetic", real.name()), &shape, pixels, labels)?
-            .with_class_names(names)?
-            .with_sites(sites)?
-            .with_groups(groups)?)
+        let names = (0..real.n_classes())
+            .map(|c| real.class_name(c).to_string())
+            .collect();
+        Ok(Dataset::from_f32(
+            &format!("{}+synthetic", real.name()),
+            &shape,
+            pixels,
+            labels,
+        )?
+        .with_class_names(names)?
+        .with_sites(sites)?
+        .with_groups(groups)?)
     }
 }

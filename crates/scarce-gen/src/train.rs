@@ -134,7 +134,12 @@ impl ImageSet {
     }
 
     /// The batch of step `step`: indices drawn with replacement from `rng.at(step)`.
-    pub fn batch(&self, rng: &Stream, step: usize, size: usize) -> Result<(Tensor, Option<Vec<usize>>)> {
+    pub fn batch(
+        &self,
+        rng: &Stream,
+        step: usize,
+        size: usize,
+    ) -> Result<(Tensor, Option<Vec<usize>>)> {
         let s = rng.at(step as u64);
         let n = self.len() as u64;
         let idx: Vec<u32> = (0..size as u64).map(|i| s.below(i, n) as u32).collect();
@@ -169,7 +174,8 @@ pub trait Generative {
     fn check_batch(&self, dims: &[usize]) -> Result<()>;
     /// One training step on batch `x` (labels `y`), drawing from `rng`: compute losses and
     /// hand each to [`Update::apply`] with its group.
-    fn step(&self, u: &mut Update<'_>, x: &Tensor, y: Option<&[usize]>, rng: &Stream) -> Result<()>;
+    fn step(&self, u: &mut Update<'_>, x: &Tensor, y: Option<&[usize]>, rng: &Stream)
+        -> Result<()>;
     /// `classes.len()` samples (or `n` unconditional) from the first group's weights `p`,
     /// shaped like the training images `[n, C, …size]`, in `[-1, 1]`.
     fn sample(
@@ -214,7 +220,9 @@ impl Update<'_> {
             return Err(diverged(format!("the {name} loss")));
         }
         if let Some(m) = self.max_loss.filter(|&m| lv > m) {
-            return Err(diverged(format!("the {name} loss ({lv:.3e} > max_loss {m})")));
+            return Err(diverged(format!(
+                "the {name} loss ({lv:.3e} > max_loss {m})"
+            )));
         }
         let grads = self.params[g].grads(&loss.backward()?)?;
         let gn = grads.l2_norm()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
@@ -355,7 +363,10 @@ pub fn train(
     }
     if let (Some(n), Some(l)) = (classes, &data.labels) {
         if let Some(bad) = l.iter().find(|&&c| c >= n) {
-            return Err(Error::config("labels", format!("label {bad} outside 0..{n}")));
+            return Err(Error::config(
+                "labels",
+                format!("label {bad} outside 0..{n}"),
+            ));
         }
     }
     let mut dims = data.images.dims().to_vec();
@@ -454,13 +465,23 @@ pub fn train(
         });
         if let Some(o) = out {
             if (cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0) || done == cfg.steps {
-                save_state(&o.checkpoint(), model, cfg, done, &groups, &ema.params, &opts)?;
+                save_state(
+                    &o.checkpoint(),
+                    model,
+                    cfg,
+                    done,
+                    &groups,
+                    &ema.params,
+                    &opts,
+                )?;
                 last_ckpt = Some(o.checkpoint());
             }
             if cfg.sample_every > 0 && done % cfg.sample_every == 0 {
                 let per_row = 8;
                 let rows = classes.unwrap_or(1);
-                let cls: Vec<usize> = (0..rows).flat_map(|c| std::iter::repeat_n(c, per_row)).collect();
+                let cls: Vec<usize> = (0..rows)
+                    .flat_map(|c| std::iter::repeat_n(c, per_row))
+                    .collect();
                 let x = model.sample(
                     &ema.params,
                     cls.len(),

@@ -86,7 +86,10 @@ fn upsample2(x: &Tensor) -> Result<Tensor> {
         wide.extend([s, 2]);
         out.push(2 * s);
     }
-    Ok(x.reshape(unsq)?.broadcast_as(wide)?.contiguous()?.reshape(out)?)
+    Ok(x.reshape(unsq)?
+        .broadcast_as(wide)?
+        .contiguous()?
+        .reshape(out)?)
 }
 
 fn silu(x: &Tensor) -> Result<Tensor> {
@@ -128,8 +131,7 @@ impl UNet {
                 ),
             ));
         }
-        if c.res_blocks == 0 || c.in_channels == 0 || c.out_channels == 0 || c.head_channels == 0
-        {
+        if c.res_blocks == 0 || c.in_channels == 0 || c.out_channels == 0 || c.head_channels == 0 {
             return Err(Error::config(
                 "UNetConfig",
                 "res_blocks, in_channels, out_channels and head_channels must be positive",
@@ -184,7 +186,11 @@ impl UNet {
                 format!(
                     "shape {dims:?}: need [B, {}, {}]",
                     c.in_channels,
-                    if c.spatial_dims == 2 { "H, W" } else { "D, H, W" }
+                    if c.spatial_dims == 2 {
+                        "H, W"
+                    } else {
+                        "D, H, W"
+                    }
                 ),
             ));
         }
@@ -211,19 +217,37 @@ impl UNet {
         let mut p = Params::new();
         let ks = |cout: usize, cin: usize, kk: usize| -> Vec<usize> {
             let mut s = vec![cout, cin];
-            s.extend(std::iter::repeat_n(if kk == 1 { 1 } else { 3 }, c.spatial_dims));
+            s.extend(std::iter::repeat_n(
+                if kk == 1 { 1 } else { 3 },
+                c.spatial_dims,
+            ));
             s
         };
-        let uniform = |p: &mut Params, name: &str, shape: Vec<usize>, fan_in: usize| -> Result<()> {
-            let b = 1.0 / (fan_in as f64).sqrt();
-            let t = rng.child(name).uniform_tensor(shape, -b, b, DType::F32, device)?;
-            p.insert(name, t);
-            Ok(())
-        };
-        let conv = |p: &mut Params, name: &str, cout: usize, cin: usize, kk: usize, zero: bool| -> Result<()> {
+        let uniform =
+            |p: &mut Params, name: &str, shape: Vec<usize>, fan_in: usize| -> Result<()> {
+                let b = 1.0 / (fan_in as f64).sqrt();
+                let t = rng
+                    .child(name)
+                    .uniform_tensor(shape, -b, b, DType::F32, device)?;
+                p.insert(name, t);
+                Ok(())
+            };
+        let conv = |p: &mut Params,
+                    name: &str,
+                    cout: usize,
+                    cin: usize,
+                    kk: usize,
+                    zero: bool|
+         -> Result<()> {
             if zero {
-                p.insert(format!("{name}.weight"), Tensor::zeros(ks(cout, cin, kk), DType::F32, device)?);
-                p.insert(format!("{name}.bias"), Tensor::zeros(cout, DType::F32, device)?);
+                p.insert(
+                    format!("{name}.weight"),
+                    Tensor::zeros(ks(cout, cin, kk), DType::F32, device)?,
+                );
+                p.insert(
+                    format!("{name}.bias"),
+                    Tensor::zeros(cout, DType::F32, device)?,
+                );
                 return Ok(());
             }
             uniform(p, &format!("{name}.weight"), ks(cout, cin, kk), cin * kk)?;
@@ -234,8 +258,14 @@ impl UNet {
             uniform(p, &format!("{name}.bias"), vec![cout], cin)
         };
         let norm = |p: &mut Params, name: &str, ch: usize| -> Result<()> {
-            p.insert(format!("{name}.weight"), Tensor::ones(ch, DType::F32, device)?);
-            p.insert(format!("{name}.bias"), Tensor::zeros(ch, DType::F32, device)?);
+            p.insert(
+                format!("{name}.weight"),
+                Tensor::ones(ch, DType::F32, device)?,
+            );
+            p.insert(
+                format!("{name}.bias"),
+                Tensor::zeros(ch, DType::F32, device)?,
+            );
             Ok(())
         };
         let td = self.time_dim();
@@ -262,7 +292,13 @@ impl UNet {
         linear(&mut p, "time_embed.0", td, c.channels[0])?;
         linear(&mut p, "time_embed.2", td, td)?;
         if let Some(n) = c.num_classes {
-            let t = rng.child("class_embedding").normal_tensor((n + 1, td), 0.0, 1.0, DType::F32, device)?;
+            let t = rng.child("class_embedding").normal_tensor(
+                (n + 1, td),
+                0.0,
+                1.0,
+                DType::F32,
+                device,
+            )?;
             p.insert("class_embedding.weight", t);
         }
         let levels = c.channels.len();
@@ -292,7 +328,14 @@ impl UNet {
                 }
             }
             if i > 0 {
-                conv(&mut p, &format!("up.{i}.up"), c.channels[i], c.channels[i], k, false)?;
+                conv(
+                    &mut p,
+                    &format!("up.{i}.up"),
+                    c.channels[i],
+                    c.channels[i],
+                    k,
+                    false,
+                )?;
             }
         }
         norm(&mut p, "out.norm", c.channels[0])?;
@@ -300,13 +343,30 @@ impl UNet {
         Ok(p)
     }
 
-    fn conv(&self, p: &Params, name: &str, x: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
+    fn conv(
+        &self,
+        p: &Params,
+        name: &str,
+        x: &Tensor,
+        stride: usize,
+        pad: usize,
+    ) -> Result<Tensor> {
         let w = p.require(&format!("{name}.weight"))?;
         let b = p.require(&format!("{name}.bias"))?;
         Ok(if self.config.spatial_dims == 2 {
-            ops::conv2d(x, w, Some(b), &ConvOpts::<2>::default().stride(stride).padding(pad))?
+            ops::conv2d(
+                x,
+                w,
+                Some(b),
+                &ConvOpts::<2>::default().stride(stride).padding(pad),
+            )?
         } else {
-            ops::conv3d(x, w, Some(b), &ConvOpts::<3>::default().stride(stride).padding(pad))?
+            ops::conv3d(
+                x,
+                w,
+                Some(b),
+                &ConvOpts::<3>::default().stride(stride).padding(pad),
+            )?
         })
     }
 
@@ -402,7 +462,11 @@ impl UNet {
             ));
         }
         let temb = timestep_embedding(t, c.channels[0], x)?;
-        let mut emb = self.linear(p, "time_embed.2", &silu(&self.linear(p, "time_embed.0", &temb)?)?)?;
+        let mut emb = self.linear(
+            p,
+            "time_embed.2",
+            &silu(&self.linear(p, "time_embed.0", &temb)?)?,
+        )?;
         match (c.num_classes, classes) {
             (None, Some(_)) => {
                 return Err(Error::config(
@@ -480,12 +544,19 @@ impl UNet {
             ));
         };
         if !guidance.is_finite() {
-            return Err(Error::config("guidance", format!("{guidance} is not finite")));
+            return Err(Error::config(
+                "guidance",
+                format!("{guidance} is not finite"),
+            ));
         }
         let b = x.dim(0)?;
         let xx = Tensor::cat(&[x, x], 0)?;
         let tt: Vec<f64> = t.iter().chain(t).copied().collect();
-        let cc: Vec<usize> = classes.iter().copied().chain(std::iter::repeat_n(n, b)).collect();
+        let cc: Vec<usize> = classes
+            .iter()
+            .copied()
+            .chain(std::iter::repeat_n(n, b))
+            .collect();
         let out = self.forward(p, &xx, &tt, Some(&cc))?;
         let (cond, uncond) = (out.narrow(0, 0, b)?, out.narrow(0, b, b)?);
         Ok((&uncond + ((cond - &uncond)? * guidance)?)?)

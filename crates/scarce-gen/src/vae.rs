@@ -60,9 +60,20 @@ pub(crate) fn one_hot(y: &[usize], k: usize, hw: &[usize], like: &Tensor) -> Res
     Ok(Tensor::from_vec(v, shape, like.device())?.to_dtype(like.dtype())?)
 }
 
-pub(crate) fn uniform(p: &mut Params, rng: &Stream, name: &str, shape: Vec<usize>, fan_in: usize, device: &Device) -> Result<()> {
+pub(crate) fn uniform(
+    p: &mut Params,
+    rng: &Stream,
+    name: &str,
+    shape: Vec<usize>,
+    fan_in: usize,
+    device: &Device,
+) -> Result<()> {
     let b = 1.0 / (fan_in as f64).sqrt();
-    p.insert(name, rng.child(name).uniform_tensor(shape, -b, b, DType::F32, device)?);
+    p.insert(
+        name,
+        rng.child(name)
+            .uniform_tensor(shape, -b, b, DType::F32, device)?,
+    );
     Ok(())
 }
 
@@ -76,12 +87,19 @@ impl Vae {
         let c = &config;
         let m = 1usize << c.channels.len();
         if c.channels.is_empty() || c.channels.contains(&0) || c.latent == 0 || c.in_channels == 0 {
-            return Err(Error::config("VaeConfig", "channels, latent and in_channels must be positive"));
+            return Err(Error::config(
+                "VaeConfig",
+                "channels, latent and in_channels must be positive",
+            ));
         }
         if c.image_size == 0 || c.image_size % m != 0 {
             return Err(Error::config(
                 "image_size",
-                format!("{} is not divisible by {m} ({} stride-2 levels)", c.image_size, c.channels.len()),
+                format!(
+                    "{} is not divisible by {m} ({} stride-2 levels)",
+                    c.image_size,
+                    c.channels.len()
+                ),
             ));
         }
         if !(c.beta.is_finite() && c.beta >= 0.0) {
@@ -103,24 +121,70 @@ impl Vae {
         let mut p = Params::new();
         let mut cin = c.in_channels + self.classes();
         for (i, &ch) in c.channels.iter().enumerate() {
-            uniform(&mut p, rng, &format!("enc.{i}.weight"), vec![ch, cin, 4, 4], cin * 16, device)?;
-            uniform(&mut p, rng, &format!("enc.{i}.bias"), vec![ch], cin * 16, device)?;
+            uniform(
+                &mut p,
+                rng,
+                &format!("enc.{i}.weight"),
+                vec![ch, cin, 4, 4],
+                cin * 16,
+                device,
+            )?;
+            uniform(
+                &mut p,
+                rng,
+                &format!("enc.{i}.bias"),
+                vec![ch],
+                cin * 16,
+                device,
+            )?;
             cin = ch;
         }
         let flat = cin * self.bottom() * self.bottom();
         for head in ["mu", "logvar"] {
-            uniform(&mut p, rng, &format!("enc.{head}.weight"), vec![c.latent, flat], flat, device)?;
-            uniform(&mut p, rng, &format!("enc.{head}.bias"), vec![c.latent], flat, device)?;
+            uniform(
+                &mut p,
+                rng,
+                &format!("enc.{head}.weight"),
+                vec![c.latent, flat],
+                flat,
+                device,
+            )?;
+            uniform(
+                &mut p,
+                rng,
+                &format!("enc.{head}.bias"),
+                vec![c.latent],
+                flat,
+                device,
+            )?;
         }
         let zin = c.latent + self.classes();
         uniform(&mut p, rng, "dec.fc.weight", vec![flat, zin], zin, device)?;
         uniform(&mut p, rng, "dec.fc.bias", vec![flat], zin, device)?;
         let levels = c.channels.len();
         for i in (0..levels).rev() {
-            let cout = if i == 0 { c.in_channels } else { c.channels[i - 1] };
+            let cout = if i == 0 {
+                c.in_channels
+            } else {
+                c.channels[i - 1]
+            };
             // conv_transpose weights are [in, out, k, k]; PyTorch's fan-in is out·k·k.
-            uniform(&mut p, rng, &format!("dec.{i}.weight"), vec![c.channels[i], cout, 4, 4], cout * 16, device)?;
-            uniform(&mut p, rng, &format!("dec.{i}.bias"), vec![cout], cout * 16, device)?;
+            uniform(
+                &mut p,
+                rng,
+                &format!("dec.{i}.weight"),
+                vec![c.channels[i], cout, 4, 4],
+                cout * 16,
+                device,
+            )?;
+            uniform(
+                &mut p,
+                rng,
+                &format!("dec.{i}.bias"),
+                vec![cout],
+                cout * 16,
+                device,
+            )?;
         }
         Ok(p)
     }
@@ -131,15 +195,29 @@ impl Vae {
         let mut h = match (self.config.num_classes, y) {
             (Some(k), Some(y)) => Tensor::cat(&[x, &one_hot(y, k, &x.dims()[2..], x)?], 1)?,
             (None, None) => x.clone(),
-            _ => return Err(Error::config("labels", "give labels exactly when the VAE is conditional")),
+            _ => {
+                return Err(Error::config(
+                    "labels",
+                    "give labels exactly when the VAE is conditional",
+                ))
+            }
         };
         for i in 0..self.config.channels.len() {
-            h = ops::conv2d(&h, p.require(&format!("enc.{i}.weight"))?, Some(p.require(&format!("enc.{i}.bias"))?), &conv_s2())?;
+            h = ops::conv2d(
+                &h,
+                p.require(&format!("enc.{i}.weight"))?,
+                Some(p.require(&format!("enc.{i}.bias"))?),
+                &conv_s2(),
+            )?;
             h = ops::leaky_relu(&h, 0.2)?;
         }
         let h = h.reshape((n, ()))?;
         let head = |name: &str| -> Result<Tensor> {
-            Ok(ops::linear(&h, p.require(&format!("enc.{name}.weight"))?, Some(p.require(&format!("enc.{name}.bias"))?))?)
+            Ok(ops::linear(
+                &h,
+                p.require(&format!("enc.{name}.weight"))?,
+                Some(p.require(&format!("enc.{name}.bias"))?),
+            )?)
         };
         Ok((head("mu")?, head("logvar")?))
     }
@@ -151,14 +229,28 @@ impl Vae {
         let zin = match (c.num_classes, y) {
             (Some(k), Some(y)) => Tensor::cat(&[z, &one_hot(y, k, &[], z)?], 1)?,
             (None, None) => z.clone(),
-            _ => return Err(Error::config("labels", "give labels exactly when the VAE is conditional")),
+            _ => {
+                return Err(Error::config(
+                    "labels",
+                    "give labels exactly when the VAE is conditional",
+                ))
+            }
         };
         let levels = c.channels.len();
         let s = self.bottom();
-        let mut h = ops::linear(&zin, p.require("dec.fc.weight")?, Some(p.require("dec.fc.bias")?))?;
+        let mut h = ops::linear(
+            &zin,
+            p.require("dec.fc.weight")?,
+            Some(p.require("dec.fc.bias")?),
+        )?;
         h = ops::relu(&h)?.reshape((n, c.channels[levels - 1], s, s))?;
         for i in (0..levels).rev() {
-            h = ops::conv_transpose2d(&h, p.require(&format!("dec.{i}.weight"))?, Some(p.require(&format!("dec.{i}.bias"))?), &conv_s2())?;
+            h = ops::conv_transpose2d(
+                &h,
+                p.require(&format!("dec.{i}.weight"))?,
+                Some(p.require(&format!("dec.{i}.bias"))?),
+                &conv_s2(),
+            )?;
             h = if i == 0 { h.tanh()? } else { ops::relu(&h)? };
         }
         Ok(h)
@@ -167,7 +259,13 @@ impl Vae {
     /// The β-VAE loss of a batch: mean over images of `Σ (x̂ − x)² + β·KL(q(z|x) ‖ N(0, I))`,
     /// with `ε` for the reparameterisation drawn from `rng`. Returns `(loss, reconstruction,
     /// KL)`.
-    pub fn loss(&self, p: &Params, x: &Tensor, y: Option<&[usize]>, rng: &Stream) -> Result<(Tensor, f64, f64)> {
+    pub fn loss(
+        &self,
+        p: &Params,
+        x: &Tensor,
+        y: Option<&[usize]>,
+        rng: &Stream,
+    ) -> Result<(Tensor, f64, f64)> {
         let n = x.dim(0)? as f64;
         let (mu, logvar) = self.encode(p, x, y)?;
         let eps = rng.normal_tensor(mu.shape(), 0.0, 1.0, mu.dtype(), mu.device())?;
@@ -176,7 +274,8 @@ impl Vae {
         let recon = ((xr - x)?.sqr()?.sum_all()? / n)?;
         let kl = ((((logvar.exp()? + mu.sqr()?)? - &logvar)? - 1.0)?.sum_all()? * (0.5 / n))?;
         let loss = (&recon + (&kl * self.config.beta)?)?;
-        let scalar = |t: &Tensor| -> Result<f64> { Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?) };
+        let scalar =
+            |t: &Tensor| -> Result<f64> { Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?) };
         Ok((loss.clone(), scalar(&recon)?, scalar(&kl)?))
     }
 }
@@ -199,19 +298,41 @@ impl Generative for Vae {
     }
     fn check_batch(&self, dims: &[usize]) -> Result<()> {
         let c = &self.config;
-        if dims.len() != 4 || dims[1] != c.in_channels || dims[2] != c.image_size || dims[3] != c.image_size {
+        if dims.len() != 4
+            || dims[1] != c.in_channels
+            || dims[2] != c.image_size
+            || dims[3] != c.image_size
+        {
             return Err(Error::config(
                 "images",
-                format!("shape {dims:?}: the VAE takes [B, {}, {s}, {s}]", c.in_channels, s = c.image_size),
+                format!(
+                    "shape {dims:?}: the VAE takes [B, {}, {s}, {s}]",
+                    c.in_channels,
+                    s = c.image_size
+                ),
             ));
         }
         Ok(())
     }
-    fn step(&self, u: &mut Update<'_>, x: &Tensor, y: Option<&[usize]>, rng: &Stream) -> Result<()> {
+    fn step(
+        &self,
+        u: &mut Update<'_>,
+        x: &Tensor,
+        y: Option<&[usize]>,
+        rng: &Stream,
+    ) -> Result<()> {
         let (loss, _, _) = self.loss(u.params(0), x, y, rng)?;
         u.apply(0, "negative ELBO", &loss)
     }
-    fn sample(&self, p: &Params, n: usize, _size: &[usize], classes: Option<&[usize]>, rng: &Stream, device: &Device) -> Result<Tensor> {
+    fn sample(
+        &self,
+        p: &Params,
+        n: usize,
+        _size: &[usize],
+        classes: Option<&[usize]>,
+        rng: &Stream,
+        device: &Device,
+    ) -> Result<Tensor> {
         let z = rng.normal_tensor((n, self.config.latent), 0.0, 1.0, DType::F32, device)?;
         self.decode(p, &z, classes)
     }

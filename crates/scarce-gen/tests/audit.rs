@@ -14,11 +14,20 @@ fn frechet_matches_scipy_fixtures() {
         return;
     };
     let mut checked = 0;
-    for f in files.iter().filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("frechet")) {
+    for f in files.iter().filter(|f| {
+        f.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("frechet")
+    }) {
         let c = Case::load(f).unwrap();
         let a = rows(&c.f64("features_a", &Device::Cpu).unwrap()).unwrap();
         let b = rows(&c.f64("features_b", &Device::Cpu).unwrap()).unwrap();
-        let want = c.f64("frechet_distance", &Device::Cpu).unwrap().to_scalar::<f64>().unwrap();
+        let want = c
+            .f64("frechet_distance", &Device::Cpu)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
         let got = frechet_distance(&a, &b).unwrap();
         let rel = (got - want).abs() / want.abs();
         println!("ok   {:<20} fd {got:.6} rel err {rel:.1e}", c.name);
@@ -41,17 +50,42 @@ fn kid_by_hand() {
     // Two samples of one distribution: KID near 0; a shifted one: clearly positive.
     let s = Stream::new(1, "x");
     let draw = |tag: &str, shift: f64| -> Vec<Vec<f64>> {
-        (0..200).map(|i| (0..4).map(|j| s.child(tag).normal((i * 4 + j) as u64) + shift).collect()).collect()
+        (0..200)
+            .map(|i| {
+                (0..4)
+                    .map(|j| s.child(tag).normal((i * 4 + j) as u64) + shift)
+                    .collect()
+            })
+            .collect()
     };
-    let (same, _) = kid(&draw("a", 0.0), &draw("b", 0.0), 10, 100, &Stream::new(2, "k")).unwrap();
-    let (moved, _) = kid(&draw("a", 0.0), &draw("c", 1.0), 10, 100, &Stream::new(2, "k")).unwrap();
-    assert!(same.abs() < 0.05 && moved > 0.5, "same {same}, moved {moved}");
+    let (same, _) = kid(
+        &draw("a", 0.0),
+        &draw("b", 0.0),
+        10,
+        100,
+        &Stream::new(2, "k"),
+    )
+    .unwrap();
+    let (moved, _) = kid(
+        &draw("a", 0.0),
+        &draw("c", 1.0),
+        10,
+        100,
+        &Stream::new(2, "k"),
+    )
+    .unwrap();
+    assert!(
+        same.abs() < 0.05 && moved > 0.5,
+        "same {same}, moved {moved}"
+    );
 }
 
 #[test]
 fn precision_recall_extremes() {
     let s = Stream::new(3, "pr");
-    let pts: Vec<Vec<f64>> = (0..50).map(|i| vec![s.normal(2 * i), s.normal(2 * i + 1)]).collect();
+    let pts: Vec<Vec<f64>> = (0..50)
+        .map(|i| vec![s.normal(2 * i), s.normal(2 * i + 1)])
+        .collect();
     assert_eq!(precision_recall(&pts, &pts, 3).unwrap(), (1.0, 1.0));
     let far: Vec<Vec<f64>> = pts.iter().map(|p| vec![p[0] + 100.0, p[1]]).collect();
     assert_eq!(precision_recall(&pts, &far, 3).unwrap(), (0.0, 0.0));
@@ -60,7 +94,9 @@ fn precision_recall_extremes() {
 #[test]
 fn memorisation_flags_exact_copies_only() {
     let s = Stream::new(4, "mem");
-    let train: Vec<Vec<f64>> = (0..200).map(|i| (0..8).map(|j| s.normal(i * 8 + j)).collect()).collect();
+    let train: Vec<Vec<f64>> = (0..200)
+        .map(|i| (0..8).map(|j| s.normal(i * 8 + j)).collect())
+        .collect();
     let mut synth: Vec<Vec<f64>> = vec![train[3].clone(), train[17].clone(), train[29].clone()];
     // Near-copies: a copy with a small perturbation.
     synth.push(train[100].iter().map(|v| v + 1e-3).collect());

@@ -46,13 +46,18 @@ fn ints(c: &Case, name: &str) -> scarce_core::Result<Vec<i64>> {
 fn close(name: &str, got: &Tensor, want: &Tensor) -> scarce_core::Result<f64> {
     let e = rel_err(got, want)?;
     if e > TOL {
-        return Err(scarce_core::Error::param(name, format!("rel err {e:.2e} > {TOL:e}")));
+        return Err(scarce_core::Error::param(
+            name,
+            format!("rel err {e:.2e} > {TOL:e}"),
+        ));
     }
     Ok(e)
 }
 
 fn bool_meta(c: &Case, key: &str) -> bool {
-    c.meta_str(key).map(|v| v == "true" || v == "True").unwrap_or(false)
+    c.meta_str(key)
+        .map(|v| v == "true" || v == "True")
+        .unwrap_or(false)
 }
 
 fn check(c: &Case) -> scarce_core::Result<f64> {
@@ -97,7 +102,10 @@ fn check(c: &Case) -> scarce_core::Result<f64> {
         // diffusers' own float32 schedule: our f64 values rounded to f32 agree to f32 precision.
         let f32_err = rel_err(&ac, &c.f64("alphas_cumprod_f32", &dev)?)?;
         if f32_err > 1e-5 {
-            return Err(scarce_core::Error::param("alphas_cumprod_f32", format!("{f32_err:.1e}")));
+            return Err(scarce_core::Error::param(
+                "alphas_cumprod_f32",
+                format!("{f32_err:.1e}"),
+            ));
         }
         return Ok(e1.max(e2));
     }
@@ -113,7 +121,10 @@ fn check(c: &Case) -> scarce_core::Result<f64> {
     }
     let ddim = c.name.starts_with("ddim_step");
     if !(ddim || c.name.starts_with("ddpm_step")) {
-        return Err(scarce_core::Error::param(c.name.clone(), "unknown case kind"));
+        return Err(scarce_core::Error::param(
+            c.name.clone(),
+            "unknown case kind",
+        ));
     }
     let cfg = SamplerConfig {
         prediction: Prediction::from_name(c.meta_str("prediction_type")?).map_err(err)?,
@@ -145,7 +156,10 @@ fn check(c: &Case) -> scarce_core::Result<f64> {
         c.f64("sample", &dev)?,
         c.f64("variance_noise", &dev)?,
     );
-    let (want_prev, want_x0) = (c.f64("prev_sample_f64", &dev)?, c.f64("pred_original_sample_f64", &dev)?);
+    let (want_prev, want_x0) = (
+        c.f64("prev_sample_f64", &dev)?,
+        c.f64("pred_original_sample_f64", &dev)?,
+    );
     let mut worst = 0f64;
     let ddpm = Ddpm::new(s.clone(), cfg.clone()).map_err(err)?;
     let ddim_s = if ddim {
@@ -163,7 +177,10 @@ fn check(c: &Case) -> scarce_core::Result<f64> {
         .map(|&t| t as i64)
         .collect();
         if got != want {
-            return Err(scarce_core::Error::param("inference_timesteps", format!("{got:?} != {want:?}")));
+            return Err(scarce_core::Error::param(
+                "inference_timesteps",
+                format!("{got:?} != {want:?}"),
+            ));
         }
     }
     for (i, &t) in ts.iter().enumerate() {
@@ -171,21 +188,41 @@ fn check(c: &Case) -> scarce_core::Result<f64> {
         let row = |x: &Tensor| x.get(i);
         let (o, x, n) = (row(&output)?, row(&sample)?, row(&noise)?);
         let (out, prev_t) = match &ddim_s {
-            Some(d) => (d.step(&o, t, &x, Some(&n)).map_err(err)?, d.prev_timestep(t)),
-            None => (ddpm.step(&o, t, &x, Some(&n)).map_err(err)?, ddpm.prev_timestep(t).map_err(err)?),
+            Some(d) => (
+                d.step(&o, t, &x, Some(&n)).map_err(err)?,
+                d.prev_timestep(t),
+            ),
+            None => (
+                ddpm.step(&o, t, &x, Some(&n)).map_err(err)?,
+                ddpm.prev_timestep(t).map_err(err)?,
+            ),
         };
         if prev_t != prev_want[i] {
-            return Err(scarce_core::Error::param("prev_timestep", format!("t={t}: {prev_t} != {}", prev_want[i])));
+            return Err(scarce_core::Error::param(
+                "prev_timestep",
+                format!("t={t}: {prev_t} != {}", prev_want[i]),
+            ));
         }
         worst = worst
-            .max(close(&format!("prev_sample_f64[t={t}]"), &out.prev_sample, &row(&want_prev)?)?)
-            .max(close(&format!("pred_original_sample_f64[t={t}]"), &out.pred_original_sample, &row(&want_x0)?)?);
+            .max(close(
+                &format!("prev_sample_f64[t={t}]"),
+                &out.prev_sample,
+                &row(&want_prev)?,
+            )?)
+            .max(close(
+                &format!("pred_original_sample_f64[t={t}]"),
+                &out.pred_original_sample,
+                &row(&want_x0)?,
+            )?);
         if !ddim && c.has("variance_f64") {
             let want_var = c.f64("variance_f64", &dev)?.to_vec1::<f64>()?[i];
             let got = ddpm.variance(t).map_err(err)?;
             let e = (got - want_var).abs() / want_var.abs().max(1e-300);
             if e > TOL && want_var != 0.0 {
-                return Err(scarce_core::Error::param("variance_f64", format!("t={t}: {got} vs {want_var}")));
+                return Err(scarce_core::Error::param(
+                    "variance_f64",
+                    format!("t={t}: {got} vs {want_var}"),
+                ));
             }
         }
     }
@@ -197,6 +234,10 @@ fn diffusers_diffusion_fixtures() {
     let Some(report) = check_family("diffusion", check).expect("fixture folder readable") else {
         return;
     };
-    assert!(report.failures.is_empty(), "failures: {:#?}", report.failures);
+    assert!(
+        report.failures.is_empty(),
+        "failures: {:#?}",
+        report.failures
+    );
     assert!(report.checked > 0, "no diffusion fixture case found");
 }

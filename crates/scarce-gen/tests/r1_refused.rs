@@ -8,11 +8,17 @@ use scarce_gen::{Gan, GanConfig};
 #[test]
 fn r1_without_second_order_is_refused() {
     std::env::remove_var("CANDLE_GRAD_DO_NOT_DETACH");
-    let e = std::thread::spawn(|| Gan::new(GanConfig { r1_gamma: 1.0, ..Default::default() }).map(|_| ()))
-        .join()
-        .unwrap()
-        .unwrap_err()
-        .to_string();
+    let e = std::thread::spawn(|| {
+        Gan::new(GanConfig {
+            r1_gamma: 1.0,
+            ..Default::default()
+        })
+        .map(|_| ())
+    })
+    .join()
+    .unwrap()
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("CANDLE_GRAD_DO_NOT_DETACH"), "{e}");
     // Without R1 the same GAN is fine.
     assert!(Gan::new(GanConfig::default()).is_ok());
