@@ -9,8 +9,8 @@
 //! The loss is the non-saturating one: D minimises `softplus(−D(real))·` (with smoothed target)
 //! `+ softplus(D(fake))`, G minimises `softplus(−D(fake))`.
 
+use crate::cond::{check_square_batch, condition, uniform};
 use crate::train::{Generative, Update};
-use crate::vae::{one_hot, uniform};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use scarce_augment::tensor::DiffAugment;
@@ -185,16 +185,7 @@ impl Gan {
     pub fn generate(&self, g: &Params, z: &Tensor, y: Option<&[usize]>) -> Result<Tensor> {
         let c = &self.config;
         let n = z.dim(0)?;
-        let zin = match (c.num_classes, y) {
-            (Some(k), Some(y)) => Tensor::cat(&[z, &one_hot(y, k, &[], z)?], 1)?,
-            (None, None) => z.clone(),
-            _ => {
-                return Err(Error::config(
-                    "labels",
-                    "give labels exactly when the GAN is conditional",
-                ))
-            }
-        };
+        let zin = condition(z, y, self.config.num_classes, "GAN")?;
         let s = c.image_size / 4;
         let mut h = ops::linear(&zin, g.require("fc.weight")?, Some(g.require("fc.bias")?))?
             .reshape((n, 2 * c.width, s, s))?;
@@ -225,16 +216,7 @@ impl Gan {
         y: Option<&[usize]>,
     ) -> Result<(Tensor, Tensor)> {
         let n = x.dim(0)?;
-        let mut h = match (self.config.num_classes, y) {
-            (Some(k), Some(y)) => Tensor::cat(&[x, &one_hot(y, k, &x.dims()[2..], x)?], 1)?,
-            (None, None) => x.clone(),
-            _ => {
-                return Err(Error::config(
-                    "labels",
-                    "give labels exactly when the GAN is conditional",
-                ))
-            }
-        };
+        let mut h = condition(x, y, self.config.num_classes, "GAN")?;
         for i in 0..2 {
             h = ops::conv2d(
                 &h,
@@ -291,22 +273,7 @@ impl Generative for Gan {
         self.config.num_classes
     }
     fn check_batch(&self, dims: &[usize]) -> Result<()> {
-        let c = &self.config;
-        if dims.len() != 4
-            || dims[1] != c.in_channels
-            || dims[2] != c.image_size
-            || dims[3] != c.image_size
-        {
-            return Err(Error::config(
-                "images",
-                format!(
-                    "shape {dims:?}: the GAN takes [B, {}, {s}, {s}]",
-                    c.in_channels,
-                    s = c.image_size
-                ),
-            ));
-        }
-        Ok(())
+        check_square_batch(dims, self.config.in_channels, self.config.image_size, "GAN")
     }
 
     fn step(

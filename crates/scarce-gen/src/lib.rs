@@ -4,6 +4,7 @@
 #![warn(missing_debug_implementations)]
 
 pub mod audit;
+mod cond;
 pub mod diffusion;
 pub mod error;
 pub mod gan;

@@ -2,6 +2,7 @@
 //! a class (one-hot planes beside the encoder's input, a one-hot vector beside the decoder's
 //! latent) and β-weighted (Higgins et al. 2017): loss = per-image squared error + β·KL.
 
+use crate::cond::{check_square_batch, condition, uniform};
 use crate::train::{Generative, Update};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -43,38 +44,6 @@ impl Default for VaeConfig {
 pub struct Vae {
     /// The settings.
     pub config: VaeConfig,
-}
-
-/// `[N, K, H, W]` one-hot planes (or `[N, K]` when `hw` is empty) for labels `y`.
-pub(crate) fn one_hot(y: &[usize], k: usize, hw: &[usize], like: &Tensor) -> Result<Tensor> {
-    let plane: usize = hw.iter().product();
-    let mut v = vec![0f32; y.len() * k * plane];
-    for (i, &c) in y.iter().enumerate() {
-        if c >= k {
-            return Err(Error::config("class", format!("{c} outside 0..{k}")));
-        }
-        v[(i * k + c) * plane..][..plane].fill(1.0);
-    }
-    let mut shape = vec![y.len(), k];
-    shape.extend_from_slice(hw);
-    Ok(Tensor::from_vec(v, shape, like.device())?.to_dtype(like.dtype())?)
-}
-
-pub(crate) fn uniform(
-    p: &mut Params,
-    rng: &Stream,
-    name: &str,
-    shape: Vec<usize>,
-    fan_in: usize,
-    device: &Device,
-) -> Result<()> {
-    let b = 1.0 / (fan_in as f64).sqrt();
-    p.insert(
-        name,
-        rng.child(name)
-            .uniform_tensor(shape, -b, b, DType::F32, device)?,
-    );
-    Ok(())
 }
 
 fn conv_s2() -> ConvOpts<2> {
@@ -192,16 +161,7 @@ impl Vae {
     /// The posterior `(μ, log σ²)` of images `x` `[N, C, S, S]` (labels `y` when conditional).
     pub fn encode(&self, p: &Params, x: &Tensor, y: Option<&[usize]>) -> Result<(Tensor, Tensor)> {
         let n = x.dim(0)?;
-        let mut h = match (self.config.num_classes, y) {
-            (Some(k), Some(y)) => Tensor::cat(&[x, &one_hot(y, k, &x.dims()[2..], x)?], 1)?,
-            (None, None) => x.clone(),
-            _ => {
-                return Err(Error::config(
-                    "labels",
-                    "give labels exactly when the VAE is conditional",
-                ))
-            }
-        };
+        let mut h = condition(x, y, self.config.num_classes, "VAE")?;
         for i in 0..self.config.channels.len() {
             h = ops::conv2d(
                 &h,
@@ -226,16 +186,7 @@ impl Vae {
     pub fn decode(&self, p: &Params, z: &Tensor, y: Option<&[usize]>) -> Result<Tensor> {
         let c = &self.config;
         let n = z.dim(0)?;
-        let zin = match (c.num_classes, y) {
-            (Some(k), Some(y)) => Tensor::cat(&[z, &one_hot(y, k, &[], z)?], 1)?,
-            (None, None) => z.clone(),
-            _ => {
-                return Err(Error::config(
-                    "labels",
-                    "give labels exactly when the VAE is conditional",
-                ))
-            }
-        };
+        let zin = condition(z, y, self.config.num_classes, "VAE")?;
         let levels = c.channels.len();
         let s = self.bottom();
         let mut h = ops::linear(
@@ -297,22 +248,7 @@ impl Generative for Vae {
         self.config.num_classes
     }
     fn check_batch(&self, dims: &[usize]) -> Result<()> {
-        let c = &self.config;
-        if dims.len() != 4
-            || dims[1] != c.in_channels
-            || dims[2] != c.image_size
-            || dims[3] != c.image_size
-        {
-            return Err(Error::config(
-                "images",
-                format!(
-                    "shape {dims:?}: the VAE takes [B, {}, {s}, {s}]",
-                    c.in_channels,
-                    s = c.image_size
-                ),
-            ));
-        }
-        Ok(())
+        check_square_batch(dims, self.config.in_channels, self.config.image_size, "VAE")
     }
     fn step(
         &self,
