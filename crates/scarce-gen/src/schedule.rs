@@ -262,12 +262,15 @@ impl NoiseSchedule {
                     .collect::<Vec<_>>()
             }
             Spacing::Trailing => {
-                let step = big_t as f64 / n as f64;
-                // np.arange(T, 0, -step): values T - i·step while > 0.
-                (0..)
-                    .map(|i| big_t as f64 - i as f64 * step)
-                    .take_while(|&v| v > 0.0)
-                    .map(|v| v.round_ties_even() as i64 - 1 + offset as i64)
+                // np.arange(T, 0, -T/n): numpy's length ceil((stop - start)/step) and values
+                // start + i·step, so a rounding in T/n gives numpy's count, not a guess.
+                let step = -(big_t as f64 / n as f64);
+                let len = ((0.0 - big_t as f64) / step).ceil() as usize;
+                (0..len)
+                    .map(|i| {
+                        (big_t as f64 + i as f64 * step).round_ties_even() as i64 - 1
+                            + offset as i64
+                    })
                     .collect()
             }
             Spacing::Linspace => linspace(0.0, (big_t - 1) as f64, n)
@@ -321,5 +324,57 @@ pub(crate) fn check_float(name: &str, x: &Tensor) -> Result<()> {
             name,
             format!("dtype {d:?} is not floating point"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Timestep lists for settings beside the fixtures' T = 1000, from numpy 2
+    /// (`np.round(np.arange(T, 0, -T/n)) - 1` and `np.linspace(0, T-1, n).round()[::-1]`).
+    #[test]
+    fn trailing_and_linspace_match_numpy_for_other_t() {
+        let cases: [(usize, usize, &[usize], &[usize]); 3] = [
+            (
+                500,
+                7,
+                &[499, 428, 356, 285, 213, 142, 70],
+                &[499, 416, 333, 250, 166, 83, 0],
+            ),
+            (1000, 3, &[999, 666, 332], &[999, 500, 0]),
+            (
+                400,
+                20,
+                &[
+                    399, 379, 359, 339, 319, 299, 279, 259, 239, 219, 199, 179, 159, 139, 119, 99,
+                    79, 59, 39, 19,
+                ],
+                &[
+                    399, 378, 357, 336, 315, 294, 273, 252, 231, 210, 189, 168, 147, 126, 105, 84,
+                    63, 42, 21, 0,
+                ],
+            ),
+        ];
+        for (t, n, trailing, lin) in cases {
+            let s = NoiseSchedule::new(
+                BetaSchedule::Linear {
+                    start: 1e-4,
+                    end: 0.02,
+                },
+                t,
+            )
+            .unwrap();
+            assert_eq!(
+                s.timesteps(n, Spacing::Trailing, 0).unwrap(),
+                trailing,
+                "T={t} n={n}"
+            );
+            assert_eq!(
+                s.timesteps(n, Spacing::Linspace, 0).unwrap(),
+                lin,
+                "T={t} n={n}"
+            );
+        }
     }
 }
