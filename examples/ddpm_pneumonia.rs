@@ -25,11 +25,10 @@
 //! Data: `data/medmnist/pneumoniamnist.safetensors` (bundled, CC BY 4.0).
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use scarce::core::{Device, Stream, Tensor};
-use scarce::episodes::medmnist::{load_medmnist, Split};
 use scarce::eval::mean_ci95;
 use scarce::gen::grid::save_grid;
 use scarce::gen::train::OutDir;
@@ -37,39 +36,7 @@ use scarce::gen::{train, Diffusion, DiffusionConfig, ImageSet, Sampling, TrainCo
 
 #[path = "common/synthetic.rs"]
 mod synthetic;
-use synthetic::{audit_tables, tensor, Classifier, Res};
-
-struct Args {
-    steps: usize,
-    per_class: usize,
-    trials: usize,
-    out: PathBuf,
-}
-
-fn args() -> Res<Args> {
-    let mut a = Args {
-        steps: 2400,
-        per_class: 200,
-        trials: 10,
-        out: PathBuf::from("target/ddpm_pneumonia"),
-    };
-    let v: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < v.len() {
-        let val = v
-            .get(i + 1)
-            .ok_or_else(|| format!("{} needs a value", v[i]))?;
-        match v[i].as_str() {
-            "--steps" => a.steps = val.parse()?,
-            "--per-class" => a.per_class = val.parse()?,
-            "--trials" => a.trials = val.parse()?,
-            "--out" => a.out = PathBuf::from(val),
-            other => return Err(format!("unknown option {other}").into()),
-        }
-        i += 2;
-    }
-    Ok(a)
-}
+use synthetic::{audit_tables, medmnist, options, Classifier, Res};
 
 /// K real images per class drawn for `trial`.
 fn k_shot(labels: &[usize], k: usize, trial: u64) -> Vec<usize> {
@@ -85,13 +52,21 @@ fn k_shot(labels: &[usize], k: usize, trial: u64) -> Vec<usize> {
 }
 
 fn main() -> Res<()> {
-    let a = args()?;
+    let o = options(&[
+        ("steps", "2400"),
+        ("per-class", "200"),
+        ("trials", "10"),
+        ("out", "target/ddpm_pneumonia"),
+    ])?;
+    let (steps, per_class, trials): (usize, usize, usize) = (
+        o["steps"].parse()?,
+        o["per-class"].parse()?,
+        o["trials"].parse()?,
+    );
+    let out = PathBuf::from(&o["out"]);
     let dev = Device::Cpu;
-    let file =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/medmnist/pneumoniamnist.safetensors");
-    let (train01, ytr) = tensor(&load_medmnist(&file, Split::Train)?, &dev)?;
-    let (test01, yte) = tensor(&load_medmnist(&file, Split::Test)?, &dev)?;
-    std::fs::create_dir_all(&a.out)?;
+    let ((train01, ytr), (test01, yte)) = medmnist("pneumoniamnist.safetensors")?;
+    std::fs::create_dir_all(&out)?;
     let names = ["normal", "pneumonia"];
 
     // 1. The generator.
@@ -108,7 +83,7 @@ fn main() -> Res<()> {
         ..Default::default()
     })?;
     let cfg = TrainConfig {
-        steps: a.steps,
+        steps,
         batch_size: 32,
         lr: 1e-3,
         ema_decay: 0.995,
@@ -119,7 +94,7 @@ fn main() -> Res<()> {
     };
     let data = ImageSet::new(((&train01 * 2.0)? - 1.0)?, Some(ytr.clone()))?;
     let t0 = Instant::now();
-    let trained = train(&model, &data, &cfg, Some(&OutDir(a.out.clone())), |p| {
+    let trained = train(&model, &data, &cfg, Some(&OutDir(out.clone())), |p| {
         if p.step % 100 == 0 || p.step == p.steps {
             eprintln!(
                 "step {:>5}/{}  loss {:.4}  {:.0} s",
@@ -140,8 +115,8 @@ fn main() -> Res<()> {
     let mut synth_y = Vec::new();
     for (c, name) in names.iter().enumerate() {
         let mut parts = Vec::new();
-        for chunk in 0..a.per_class.div_ceil(50) {
-            let n = 50.min(a.per_class - chunk * 50);
+        for chunk in 0..per_class.div_ceil(50) {
+            let n = 50.min(per_class - chunk * 50);
             let x = model.sample(
                 &trained.ema,
                 n,
@@ -159,12 +134,12 @@ fn main() -> Res<()> {
         }
         let x = Tensor::cat(&parts, 0)?;
         save_grid(
-            &x.narrow(0, 0, 64.min(a.per_class))?,
+            &x.narrow(0, 0, 64.min(per_class))?,
             8,
-            &a.out.join(format!("samples_{name}.png")),
+            &out.join(format!("samples_{name}.png")),
         )?;
         synth.push(((x + 1.0)? * 0.5)?);
-        synth_y.extend(std::iter::repeat_n(c, a.per_class));
+        synth_y.extend(std::iter::repeat_n(c, per_class));
     }
     let synth01 = Tensor::cat(&synth, 0)?;
     let sample_s = t1.elapsed().as_secs_f64();
@@ -179,7 +154,7 @@ fn main() -> Res<()> {
     let mut kshot = String::new();
     for k in [5usize, 10] {
         let (mut plain, mut mixed) = (Vec::new(), Vec::new());
-        for trial in 0..a.trials as u64 {
+        for trial in 0..trials as u64 {
             let idx: Vec<u32> = k_shot(&ytr, k, trial)
                 .into_iter()
                 .map(|i| i as u32)
@@ -207,8 +182,8 @@ fn main() -> Res<()> {
 
     let mut md = String::new();
     writeln!(md, "# ddpm_pneumonia results\n")?;
-    writeln!(md, "Generator: class-conditional DDPM, UNet 16-32-32 ({} parameters), linear β 1e-4..0.02, T = 1000, ε-prediction; {} steps of batch 32 (this run: {} from step {}, {:.0} s); loss over the last 200 steps {final_loss:.4}.", trained.ema.elem_count(), a.steps, trained.losses.len(), trained.resumed_from, train_s)?;
-    writeln!(md, "Samples: {} per class, DDIM 50 steps, η = 0, guidance w = 2 ({:.0} s). Grids: samples_normal.png, samples_pneumonia.png.\n", a.per_class, sample_s)?;
+    writeln!(md, "Generator: class-conditional DDPM, UNet 16-32-32 ({} parameters), linear β 1e-4..0.02, T = 1000, ε-prediction; {} steps of batch 32 (this run: {} from step {}, {:.0} s); loss over the last 200 steps {final_loss:.4}.", trained.ema.elem_count(), steps, trained.losses.len(), trained.resumed_from, train_s)?;
+    writeln!(md, "Samples: {} per class, DDIM 50 steps, η = 0, guidance w = 2 ({:.0} s). Grids: samples_normal.png, samples_pneumonia.png.\n", per_class, sample_s)?;
     writeln!(
         md,
         "## Audits (features of a Conv4 trained on the training split; its test accuracy {:.1}%)\n",
@@ -216,14 +191,14 @@ fn main() -> Res<()> {
     )?;
     md.push_str(&audits);
     md.push('\n');
-    writeln!(md, "## K-shot classification (Conv4, 150 Adam steps, test accuracy %, mean ± 95% CI over {} draws)\n", a.trials)?;
+    writeln!(md, "## K-shot classification (Conv4, 150 Adam steps, test accuracy %, mean ± 95% CI over {} draws)\n", trials)?;
     writeln!(
         md,
         "| K real per class | real only | real + {} synthetic per class |\n|---|---|---|",
-        a.per_class
+        per_class
     )?;
     md.push_str(&kshot);
-    std::fs::write(a.out.join("results.md"), &md)?;
+    std::fs::write(out.join("results.md"), &md)?;
     println!("{md}");
     Ok(())
 }

@@ -1,10 +1,11 @@
 //! The workloads of `shared/bench/ddpm_step.py`: UNet (MONAI DiffusionModelUNet layout,
 //! channels 32-64-64, attention at the lowest level) forward and one DDPM training step
 //! (add_noise + forward + MSE + backward + Adam) at 16×1×32×32; and DDIM 50-step sampling of
-//! one image.
+//! one image; and the UNet's 3×3 convolutions alone.
 
 use candle_core::{DType, Device};
 use criterion::{criterion_group, criterion_main, Criterion};
+use scarce_core::ops::{self, ConvOpts};
 use scarce_core::optim::{Adam, AdamConfig, Optimizer};
 use scarce_core::Stream;
 use scarce_gen::{Diffusion, DiffusionConfig, Sampling};
@@ -62,6 +63,24 @@ fn bench(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    g.finish();
+
+    // The UNet's convolutions alone, to tell how far the time is convolution: a 3×3 conv of
+    // 16×C×S×S with C in and out channels is 2·16·C·S²·9C floating-point operations.
+    let mut g = c.benchmark_group("conv3x3");
+    g.sample_size(20);
+    for (ch, side) in [(32usize, 32usize), (64, 16)] {
+        let x = Stream::new(4, "x")
+            .normal_tensor((16, ch, side, side), 0.0, 1.0, DType::F32, &dev)
+            .unwrap();
+        let w = Stream::new(5, "w")
+            .normal_tensor((ch, ch, 3, 3), 0.0, 0.1, DType::F32, &dev)
+            .unwrap();
+        let opts = ConvOpts::<2>::default().padding(1);
+        g.bench_function(format!("16x{ch}x{side}x{side}"), |b| {
+            b.iter(|| ops::conv2d(&x, &w, None, &opts).unwrap())
+        });
+    }
     g.finish();
 }
 

@@ -199,16 +199,25 @@ impl Diffusion {
                 (Some(w), Some(c)) => self.unet.forward_guided(p, &x, &tf, c, w)?,
                 _ => self.unet.forward(p, &x, &tf, classes)?,
             };
-            let noise = rng.child("step").at(k as u64).normal_tensor(
-                shape.clone(),
-                0.0,
-                1.0,
-                DType::F32,
-                device,
-            )?;
+            // Draw noise only for steps that add it (not DDPM's last, not DDIM with η = 0).
+            let needs_noise = match &sampler {
+                S::P(_) => t > 0,
+                S::I(s) => s.eta > 0.0,
+            };
+            let noise = if needs_noise {
+                Some(rng.child("step").at(k as u64).normal_tensor(
+                    shape.clone(),
+                    0.0,
+                    1.0,
+                    DType::F32,
+                    device,
+                )?)
+            } else {
+                None
+            };
             x = match &sampler {
-                S::P(s) => s.step(&out, t, &x, Some(&noise))?,
-                S::I(s) => s.step(&out, t, &x, Some(&noise))?,
+                S::P(s) => s.step(&out, t, &x, noise.as_ref())?,
+                S::I(s) => s.step(&out, t, &x, noise.as_ref())?,
             }
             .prev_sample;
         }

@@ -29,13 +29,12 @@ pub struct Provenance {
     pub index: usize,
 }
 
-/// Generated images (`[N, C, …]` in `[0, 1]`) with labels and provenance.
+/// Generated images (`[N, C, …]` in `[0, 1]`) with their provenance (which holds each
+/// image's class).
 #[derive(Debug, Clone)]
 pub struct SyntheticDataset {
     /// The images, in `[0, 1]`.
     pub images: Tensor,
-    /// One label per image.
-    pub labels: Vec<usize>,
     /// One record per image.
     pub provenance: Vec<Provenance>,
 }
@@ -84,7 +83,7 @@ impl SyntheticDataset {
         }
         let hash = file_sha256(checkpoint)?;
         let rng = Stream::new(seed, "synthetic");
-        let (mut parts, mut labels, mut provenance) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut parts, mut provenance) = (Vec::new(), Vec::new());
         for (class, &n) in per_class.iter().enumerate() {
             for start in (0..n).step_by(batch.max(1)) {
                 let len = batch.max(1).min(n - start);
@@ -99,7 +98,6 @@ impl SyntheticDataset {
                     device,
                 )?;
                 parts.push(((x.to_dtype(DType::F32)? + 1.0)? * 0.5)?);
-                labels.extend(cls);
                 provenance.extend((start..start + len).map(|index| Provenance {
                     checkpoint_sha256: hash.clone(),
                     generator: model.kind().to_string(),
@@ -114,9 +112,13 @@ impl SyntheticDataset {
         }
         Ok(SyntheticDataset {
             images: Tensor::cat(&parts, 0)?,
-            labels,
             provenance,
         })
+    }
+
+    /// The class of every image, from its provenance.
+    pub fn labels(&self) -> Vec<usize> {
+        self.provenance.iter().map(|p| p.class).collect()
     }
 
     /// `real` plus synthetic samples so that, in every class, synthetic samples make up
@@ -129,6 +131,16 @@ impl SyntheticDataset {
             return Err(Error::config(
                 "ratio",
                 format!("{ratio}: need 0 <= ratio < 1"),
+            ));
+        }
+        if self.images.dim(0)? != self.provenance.len() {
+            return Err(Error::config(
+                "provenance",
+                format!(
+                    "{} records for {} images",
+                    self.provenance.len(),
+                    self.images.dim(0)?
+                ),
             ));
         }
         let shape = real.sample_shape().to_vec();

@@ -105,22 +105,26 @@ pub struct ImageSet {
 }
 
 impl ImageSet {
-    /// Checks that labels (if any) match the image count.
+    /// Checks that there are images and that labels (if any) match their count.
     pub fn new(images: Tensor, labels: Option<Vec<usize>>) -> Result<Self> {
-        let n = images.dim(0)?;
+        let set = ImageSet { images, labels };
+        set.check()?;
+        Ok(set)
+    }
+
+    /// The checks of [`ImageSet::new`], repeated by [`train`] (the fields are public).
+    fn check(&self) -> Result<()> {
+        let n = self.images.dim(0)?;
         if n == 0 {
             return Err(Error::config("images", "no images"));
         }
-        if labels.as_ref().is_some_and(|l| l.len() != n) {
+        if let Some(l) = self.labels.as_ref().filter(|l| l.len() != n) {
             return Err(Error::config(
                 "labels",
-                format!(
-                    "{} labels for {n} images",
-                    labels.as_ref().map_or(0, Vec::len)
-                ),
+                format!("{} labels for {n} images", l.len()),
             ));
         }
-        Ok(ImageSet { images, labels })
+        Ok(())
     }
 
     /// Number of images.
@@ -349,6 +353,7 @@ pub fn train(
     mut progress: impl FnMut(&Progress),
 ) -> Result<Trained> {
     cfg.check()?;
+    data.check()?;
     let device = data.images.device().clone();
     let classes = model.num_classes();
     if classes.is_some() != data.labels.is_some() {

@@ -157,7 +157,7 @@ fn synthetic_dataset_has_provenance_and_mixes_at_the_ratio() {
     )
     .unwrap();
     assert_eq!(s.images.dims(), &[5, 1, 8, 8]);
-    assert_eq!(s.labels, vec![0, 0, 0, 1, 1]);
+    assert_eq!(s.labels(), vec![0, 0, 0, 1, 1]);
     let hash = file_sha256(&dir.checkpoint()).unwrap();
     assert_eq!(hash.len(), 64);
     assert!(s.provenance.iter().all(|p| p.checkpoint_sha256 == hash
