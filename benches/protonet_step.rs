@@ -3,11 +3,17 @@
 //! workload as `shared/bench/protonet_step.py` (PyTorch) for side-by-side figures.
 //! Also `conv2d_layer`: forward, sum and backward of one Conv4 layer (64→64, 3×3, 14×14,
 //! batch 100), gradients for input, weight and bias.
+//! Runs on the device `SCARCE_DEVICE` names (`cpu` by default, `cuda` on a GPU machine).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use scarce::core::backbone::{Conv4, Conv4Config};
 use scarce::core::optim::{Adam, AdamConfig, Optimizer};
-use scarce::core::{ops, Ctx, DType, Device, Model, Params, Result, Stream, Tensor};
+use scarce::core::{ops, Ctx, DType, Device, Model, Params, Pref, Result, Stream, Tensor};
+
+/// The benchmark device: `SCARCE_DEVICE`, else the CPU.
+fn bench_device() -> Device {
+    scarce::core::device(Pref::from_env_or(Pref::Cpu).unwrap()).unwrap()
+}
 
 /// Squared-Euclidean ProtoNet loss; support then query rows, class-major.
 fn proto_loss(z: &Tensor, n_way: usize, k_shot: usize, yq: &Tensor) -> Result<Tensor> {
@@ -24,7 +30,7 @@ fn proto_loss(z: &Tensor, n_way: usize, k_shot: usize, yq: &Tensor) -> Result<Te
 }
 
 fn protonet_step(c: &mut Criterion) {
-    let dev = Device::Cpu;
+    let dev = bench_device();
     let (n_way, k_shot, n_query) = (5, 5, 15);
     let model = Conv4::new(Conv4Config::default()).unwrap();
     let mut params = model
@@ -53,6 +59,7 @@ fn protonet_step(c: &mut Criterion) {
         let grads = params.grads(&loss.backward().unwrap()).unwrap();
         opt.step(&mut params, &grads).unwrap();
         buffers = ctx.buffers;
+        dev.synchronize().unwrap();
     };
     let mut g = c.benchmark_group("protonet_step");
     g.sample_size(20);
@@ -61,7 +68,7 @@ fn protonet_step(c: &mut Criterion) {
 }
 
 fn conv2d_layer(c: &mut Criterion) {
-    let dev = Device::Cpu;
+    let dev = bench_device();
     let s = Stream::new(1, "conv-bench");
     let x = s
         .at(0)
@@ -93,6 +100,7 @@ fn conv2d_layer(c: &mut Criterion) {
             let y = ops::conv2d(x, p.require("w").unwrap(), p.get("b"), &opts).unwrap();
             let g = y.sum_all().unwrap().backward().unwrap();
             assert!(g.get(x).is_some());
+            dev.synchronize().unwrap();
         })
     });
     g.finish();

@@ -1,6 +1,6 @@
 //! Device choice: the one place in the workspace that names a backend.
 
-use crate::Result;
+use crate::{Error, Result};
 use candle_core::Device;
 
 /// Which device to run on.
@@ -13,6 +13,40 @@ pub enum Pref {
     Cpu,
     /// The CUDA device with this ordinal; an error when it is not available.
     Cuda(usize),
+}
+
+impl std::str::FromStr for Pref {
+    type Err = Error;
+
+    /// `auto`, `cpu`, `cuda` (device 0) or `cuda:N`.
+    fn from_str(s: &str) -> Result<Pref> {
+        match s {
+            "auto" => Ok(Pref::Auto),
+            "cpu" => Ok(Pref::Cpu),
+            "cuda" => Ok(Pref::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|i| i.parse().ok())
+                .map(Pref::Cuda)
+                .ok_or_else(|| {
+                    Error::param("device", format!("`{s}`: expected auto, cpu, cuda or cuda:N"))
+                }),
+        }
+    }
+}
+
+impl Pref {
+    /// The preference named by the environment variable `SCARCE_DEVICE` (`auto`, `cpu`,
+    /// `cuda`, `cuda:N`), or `default` when it is unset. Benchmarks and examples use it so
+    /// one binary runs on either device.
+    pub fn from_env_or(default: Pref) -> Result<Pref> {
+        match std::env::var("SCARCE_DEVICE") {
+            Ok(v) => v
+                .parse()
+                .map_err(|e: Error| Error::param("SCARCE_DEVICE", e.to_string())),
+            Err(_) => Ok(default),
+        }
+    }
 }
 
 /// Returns the device for `pref`.
@@ -40,6 +74,28 @@ pub fn device(pref: Pref) -> Result<Device> {
     }
 }
 
+/// Every device this process can run on: the CPU, then CUDA device 0 when the `cuda` feature
+/// is compiled in and a GPU answers. Device-parity tests run their checks on each.
+pub fn available() -> Vec<Device> {
+    let mut all = vec![Device::Cpu];
+    if cfg!(feature = "cuda") {
+        match Device::new_cuda(0) {
+            Ok(d) => all.push(d),
+            Err(e) => eprintln!("scarce: CUDA compiled in but unavailable ({e}); CPU only"),
+        }
+    }
+    all
+}
+
+/// A short name for a device in reports: `cpu`, `cuda:0`, `metal:0`.
+pub fn name(device: &Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".into(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,5 +107,22 @@ mod tests {
         if !cfg!(feature = "cuda") {
             assert!(d.is_cpu());
         }
+    }
+
+    #[test]
+    fn names_parse() {
+        assert_eq!("cpu".parse::<Pref>().unwrap(), Pref::Cpu);
+        assert_eq!("auto".parse::<Pref>().unwrap(), Pref::Auto);
+        assert_eq!("cuda".parse::<Pref>().unwrap(), Pref::Cuda(0));
+        assert_eq!("cuda:3".parse::<Pref>().unwrap(), Pref::Cuda(3));
+        let e = "gpu".parse::<Pref>().unwrap_err().to_string();
+        assert!(e.contains("`gpu`") && e.contains("cuda:N"), "{e}");
+    }
+
+    #[test]
+    fn available_starts_with_the_cpu() {
+        let all = available();
+        assert_eq!(name(&all[0]), "cpu");
+        assert!(all[1..].iter().all(|d| name(d).starts_with("cuda:")));
     }
 }

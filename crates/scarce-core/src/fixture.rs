@@ -153,6 +153,69 @@ pub fn check_family(
     family: &str,
     check: impl Fn(&Case) -> Result<f64>,
 ) -> Result<Option<FamilyReport>> {
+    let cpu = Target {
+        device: Device::Cpu,
+        portable: false,
+    };
+    check_family_on(family, &[cpu], |case, _| check(case))
+}
+
+/// Where a device-parity check runs: a device, and which form the ops take there.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The device the case's tensors are put on.
+    pub device: Device,
+    /// Ops take their portable form (candle ops, what CUDA runs) even on the CPU; see
+    /// [`crate::ops::with_portable_ops`].
+    pub portable: bool,
+}
+
+impl Target {
+    /// `cpu`, `cpu-portable`, `cuda:0`, …
+    pub fn name(&self) -> String {
+        let d = crate::device::name(&self.device);
+        if self.portable && self.device.is_cpu() {
+            format!("{d}-portable")
+        } else {
+            d
+        }
+    }
+}
+
+/// The device-parity targets: the CPU with scarce-core's kernels, the CPU with the portable
+/// ops (the arithmetic and gradients of the GPU path, on a machine with no GPU), and every
+/// device of [`crate::device::available`] beyond the CPU.
+pub fn parity_targets() -> Vec<Target> {
+    let mut targets = vec![
+        Target {
+            device: Device::Cpu,
+            portable: false,
+        },
+        Target {
+            device: Device::Cpu,
+            portable: true,
+        },
+    ];
+    targets.extend(
+        crate::device::available()
+            .into_iter()
+            .filter(|d| !d.is_cpu())
+            .map(|device| Target {
+                device,
+                portable: false,
+            }),
+    );
+    targets
+}
+
+/// [`check_family`] on each of `targets` (the device-parity form: pass [`parity_targets`]):
+/// every case is checked on every target, and the lines and failures name the target.
+/// `checked` counts (case, target) pairs.
+pub fn check_family_on(
+    family: &str,
+    targets: &[Target],
+    check: impl Fn(&Case, &Device) -> Result<f64>,
+) -> Result<Option<FamilyReport>> {
     let Some(files) = case_files(family)? else {
         println!("SKIP {family} fixtures: no fixtures/{family} folder (set SCARCE_FIXTURES or place shared/ beside the repo)");
         return Ok(None);
@@ -160,16 +223,26 @@ pub fn check_family(
     let mut report = FamilyReport::default();
     for f in &files {
         let case = Case::load(f)?;
-        match check(&case) {
-            Ok(e) => {
-                report.checked += 1;
-                println!("ok   {:<45} max err {e:.1e}", case.name);
+        for target in targets {
+            let name = target.name();
+            let result = if target.portable {
+                crate::ops::with_portable_ops(|| check(&case, &target.device))
+            } else {
+                check(&case, &target.device)
+            };
+            match result {
+                Ok(e) => {
+                    report.checked += 1;
+                    println!("ok   {name:<12} {:<45} max err {e:.1e}", case.name);
+                }
+                Err(e) => report.failures.push(format!("{name} {}: {e}", case.name)),
             }
-            Err(e) => report.failures.push(format!("{}: {e}", case.name)),
         }
     }
+    let names: Vec<String> = targets.iter().map(Target::name).collect();
     println!(
-        "{family} fixtures: {} cases checked, {} failed",
+        "{family} fixtures on {}: {} checks, {} failed",
+        names.join(", "),
         report.checked,
         report.failures.len()
     );

@@ -1,6 +1,8 @@
 //! f64 finite differences against autodiff, first and second order, for every op and
 //! backbone. Each op is wrapped as `f = Σ r ⊙ op(x)²` with fixed random `r`, so the function
-//! is nonlinear and its second derivatives go through the op's backward.
+//! is nonlinear and its second derivatives go through the op's backward. Each op is checked
+//! twice: with the CPU kernels and in its portable form (`ops::with_portable_ops`, what CUDA
+//! runs).
 
 use scarce_core::backbone::{
     Conv4, Conv4Config, Mlp, MlpConfig, ResNet12, ResNet12Config, Spatial,
@@ -21,8 +23,13 @@ fn energy(y: Tensor) -> Result<Tensor> {
     Ok((y.sqr()? * r)?.sum_all()?)
 }
 
-/// First- and second-order checks of `op` at `inputs`.
+/// First- and second-order checks of `op` at `inputs`, with the CPU kernels and portable.
 fn both<F: Fn(&[Tensor]) -> Result<Tensor> + Copy>(name: &str, op: F, inputs: &[Tensor]) {
+    orders(name, op, inputs);
+    ops::with_portable_ops(|| orders(&format!("{name} (portable)"), op, inputs));
+}
+
+fn orders<F: Fn(&[Tensor]) -> Result<Tensor> + Copy>(name: &str, op: F, inputs: &[Tensor]) {
     let f = move |xs: &[Tensor]| energy(op(xs)?);
     let r1 = gradcheck(f, inputs, GradcheckOpts::default())
         .unwrap_or_else(|e| panic!("{name} first order: {e}"));

@@ -1,12 +1,15 @@
 //! Every op against PyTorch: `shared/fixtures/ops` (forward, first-order gradients and the
-//! stored second-order products), to 1e-9 relative in f64. Cases are found by listing the
-//! folder; settings and shapes are read from each file.
+//! stored second-order products), to 1e-9 relative in f64, on every device-parity target
+//! (`fixture::parity_targets`: the CPU with its kernels and with the portable ops CUDA runs,
+//! and CUDA when compiled in and a GPU answers). Cases are found by listing the folder;
+//! settings and shapes are read from each file.
 
 use candle_core::Var;
-use scarce_core::fixture::{check_family, rel_err, Case};
+use scarce_core::fixture::{check_family_on, rel_err, Case};
 use scarce_core::ops::{self, ConvOpts, InterpMode, Padding, PoolOpts, Resize, SampleMode};
 use scarce_core::{second_order, Device, Error, Result, Tensor};
 
+/// Relative tolerance in f64, the same on every device.
 const TOL: f64 = 1e-9;
 
 fn arr<const D: usize>(c: &Case, key: &str) -> Result<[usize; D]> {
@@ -19,12 +22,12 @@ fn flag(c: &Case, key: &str) -> Result<bool> {
     Ok(c.meta_str(key)? == "true")
 }
 
-fn var(c: &Case, name: &str) -> Result<Option<Tensor>> {
+fn var(c: &Case, name: &str, dev: &Device) -> Result<Option<Tensor>> {
     if !c.has(name) {
         return Ok(None);
     }
     Ok(Some(
-        Var::from_tensor(&c.f64(name, &Device::Cpu)?)?
+        Var::from_tensor(&c.f64(name, dev)?)?
             .as_tensor()
             .clone(),
     ))
@@ -71,6 +74,7 @@ fn pool_opts<const D: usize>(c: &Case) -> Result<PoolOpts<D>> {
 /// Runs the case's op on the given leaves.
 fn forward(
     c: &Case,
+    dev: &Device,
     x: &Tensor,
     w: Option<&Tensor>,
     b: Option<&Tensor>,
@@ -132,7 +136,7 @@ fn forward(
         ),
         "log_softmax" => ops::log_softmax(x, c.meta_json("dim")?),
         "softmax" => ops::softmax(x, c.meta_json("dim")?),
-        "cross_entropy" => ops::cross_entropy(x, &c.tensor("target", &Device::Cpu)?),
+        "cross_entropy" => ops::cross_entropy(x, &c.tensor("target", dev)?),
         "grid_sample" => {
             let mode = match c.meta_str("mode")? {
                 "bilinear" => SampleMode::Linear,
@@ -167,18 +171,18 @@ fn grad(store: &candle_core::backprop::GradStore, t: &Tensor) -> Result<Tensor> 
 }
 
 /// Checks one case; returns the largest relative error seen.
-fn check(c: &Case) -> Result<f64> {
-    let x = var(c, "x")?.ok_or_else(|| Error::Missing {
+fn check(c: &Case, dev: &Device) -> Result<f64> {
+    let x = var(c, "x", dev)?.ok_or_else(|| Error::Missing {
         name: "x".into(),
         what: c.name.clone(),
     })?;
-    let (w, b, grid) = (var(c, "w")?, var(c, "b")?, var(c, "grid")?);
-    let y = forward(c, &x, w.as_ref(), b.as_ref(), grid.as_ref())?;
+    let (w, b, grid) = (var(c, "w", dev)?, var(c, "b", dev)?, var(c, "grid", dev)?);
+    let y = forward(c, dev, &x, w.as_ref(), b.as_ref(), grid.as_ref())?;
     // `gy` may be stored as [1] for a scalar `y`; it has y's elements either way.
-    let gy = c.f64("gy", &Device::Cpu)?.reshape(y.shape())?;
+    let gy = c.f64("gy", dev)?.reshape(y.shape())?;
     let mut worst: f64 = 0.0;
     let mut cmp = |name: &str, got: &Tensor| -> Result<()> {
-        let e = rel_err(got, &c.f64(name, &Device::Cpu)?)?;
+        let e = rel_err(got, &c.f64(name, dev)?)?;
         if e.is_nan() || e > TOL {
             return Err(Error::param(
                 name,
@@ -204,11 +208,11 @@ fn check(c: &Case) -> Result<f64> {
             name: "w".into(),
             what: c.name.clone(),
         })?;
-        let s = (grad(&store, w)? * c.f64("v", &Device::Cpu)?)?.sum_all()?;
+        let s = (grad(&store, w)? * c.f64("v", dev)?)?.sum_all()?;
         cmp("hvp_x", &grad(&s.backward()?, &x)?)?;
     }
     if c.has("d2_x") {
-        let s = (&dx * c.f64("u", &Device::Cpu)?)?.sum_all()?;
+        let s = (&dx * c.f64("u", dev)?)?.sum_all()?;
         let st = s.backward()?;
         cmp("d2_x", &grad(&st, &x)?)?;
         if let (Some(w), true) = (&w, c.has("d2_w")) {
@@ -222,7 +226,8 @@ fn check(c: &Case) -> Result<f64> {
 fn ops_match_pytorch() {
     second_order::ensure()
         .expect("second order must be live for the fixture's second-order products");
-    let Some(report) = check_family("ops", check).unwrap() else {
+    let targets = scarce_core::fixture::parity_targets();
+    let Some(report) = check_family_on("ops", &targets, check).unwrap() else {
         return;
     };
     assert!(

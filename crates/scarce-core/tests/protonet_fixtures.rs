@@ -1,12 +1,13 @@
 //! Conv4 against PyTorch on a full ProtoNet episode (`shared/fixtures/protonet`): embeddings,
 //! prototypes, logits, loss, every weight gradient and the batch-norm running statistics,
-//! in f64. The ProtoNet head here is the fixture's definition written with core ops; the
+//! in f64, on every device-parity target (`fixture::parity_targets`). The ProtoNet head here is the fixture's definition written with core ops; the
 //! learner itself belongs to scarce-metric.
 
 use scarce_core::backbone::{Conv4, Conv4Config};
-use scarce_core::fixture::{check_family, rel_err, Case};
+use scarce_core::fixture::{check_family_on, rel_err, Case};
 use scarce_core::{ops, Ctx, DType, Device, Error, Model, Params, Result, Tensor};
 
+/// Relative tolerance in f64, the same on every device.
 const TOL: f64 = 1e-9;
 
 fn episode_logits(
@@ -54,8 +55,7 @@ fn max_abs(t: &Tensor) -> Result<f64> {
     Ok(t.abs()?.flatten_all()?.max(0)?.to_scalar::<f64>()?)
 }
 
-fn check(c: &Case) -> Result<f64> {
-    let dev = Device::Cpu;
+fn check(c: &Case, dev: &Device) -> Result<f64> {
     let config = Conv4Config {
         in_channels: c.meta_json("in_channels")?,
         hidden: c.meta_json("hidden")?,
@@ -64,25 +64,25 @@ fn check(c: &Case) -> Result<f64> {
     };
     let model = Conv4::new(config)?;
     // Weights from the file, by the model's own names (a missing or misnamed one is an error).
-    let template = model.init(&scarce_core::Stream::new(0, "names"), &dev)?;
+    let template = model.init(&scarce_core::Stream::new(0, "names"), dev)?;
     let mut p = Params::new();
     for n in template.names() {
-        p.insert(n, c.f64(&format!("param.{n}"), &dev)?);
+        p.insert(n, c.f64(&format!("param.{n}"), dev)?);
     }
     let p = p.to_vars()?;
-    let mut ctx = Ctx::train(model.buffers(&dev)?.to_dtype(DType::F64)?);
+    let mut ctx = Ctx::train(model.buffers(dev)?.to_dtype(DType::F64)?);
     ctx.bn_momentum = c.meta_json("bn_momentum").unwrap_or(0.1);
-    let xs = c.f64("support_images", &dev)?;
-    let xq = c.f64("query_images", &dev)?;
+    let xs = c.f64("support_images", dev)?;
+    let xq = c.f64("query_images", dev)?;
     let ns = xs.dim(0)?;
     let z = model.forward(&p, &Tensor::cat(&[&xs, &xq], 0)?, &mut ctx)?;
     let (zs, zq) = (z.narrow(0, 0, ns)?, z.narrow(0, ns, z.dim(0)? - ns)?);
     let ys = c
-        .tensor("support_labels", &dev)?
+        .tensor("support_labels", dev)?
         .to_dtype(DType::I64)?
         .to_vec1::<i64>()?;
     let (protos, logits) = episode_logits(c, &zs, &zq, &ys, c.meta_json("n_way")?)?;
-    let loss = ops::cross_entropy(&logits, &c.tensor("query_labels", &dev)?)?;
+    let loss = ops::cross_entropy(&logits, &c.tensor("query_labels", dev)?)?;
 
     let mut worst: f64 = 0.0;
     // Conv biases feed straight into batch norm, so their gradient is zero in exact
@@ -92,7 +92,7 @@ fn check(c: &Case) -> Result<f64> {
         * c.tensors
             .keys()
             .filter(|k| k.starts_with("grad."))
-            .map(|k| max_abs(&c.f64(k, &dev)?))
+            .map(|k| max_abs(&c.f64(k, dev)?))
             .collect::<Result<Vec<f64>>>()?
             .into_iter()
             .fold(0.0, f64::max);
@@ -112,21 +112,21 @@ fn check(c: &Case) -> Result<f64> {
     cmp(
         "support_embeddings",
         &zs,
-        c.f64("support_embeddings", &dev)?,
+        c.f64("support_embeddings", dev)?,
     )?;
-    cmp("query_embeddings", &zq, c.f64("query_embeddings", &dev)?)?;
-    cmp("prototypes", &protos, c.f64("prototypes", &dev)?)?;
-    cmp("logits", &logits, c.f64("logits", &dev)?)?;
-    cmp("loss", &loss, c.f64("loss", &dev)?)?;
+    cmp("query_embeddings", &zq, c.f64("query_embeddings", dev)?)?;
+    cmp("prototypes", &protos, c.f64("prototypes", dev)?)?;
+    cmp("logits", &logits, c.f64("logits", dev)?)?;
+    cmp("loss", &loss, c.f64("loss", dev)?)?;
     let grads = p.grads(&loss.backward()?)?;
     for (n, g) in grads.iter() {
-        cmp(&format!("grad.{n}"), g, c.f64(&format!("grad.{n}"), &dev)?)?;
+        cmp(&format!("grad.{n}"), g, c.f64(&format!("grad.{n}"), dev)?)?;
     }
     for (n, b) in ctx.buffers.iter() {
         cmp(
             &format!("buffer.{n}"),
             b,
-            c.f64(&format!("buffer.{n}"), &dev)?,
+            c.f64(&format!("buffer.{n}"), dev)?,
         )?;
     }
     Ok(worst)
@@ -134,7 +134,8 @@ fn check(c: &Case) -> Result<f64> {
 
 #[test]
 fn conv4_protonet_episode_matches_pytorch() {
-    let Some(report) = check_family("protonet", check).unwrap() else {
+    let targets = scarce_core::fixture::parity_targets();
+    let Some(report) = check_family_on("protonet", &targets, check).unwrap() else {
         return;
     };
     assert!(

@@ -1,18 +1,22 @@
 //! The workloads of `shared/bench/ddpm_step.py`: UNet (MONAI DiffusionModelUNet layout,
 //! channels 32-64-64, attention at the lowest level) forward and one DDPM training step
 //! (add_noise + forward + MSE + backward + Adam) at 16×1×32×32; and DDIM 50-step sampling of
-//! one image; and the UNet's 3×3 convolutions alone.
+//! one image; and the UNet's 3×3 convolutions alone. Runs on the device `SCARCE_DEVICE` names
+//! (`cpu` by default, `cuda` on a GPU machine).
 
-use candle_core::{DType, Device};
+use candle_core::DType;
 use criterion::{criterion_group, criterion_main, Criterion};
 use scarce_core::ops::{self, ConvOpts};
 use scarce_core::optim::{Adam, AdamConfig, Optimizer};
-use scarce_core::Stream;
+use scarce_core::{Pref, Stream};
 use scarce_gen::{Diffusion, DiffusionConfig, Sampling};
 use std::time::Duration;
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn bench(c: &mut Criterion) {
-    let dev = Device::Cpu;
+    let dev = scarce_core::device(Pref::from_env_or(Pref::Cpu).unwrap()).unwrap();
     let model = Diffusion::new(DiffusionConfig::default()).unwrap();
     let mut p = model
         .init(&Stream::new(0, "init"), &dev)
@@ -26,7 +30,11 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("ddpm");
     g.sample_size(10).measurement_time(Duration::from_secs(8));
     g.bench_function("unet_forward_16x1x32x32", |b| {
-        b.iter(|| model.unet.forward(&p, &x0, &t, None).unwrap())
+        b.iter(|| {
+            let y = model.unet.forward(&p, &x0, &t, None).unwrap();
+            dev.synchronize().unwrap();
+            y
+        })
     });
     let mut opt = Adam::new(AdamConfig {
         lr: 1e-4,
@@ -42,6 +50,7 @@ fn bench(c: &mut Criterion) {
                 .unwrap();
             let grads = p.grads(&loss.backward().unwrap()).unwrap();
             opt.step(&mut p, &grads).unwrap();
+            dev.synchronize().unwrap();
         })
     });
     g.bench_function("ddim50_sample_1x1x32x32", |b| {
@@ -78,7 +87,11 @@ fn bench(c: &mut Criterion) {
             .unwrap();
         let opts = ConvOpts::<2>::default().padding(1);
         g.bench_function(format!("16x{ch}x{side}x{side}"), |b| {
-            b.iter(|| ops::conv2d(&x, &w, None, &opts).unwrap())
+            b.iter(|| {
+                let y = ops::conv2d(&x, &w, None, &opts).unwrap();
+                dev.synchronize().unwrap();
+                y
+            })
         });
     }
     g.finish();

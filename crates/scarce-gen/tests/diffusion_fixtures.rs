@@ -1,11 +1,13 @@
 //! Schedules, `add_noise`, the v-prediction target, inference timesteps and the DDPM / DDIM
-//! steps against diffusers (`shared/fixtures/diffusion`), in f64, to 1e-10.
+//! steps against diffusers (`shared/fixtures/diffusion`), in f64, to 1e-10, on every
+//! device-parity target (`fixture::parity_targets`).
 //! Needs `../shared` (or `SCARCE_FIXTURES`); skips with a printed reason when absent.
 
 use candle_core::{DType, Device, Tensor};
-use scarce_core::fixture::{check_family, rel_err, Case};
+use scarce_core::fixture::{check_family_on, rel_err, Case};
 use scarce_gen::{BetaSchedule, Ddim, Ddpm, NoiseSchedule, Prediction, SamplerConfig, Spacing};
 
+/// Relative tolerance in f64, the same on every device.
 const TOL: f64 = 1e-10;
 
 fn meta_f64(c: &Case, key: &str) -> scarce_core::Result<f64> {
@@ -60,8 +62,7 @@ fn bool_meta(c: &Case, key: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn check(c: &Case) -> scarce_core::Result<f64> {
-    let dev = Device::Cpu;
+fn check(c: &Case, dev: &Device) -> scarce_core::Result<f64> {
     if c.name.starts_with("ddim_timesteps") {
         // One tensor per setting: <spacing>[_offset1]_<n>.
         let s = schedule(c)?;
@@ -95,12 +96,12 @@ fn check(c: &Case) -> scarce_core::Result<f64> {
     }
     let s = schedule(c)?;
     if c.name.starts_with("schedule_") {
-        let betas = Tensor::new(s.betas.as_slice(), &dev)?;
-        let ac = Tensor::new(s.alphas_cumprod.as_slice(), &dev)?;
-        let e1 = close("betas", &betas, &c.f64("betas", &dev)?)?;
-        let e2 = close("alphas_cumprod", &ac, &c.f64("alphas_cumprod", &dev)?)?;
+        let betas = Tensor::new(s.betas.as_slice(), dev)?;
+        let ac = Tensor::new(s.alphas_cumprod.as_slice(), dev)?;
+        let e1 = close("betas", &betas, &c.f64("betas", dev)?)?;
+        let e2 = close("alphas_cumprod", &ac, &c.f64("alphas_cumprod", dev)?)?;
         // diffusers' own float32 schedule: our f64 values rounded to f32 agree to f32 precision.
-        let f32_err = rel_err(&ac, &c.f64("alphas_cumprod_f32", &dev)?)?;
+        let f32_err = rel_err(&ac, &c.f64("alphas_cumprod_f32", dev)?)?;
         if f32_err > 1e-5 {
             return Err(scarce_core::Error::param(
                 "alphas_cumprod_f32",
@@ -110,13 +111,13 @@ fn check(c: &Case) -> scarce_core::Result<f64> {
         return Ok(e1.max(e2));
     }
     if c.name.starts_with("forward_") {
-        let x0 = c.f64("x0", &dev)?;
-        let noise = c.f64("noise", &dev)?;
+        let x0 = c.f64("x0", dev)?;
+        let noise = c.f64("noise", dev)?;
         let t: Vec<usize> = ints(c, "timesteps")?.iter().map(|&t| t as usize).collect();
         let noisy = s.add_noise(&x0, &noise, &t).map_err(err)?;
         let v = s.velocity(&x0, &noise, &t).map_err(err)?;
-        let e1 = close("noisy_f64", &noisy, &c.f64("noisy_f64", &dev)?)?;
-        let e2 = close("velocity_f64", &v, &c.f64("velocity_f64", &dev)?)?;
+        let e1 = close("noisy_f64", &noisy, &c.f64("noisy_f64", dev)?)?;
+        let e2 = close("velocity_f64", &v, &c.f64("velocity_f64", dev)?)?;
         return Ok(e1.max(e2));
     }
     let ddim = c.name.starts_with("ddim_step");
@@ -152,13 +153,13 @@ fn check(c: &Case) -> scarce_core::Result<f64> {
     let ts = ints(c, "timesteps")?;
     let prev_want = ints(c, "prev_timestep")?;
     let (output, sample, noise) = (
-        c.f64("model_output", &dev)?,
-        c.f64("sample", &dev)?,
-        c.f64("variance_noise", &dev)?,
+        c.f64("model_output", dev)?,
+        c.f64("sample", dev)?,
+        c.f64("variance_noise", dev)?,
     );
     let (want_prev, want_x0) = (
-        c.f64("prev_sample_f64", &dev)?,
-        c.f64("pred_original_sample_f64", &dev)?,
+        c.f64("prev_sample_f64", dev)?,
+        c.f64("pred_original_sample_f64", dev)?,
     );
     let mut worst = 0f64;
     let ddpm = Ddpm::new(s.clone(), cfg.clone()).map_err(err)?;
@@ -215,7 +216,7 @@ fn check(c: &Case) -> scarce_core::Result<f64> {
                 &row(&want_x0)?,
             )?);
         if !ddim && c.has("variance_f64") {
-            let want_var = c.f64("variance_f64", &dev)?.to_vec1::<f64>()?[i];
+            let want_var = c.f64("variance_f64", dev)?.to_vec1::<f64>()?[i];
             let got = ddpm.variance(t).map_err(err)?;
             let e = (got - want_var).abs() / want_var.abs().max(1e-300);
             if e > TOL && want_var != 0.0 {
@@ -231,7 +232,8 @@ fn check(c: &Case) -> scarce_core::Result<f64> {
 
 #[test]
 fn diffusers_diffusion_fixtures() {
-    let Some(report) = check_family("diffusion", check).expect("fixture folder readable") else {
+    let targets = scarce_core::fixture::parity_targets();
+    let Some(report) = check_family_on("diffusion", &targets, check).expect("fixture folder readable") else {
         return;
     };
     assert!(

@@ -1,14 +1,15 @@
 //! Meta-gradients against PyTorch float64 (`fixtures/maml/`, README there): MAML second and
 //! first order, Meta-SGD (parameters and rates), Reptile and ANIL, on the sinusoid MLP and a
 //! small CNN with batch norm. Every case file in the folder is checked; settings and shapes
-//! come from each file.
+//! come from each file. Every case runs on every device-parity target (`fixture::parity_targets`).
 
 use candle_core::{DType, Device, Tensor};
 use scarce_core::backbone::{Conv4, Conv4Config, Mlp, MlpConfig};
-use scarce_core::fixture::{check_family, Case};
+use scarce_core::fixture::{check_family_on, Case};
 use scarce_core::{Ctx, Model, Params};
 use scarce_meta::{Algorithm, Loss, MetaLearner, MetaState, Order, Task, WithHead};
 
+/// Relative tolerance in f64, the same on every device.
 const TOL: f64 = 1e-8;
 
 type R<T> = scarce_core::Result<T>;
@@ -35,7 +36,7 @@ fn our_name(name: &str) -> String {
 
 /// The tensors of `case` whose names start with `prefix`, renamed to ours; for a meta-batch
 /// entry `task` is selected along the leading axis.
-fn group(case: &Case, prefix: &str, task: Option<usize>) -> R<Params> {
+fn group(case: &Case, dev: &Device, prefix: &str, task: Option<usize>) -> R<Params> {
     let mut names: Vec<&String> = case
         .tensors
         .keys()
@@ -44,7 +45,7 @@ fn group(case: &Case, prefix: &str, task: Option<usize>) -> R<Params> {
     names.sort();
     let mut p = Params::new();
     for n in names {
-        let mut t = case.f64(n, &Device::Cpu)?;
+        let mut t = case.f64(n, dev)?;
         if let Some(i) = task {
             t = t.get(i)?;
         }
@@ -88,9 +89,9 @@ fn labels(t: Tensor) -> R<Tensor> {
 }
 
 /// Task `i` of the case (support/query, or Reptile's points as both).
-fn task(case: &Case, i: Option<usize>, classification: bool) -> R<Task> {
+fn task(case: &Case, dev: &Device, i: Option<usize>, classification: bool) -> R<Task> {
     let get = |name: &str| -> R<Tensor> {
-        let t = case.f64(name, &Device::Cpu)?;
+        let t = case.f64(name, dev)?;
         Ok(match i {
             Some(i) => t.get(i)?,
             None => t,
@@ -98,7 +99,7 @@ fn task(case: &Case, i: Option<usize>, classification: bool) -> R<Task> {
     };
     let y = |name: &str| -> R<Tensor> {
         if classification {
-            let t = case.tensor(name, &Device::Cpu)?;
+            let t = case.tensor(name, dev)?;
             labels(match i {
                 Some(i) => t.get(i)?,
                 None => t,
@@ -129,7 +130,7 @@ fn num(case: &Case, key: &str) -> R<f64> {
         .map_err(|_| scarce_core::Error::param(key, "not a number in the case metadata"))
 }
 
-fn check_case(case: &Case) -> R<f64> {
+fn check_case(case: &Case, dev: &Device) -> R<f64> {
     let algorithm = case.meta_str("algorithm")?.to_string();
     let model_name = case.meta_str("model")?.to_string();
     let steps = num(case, "inner_steps")? as usize;
@@ -139,14 +140,14 @@ fn check_case(case: &Case) -> R<f64> {
     } else {
         0.01 // Meta-SGD: the starting value only; the rates come from the `lr.*` tensors
     };
-    let params = group(case, "param.", None)?;
+    let params = group(case, dev, "param.", None)?;
     let classification = model_name.starts_with("cnn");
     let tasks: Vec<Task> = if meta_batch > 1 {
         (0..meta_batch)
-            .map(|i| task(case, Some(i), classification))
+            .map(|i| task(case, dev, Some(i), classification))
             .collect::<R<_>>()?
     } else {
-        vec![task(case, None, classification)?]
+        vec![task(case, dev, None, classification)?]
     };
     if classification {
         // Conv blocks of `hidden` channels on the image; read every size from the tensors.
@@ -167,6 +168,7 @@ fn check_case(case: &Case) -> R<f64> {
         let model = WithHead::new(body, head[1], head[0])?;
         run(
             case,
+            dev,
             &model,
             Loss::CrossEntropy,
             &algorithm,
@@ -185,6 +187,7 @@ fn check_case(case: &Case) -> R<f64> {
         let model = Mlp::new(MlpConfig::new(&sizes))?;
         run(
             case,
+            dev,
             &model,
             Loss::Mse,
             &algorithm,
@@ -199,6 +202,7 @@ fn check_case(case: &Case) -> R<f64> {
 #[allow(clippy::too_many_arguments)]
 fn run<M: Model>(
     case: &Case,
+    dev: &Device,
     model: &M,
     loss: Loss,
     algorithm: &str,
@@ -228,13 +232,13 @@ fn run<M: Model>(
                 let g = l
                     .meta_gradient(&state, tasks, 0, &mut ctx)
                     .map_err(meta_err)?;
-                worst = worst.max(largest_err(&g.params, &group(case, key, None)?, key)?);
-                let want_loss = case.f64("meta_loss", &Device::Cpu)?.to_scalar::<f64>()?;
+                worst = worst.max(largest_err(&g.params, &group(case, dev, key, None)?, key)?);
+                let want_loss = case.f64("meta_loss", dev)?.to_scalar::<f64>()?;
                 worst = worst.max(((g.loss - want_loss) / want_loss).abs());
                 for (i, t) in tasks.iter().enumerate() {
                     let (_, adapted) =
                         l.task_objective(&state, t, 0, &mut ctx).map_err(meta_err)?;
-                    let want = group(case, "adapted.", (tasks.len() > 1).then_some(i))?;
+                    let want = group(case, dev, "adapted.", (tasks.len() > 1).then_some(i))?;
                     worst = worst.max(largest_err(&adapted.params, &want, "adapted")?);
                 }
             }
@@ -243,7 +247,7 @@ fn run<M: Model>(
             let l = learner(Algorithm::MetaSgd)?;
             let state = MetaState {
                 params: params.clone(),
-                lrs: group(case, "lr.", None)?,
+                lrs: group(case, dev, "lr.", None)?,
             }
             .to_vars()
             .map_err(meta_err)?;
@@ -252,12 +256,12 @@ fn run<M: Model>(
                 .map_err(meta_err)?;
             worst = worst.max(largest_err(
                 &g.params,
-                &group(case, "metagrad.", None)?,
+                &group(case, dev, "metagrad.", None)?,
                 "metagrad",
             )?);
             worst = worst.max(largest_err(
                 &g.lrs,
-                &group(case, "metagrad_lr.", None)?,
+                &group(case, dev, "metagrad_lr.", None)?,
                 "metagrad_lr",
             )?);
         }
@@ -275,7 +279,7 @@ fn run<M: Model>(
             let updated = params.axpy(-eps, &g.params)?;
             worst = worst.max(largest_err(
                 &updated,
-                &group(case, "reptile.", None)?,
+                &group(case, dev, "reptile.", None)?,
                 "reptile",
             )?);
         }
@@ -291,7 +295,8 @@ fn run<M: Model>(
 
 #[test]
 fn maml_family_matches_pytorch() {
-    let Some(report) = check_family("maml", check_case).unwrap() else {
+    let targets = scarce_core::fixture::parity_targets();
+    let Some(report) = check_family_on("maml", &targets, check_case).unwrap() else {
         return;
     };
     assert!(report.failures.is_empty(), "{:#?}", report.failures);

@@ -1,42 +1,43 @@
 //! The ProtoNet learner against PyTorch (`shared/fixtures/protonet`, f64): Conv4 forward on
 //! support and query together, then this crate's `ProtoNet` head — prototypes, logits
 //! (squared Euclidean or scaled cosine, per the case's `metric`), cross-entropy loss, and
-//! the gradient of every backbone weight. Every case in the folder is checked.
+//! the gradient of every backbone weight. Every case in the folder is checked, on every
+//! device-parity target (`fixture::parity_targets`).
 
 use scarce_core::backbone::{Conv4, Conv4Config};
-use scarce_core::fixture::{check_family, rel_err, Case};
+use scarce_core::fixture::{check_family_on, rel_err, Case};
 use scarce_core::{ops, Ctx, DType, Device, Error, Model, Params, Result, Tensor};
 use scarce_metric::classifier::prototypes;
 use scarce_metric::{FewShotClassifier, Metric, ProtoNet};
 
+/// Relative tolerance in f64, the same on every device.
 const TOL: f64 = 1e-9;
 
 fn max_abs(t: &Tensor) -> Result<f64> {
     Ok(t.abs()?.flatten_all()?.max(0)?.to_scalar::<f64>()?)
 }
 
-fn check(c: &Case) -> Result<f64> {
-    let dev = Device::Cpu;
+fn check(c: &Case, dev: &Device) -> Result<f64> {
     let model = Conv4::new(Conv4Config {
         in_channels: c.meta_json("in_channels")?,
         hidden: c.meta_json("hidden")?,
         bn_eps: c.meta_json("bn_eps").unwrap_or(1e-5),
         ..Default::default()
     })?;
-    let template = model.init(&scarce_core::Stream::new(0, "names"), &dev)?;
+    let template = model.init(&scarce_core::Stream::new(0, "names"), dev)?;
     let mut p = Params::new();
     for n in template.names() {
-        p.insert(n, c.f64(&format!("param.{n}"), &dev)?);
+        p.insert(n, c.f64(&format!("param.{n}"), dev)?);
     }
     let p = p.to_vars()?;
-    let mut ctx = Ctx::train(model.buffers(&dev)?.to_dtype(DType::F64)?);
-    let xs = c.f64("support_images", &dev)?;
-    let xq = c.f64("query_images", &dev)?;
+    let mut ctx = Ctx::train(model.buffers(dev)?.to_dtype(DType::F64)?);
+    let xs = c.f64("support_images", dev)?;
+    let xq = c.f64("query_images", dev)?;
     let ns = xs.dim(0)?;
     let z = model.forward(&p, &Tensor::cat(&[&xs, &xq], 0)?, &mut ctx)?;
     let (zs, zq) = (z.narrow(0, 0, ns)?, z.narrow(0, ns, z.dim(0)? - ns)?);
     let labels: Vec<u32> = c
-        .tensor("support_labels", &dev)?
+        .tensor("support_labels", dev)?
         .to_dtype(DType::I64)?
         .to_vec1::<i64>()?
         .into_iter()
@@ -59,7 +60,7 @@ fn check(c: &Case) -> Result<f64> {
         }
     };
     let logits = head.logits(&Params::new(), &zs, &labels, n_way, &zq)?;
-    let loss = ops::cross_entropy(&logits, &c.tensor("query_labels", &dev)?)?;
+    let loss = ops::cross_entropy(&logits, &c.tensor("query_labels", dev)?)?;
 
     // Conv biases feed batch norm: their true gradient is 0 and both sides hold rounding
     // noise, so errors are relative to max(the tensor's scale, 1e-3 × largest gradient).
@@ -67,7 +68,7 @@ fn check(c: &Case) -> Result<f64> {
         * c.tensors
             .keys()
             .filter(|k| k.starts_with("grad."))
-            .map(|k| max_abs(&c.f64(k, &dev)?))
+            .map(|k| max_abs(&c.f64(k, dev)?))
             .collect::<Result<Vec<f64>>>()?
             .into_iter()
             .fold(0.0, f64::max);
@@ -88,19 +89,20 @@ fn check(c: &Case) -> Result<f64> {
     cmp(
         "prototypes",
         &prototypes(&zs, &labels, n_way)?,
-        c.f64("prototypes", &dev)?,
+        c.f64("prototypes", dev)?,
     )?;
-    cmp("logits", &logits, c.f64("logits", &dev)?)?;
-    cmp("loss", &loss, c.f64("loss", &dev)?)?;
+    cmp("logits", &logits, c.f64("logits", dev)?)?;
+    cmp("loss", &loss, c.f64("loss", dev)?)?;
     for (n, g) in p.grads(&loss.backward()?)?.iter() {
-        cmp(&format!("grad.{n}"), g, c.f64(&format!("grad.{n}"), &dev)?)?;
+        cmp(&format!("grad.{n}"), g, c.f64(&format!("grad.{n}"), dev)?)?;
     }
     Ok(worst)
 }
 
 #[test]
 fn protonet_learner_matches_pytorch() {
-    let Some(report) = check_family("protonet", check).unwrap() else {
+    let targets = scarce_core::fixture::parity_targets();
+    let Some(report) = check_family_on("protonet", &targets, check).unwrap() else {
         return;
     };
     assert!(

@@ -177,7 +177,7 @@ pub fn conv<const D: usize>(
     let w5 = w.reshape((o, cg, kernel[0], kernel[1], kernel[2]))?;
     let mut shape = vec![n, o];
     shape.extend_from_slice(&output[3 - D..]);
-    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+    if super::cpu_kernels(x) && matches!(x.dtype(), DType::F32 | DType::F64) {
         if let Some(b) = b {
             if b.dims() != [o] {
                 return Err(Error::shape("bias", format!("[{o}]"), b.dims()));
@@ -275,7 +275,7 @@ pub fn conv_transpose<const D: usize>(
     };
     let x5 = x.reshape((n, c_in, input[0], input[1], input[2]))?;
     let w5 = w.reshape((c_in, og, kernel[0], kernel[1], kernel[2]))?;
-    let y = if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+    let y = if super::cpu_kernels(x) && matches!(x.dtype(), DType::F32 | DType::F64) {
         conv_input_grad(
             ConvSpec {
                 geom,

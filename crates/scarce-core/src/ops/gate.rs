@@ -89,7 +89,7 @@ impl CustomOp2 for Gate {
 }
 
 fn gate(a: &Tensor, b: &Tensor, slope: f64) -> candle_core::Result<Tensor> {
-    if a.device().is_cpu() {
+    if super::cpu_kernels(a) {
         a.contiguous()?
             .apply_op2(&b.detach().contiguous()?, Gate { slope })
     } else {

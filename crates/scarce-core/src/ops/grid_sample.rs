@@ -2,9 +2,9 @@
 //! locations of `grid`, bilinear / trilinear or nearest, with zero or border padding.
 //!
 //! The corner indices and in-bounds masks are computed from the grid's values (they are
-//! piecewise constant); the corner weights are tensor expressions of the grid, so the
-//! gradient with respect to the grid comes from autodiff, and the reads are `index_select`
-//! (exact at every order).
+//! piecewise constant) with tensor ops on the grid's device — nothing goes through the host;
+//! the corner weights are tensor expressions of the grid, so the gradient with respect to the
+//! grid comes from autodiff, and the reads are `index_select` (exact at every order).
 
 use crate::{Error, Result};
 use candle_core::{DType, Tensor};
@@ -65,90 +65,63 @@ pub fn grid_sample(
     for b in 0..n {
         let xb = x.get(b)?.reshape((c, s_len))?;
         let gb = grid.get(b)?.reshape((l, d))?;
-        // Per tensor axis a (D, H, W order): pixel coordinate, clamped for border padding.
-        let mut coords = Vec::with_capacity(d);
-        let mut values = Vec::with_capacity(d);
-        for (a, &size) in sizes.iter().enumerate() {
-            let g = gb.narrow(1, d - 1 - a, 1)?.squeeze(1)?;
-            let mut ix = if align_corners {
-                g.affine((size as f64 - 1.0) / 2.0, (size as f64 - 1.0) / 2.0)?
-            } else {
-                g.affine(size as f64 / 2.0, (size as f64 - 1.0) / 2.0)?
-            };
-            let mut v = ix.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-            if padding == Padding::Border {
-                let hi = (size - 1) as f64;
-                let inside: Vec<u8> = v
-                    .iter()
-                    .map(|&z| u8::from((0.0..=hi).contains(&z)))
-                    .collect();
-                v.iter_mut().for_each(|z| *z = z.clamp(0.0, hi));
-                let clamped = Tensor::from_vec(v.clone(), l, x.device())?.to_dtype(ix.dtype())?;
-                let inside = Tensor::from_vec(inside, l, x.device())?;
-                ix = inside.where_cond(&ix, &clamped)?;
-            }
-            coords.push(ix);
-            values.push(v);
-        }
-        let flat = |p: &[i64]| -> Option<u32> {
-            let mut f = 0usize;
-            for (a, &z) in p.iter().enumerate() {
-                if z < 0 || z as usize >= sizes[a] {
-                    return None;
-                }
-                f = f * sizes[a] + z as usize;
-            }
-            Some(f as u32)
-        };
+        // Per tensor axis a (D, H, W order): the pixel coordinate, clamped for border padding.
+        let coords = sizes
+            .iter()
+            .enumerate()
+            .map(|(a, &size)| {
+                let g = gb.narrow(1, d - 1 - a, 1)?.squeeze(1)?;
+                let half = (size as f64 - 1.0) / 2.0;
+                let ix = if align_corners {
+                    g.affine(half, half)?
+                } else {
+                    g.affine(size as f64 / 2.0, half)?
+                };
+                Ok(match padding {
+                    Padding::Zeros => ix,
+                    Padding::Border => {
+                        // Clamped coordinates are constants: no grid gradient there (PyTorch).
+                        let hi = (size - 1) as f64;
+                        let inside = ix.ge(0.0)?.mul(&ix.le(hi)?)?;
+                        inside.where_cond(&ix, &ix.detach().clamp(0.0, hi)?)?
+                    }
+                })
+            })
+            .collect::<Result<Vec<Tensor>>>()?;
         let yb = match mode {
             SampleMode::Nearest => {
-                let mut idx = Vec::with_capacity(l);
-                let mut valid = Vec::with_capacity(l);
-                for i in 0..l {
-                    let p: Vec<i64> = values
-                        .iter()
-                        .map(|v| v[i].round_ties_even() as i64)
-                        .collect();
-                    let f = flat(&p);
-                    idx.push(f.unwrap_or(0));
-                    valid.push(if f.is_some() { 1.0 } else { 0.0 });
-                }
-                let idx = Tensor::from_vec(idx, l, x.device())?;
-                let valid = Tensor::from_vec(valid, (1, l), x.device())?.to_dtype(x.dtype())?;
-                xb.index_select(&idx, 1)?.broadcast_mul(&valid)?
+                let p = coords
+                    .iter()
+                    .map(|z| round_half_even(&z.detach().to_dtype(DType::F64)?))
+                    .collect::<Result<Vec<_>>>()?;
+                let (idx, valid) = flat_index(&p, sizes)?;
+                xb.index_select(&idx, 1)?
+                    .broadcast_mul(&valid.to_dtype(x.dtype())?.unsqueeze(0)?)?
             }
             SampleMode::Linear => {
-                let floors: Vec<Vec<f64>> = values
+                let floors = coords
                     .iter()
-                    .map(|v| v.iter().map(|z| z.floor()).collect())
-                    .collect();
+                    .map(|z| Ok(z.detach().floor()?))
+                    .collect::<Result<Vec<_>>>()?;
                 let mut acc: Option<Tensor> = None;
                 for corner in 0..(1usize << d) {
-                    let mut idx = Vec::with_capacity(l);
-                    let mut valid = Vec::with_capacity(l);
-                    for i in 0..l {
-                        let p: Vec<i64> = floors
-                            .iter()
-                            .enumerate()
-                            .map(|(a, f)| f[i] as i64 + ((corner >> (d - 1 - a)) & 1) as i64)
-                            .collect();
-                        let f = flat(&p);
-                        idx.push(f.unwrap_or(0));
-                        valid.push(if f.is_some() { 1.0 } else { 0.0 });
-                    }
-                    let mut w = Tensor::from_vec(valid, l, x.device())?.to_dtype(x.dtype())?;
+                    let bit = |a: usize| (corner >> (d - 1 - a)) & 1;
+                    let p = floors
+                        .iter()
+                        .enumerate()
+                        .map(|(a, f)| Ok(f.to_dtype(DType::F64)?.affine(1.0, bit(a) as f64)?))
+                        .collect::<Result<Vec<_>>>()?;
+                    let (idx, valid) = flat_index(&p, sizes)?;
+                    let mut w = valid.to_dtype(x.dtype())?;
                     for a in 0..d {
-                        let fl = Tensor::from_vec(floors[a].clone(), l, x.device())?
-                            .to_dtype(x.dtype())?;
-                        let frac = (&coords[a] - fl)?;
-                        let wa = if (corner >> (d - 1 - a)) & 1 == 1 {
+                        let frac = (&coords[a] - &floors[a])?;
+                        let wa = if bit(a) == 1 {
                             frac
                         } else {
                             frac.affine(-1.0, 1.0)?
                         };
                         w = (w * wa)?;
                     }
-                    let idx = Tensor::from_vec(idx, l, x.device())?;
                     let term = xb.index_select(&idx, 1)?.broadcast_mul(&w.unsqueeze(0)?)?;
                     acc = Some(match acc {
                         None => term,
@@ -163,4 +136,38 @@ pub fn grid_sample(
     let mut shape = vec![n, c];
     shape.extend(out);
     Ok(Tensor::stack(&per_n, 0)?.reshape(shape)?)
+}
+
+/// Rounds half to even (PyTorch's nearest mode), elementwise on an f64 tensor of any device.
+fn round_half_even(z: &Tensor) -> Result<Tensor> {
+    let up = z.affine(1.0, 0.5)?.floor()?;
+    // Exactly halfway when rounding up moved by 0.5; then an odd result steps down by one.
+    let tie = (&up - z)?.eq(0.5)?;
+    let odd = (&up - (up.affine(0.5, 0.0)?.floor()? * 2.0)?)?.eq(1.0)?;
+    Ok((&up - tie.mul(&odd)?.to_dtype(DType::F64)?)?)
+}
+
+/// The flat input index (`u32`) of integer pixel coordinates `p` (one f64 tensor per axis, D,
+/// H, W order) and whether every coordinate lies inside `sizes` (`u8`); outside positions
+/// read index 0 and are masked by the caller. Computed on the tensors' device.
+fn flat_index(p: &[Tensor], sizes: &[usize]) -> Result<(Tensor, Tensor)> {
+    let mut flat: Option<Tensor> = None;
+    let mut valid: Option<Tensor> = None;
+    for (a, (pa, &size)) in p.iter().zip(sizes).enumerate() {
+        let stride: usize = sizes[a + 1..].iter().product();
+        let ok = pa.ge(0.0)?.mul(&pa.lt(size as f64)?)?;
+        let term = pa.clamp(0.0, (size - 1) as f64)?.affine(stride as f64, 0.0)?;
+        flat = Some(match flat {
+            None => term,
+            Some(f) => (f + term)?,
+        });
+        valid = Some(match valid {
+            None => ok,
+            Some(v) => v.mul(&ok)?,
+        });
+    }
+    match (flat, valid) {
+        (Some(f), Some(v)) => Ok((f.to_dtype(DType::U32)?, v)),
+        _ => Err(Error::param("grid", "no spatial axes")),
+    }
 }

@@ -82,7 +82,7 @@ impl<M: LinearMap> CustomOp1 for Linear<M> {
 }
 
 fn run<M: LinearMap>(x: &Tensor, map: &Arc<M>, adjoint: bool) -> candle_core::Result<Tensor> {
-    if x.device().is_cpu() {
+    if super::cpu_kernels(x) {
         x.contiguous()?.apply_op1(Linear {
             map: map.clone(),
             adjoint,

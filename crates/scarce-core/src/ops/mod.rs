@@ -40,6 +40,33 @@ pub use softmax::{cross_entropy, log_softmax, one_hot, softmax};
 
 use crate::Result;
 use candle_core::Tensor;
+use std::cell::Cell;
+
+thread_local! {
+    static PORTABLE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with every op called on this thread in its portable form — the composition of
+/// candle ops that CUDA and other devices run — even for CPU tensors. The device-parity tests
+/// use it so that a machine without a GPU still checks the GPU path's arithmetic and
+/// gradients against the fixtures (all of it but candle's own kernels). Scoped to the calling
+/// thread, where ops and their backward passes are dispatched; restored on return or panic.
+pub fn with_portable_ops<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            PORTABLE.with(|p| p.set(self.0));
+        }
+    }
+    let _restore = Restore(PORTABLE.with(|p| p.replace(true)));
+    f()
+}
+
+/// True when `t` takes scarce-core's hand-written CPU kernels: it lives on the CPU and the
+/// thread is not inside [`with_portable_ops`].
+pub(crate) fn cpu_kernels(t: &Tensor) -> bool {
+    t.device().is_cpu() && !PORTABLE.with(Cell::get)
+}
 
 /// Leaky ReLU, `x` for `x > 0` else `slope·x`; exact at every order, one pass each way.
 pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {

@@ -75,7 +75,7 @@ fn fused_affine(
     w: Option<&Tensor>,
     b: Option<&Tensor>,
 ) -> Result<Option<(Tensor, Tensor)>> {
-    if !(x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)) {
+    if !(super::cpu_kernels(x) && matches!(x.dtype(), DType::F32 | DType::F64)) {
         return Ok(None);
     }
     let c = x.dim(1)?;

@@ -202,7 +202,7 @@ fn adaptive_taps(input: usize, out_len: usize) -> Result<AxisTaps> {
 /// the first row holding the maximum).
 pub fn max_pool<const D: usize>(x: &Tensor, opts: &PoolOpts<D>) -> Result<Tensor> {
     opts.check(x)?;
-    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+    if super::cpu_kernels(x) && matches!(x.dtype(), DType::F32 | DType::F64) {
         return max_pool_cpu(x, opts);
     }
     let axes = (0..D)

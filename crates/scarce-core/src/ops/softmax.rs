@@ -31,31 +31,31 @@ pub fn log_softmax(x: &Tensor, dim: isize) -> Result<Tensor> {
     Ok(s.broadcast_sub(&s.exp()?.sum_keepdim(d)?.log()?)?)
 }
 
-/// A one-hot tensor `[N, C, ...]` (dtype of `like`) from class indices `[N, ...]`.
+/// A one-hot tensor `[N, C, ...]` (dtype and device of `like`) from class indices `[N, ...]`,
+/// built on that device (only the smallest and largest index come to the host, to check them).
 pub fn one_hot(target: &Tensor, classes: usize, like: &Tensor) -> Result<Tensor> {
-    let t = target
-        .to_dtype(DType::I64)?
-        .flatten_all()?
-        .to_vec1::<i64>()?;
-    if let Some(bad) = t.iter().find(|&&c| c < 0 || c as usize >= classes) {
-        return Err(Error::param(
-            "target",
-            format!("class {bad} outside 0..{classes}"),
-        ));
+    let t = target.to_device(like.device())?.to_dtype(DType::I64)?;
+    if t.elem_count() > 0 {
+        let flat = t.flatten_all()?;
+        let lo = flat.min(0)?.to_scalar::<i64>()?;
+        let hi = flat.max(0)?.to_scalar::<i64>()?;
+        if let Some(bad) = [lo, hi].into_iter().find(|&c| c < 0 || c as usize >= classes) {
+            return Err(Error::param(
+                "target",
+                format!("class {bad} outside 0..{classes}"),
+            ));
+        }
     }
-    let dims = target.dims();
-    let (n, rest) = (
-        dims.first().copied().unwrap_or(1),
-        dims.iter().skip(1).product::<usize>(),
-    );
-    let mut v = vec![0f64; n * classes * rest];
-    for (i, &c) in t.iter().enumerate() {
-        let (s, r) = (i / rest.max(1), i % rest.max(1));
-        v[(s * classes + c as usize) * rest + r] = 1.0;
-    }
-    let mut shape = vec![n, classes];
-    shape.extend_from_slice(&dims[dims.len().min(1)..]);
-    Ok(Tensor::from_vec(v, shape, like.device())?.to_dtype(like.dtype())?)
+    // [N, 1, ...] against [1, C, 1, ...]
+    let mut class_shape = vec![1, classes];
+    class_shape.extend(std::iter::repeat_n(1, t.rank().saturating_sub(1)));
+    let ids = Tensor::arange(0i64, classes as i64, t.device())?.reshape(class_shape)?;
+    let t = if t.rank() == 0 {
+        t.reshape(1)?
+    } else {
+        t
+    };
+    Ok(t.unsqueeze(1)?.broadcast_eq(&ids)?.to_dtype(like.dtype())?)
 }
 
 /// Mean cross-entropy of logits `x` `[N, C, ...]` against class indices `target` `[N, ...]`

@@ -1,4 +1,5 @@
-//! Encapsulated pixel data: RLE (ours), JPEG (jpeg-decoder), JPEG 2000 and HTJ2K (OpenJPEG
+//! Encapsulated pixel data: RLE (ours), JPEG (jpeg-decoder; libjpeg-turbo for 12-bit DCT
+//! frames), JPEG 2000 and HTJ2K (OpenJPEG
 //! through jpeg2k), JPEG-LS and deflated frames (dicom-rs's adapters, CharLS for JPEG-LS).
 //! With the guards a hostile file needs: the codestream's own dimensions are checked against
 //! the data set before a codec allocates for them, the output size against the bytes
@@ -118,14 +119,24 @@ fn fragments_of(file: &DicomFile) -> (Vec<Vec<u8>>, Vec<u32>) {
     }
 }
 
-/// One JPEG frame through jpeg-decoder. Whether three components are converted from YCbCr
-/// follows the data set's Photometric Interpretation, not the JPEG markers (as GDCM does):
-/// RGB is kept as stored, YBR_* is converted.
+/// One JPEG frame through jpeg-decoder, or libjpeg-turbo for a 12-bit DCT frame (see
+/// [`super::jpeg12`]). Whether three components are converted from YCbCr follows the data
+/// set's Photometric Interpretation, not the JPEG markers (as GDCM does): RGB is kept as
+/// stored, YBR_* is converted.
 fn decode_jpeg(
     data: &[u8],
     a: &ImageAttributes,
     out: &mut Vec<u8>,
 ) -> std::result::Result<(), String> {
+    if super::jpeg12::is_12bit_dct(data) {
+        if a.bits_allocated != 16 {
+            return Err(format!(
+                "12-bit JPEG frame, but BitsAllocated is {}",
+                a.bits_allocated
+            ));
+        }
+        return super::jpeg12::decode(data, a.rows, a.columns, out);
+    }
     let mut decoder = jpeg_decoder::Decoder::new(data);
     // jpeg-decoder's `RGB` is the identity that interleaves; its `None` leaves lines planar.
     let transform = match (a.samples_per_pixel, a.photometric.as_str()) {

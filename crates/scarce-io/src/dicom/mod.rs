@@ -7,6 +7,7 @@ mod codec;
 mod frames;
 mod geometry;
 mod image;
+mod jpeg12;
 pub mod lut;
 mod native;
 mod rle;
