@@ -29,7 +29,10 @@ impl std::str::FromStr for Pref {
                 .and_then(|i| i.parse().ok())
                 .map(Pref::Cuda)
                 .ok_or_else(|| {
-                    Error::param("device", format!("`{s}`: expected auto, cpu, cuda or cuda:N"))
+                    Error::param(
+                        "device",
+                        format!("`{s}`: expected auto, cpu, cuda or cuda:N"),
+                    )
                 }),
         }
     }

@@ -27,9 +27,7 @@ fn var(c: &Case, name: &str, dev: &Device) -> Result<Option<Tensor>> {
         return Ok(None);
     }
     Ok(Some(
-        Var::from_tensor(&c.f64(name, dev)?)?
-            .as_tensor()
-            .clone(),
+        Var::from_tensor(&c.f64(name, dev)?)?.as_tensor().clone(),
     ))
 }
 

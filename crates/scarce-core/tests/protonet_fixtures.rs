@@ -109,11 +109,7 @@ fn check(c: &Case, dev: &Device) -> Result<f64> {
         worst = worst.max(e);
         Ok(())
     };
-    cmp(
-        "support_embeddings",
-        &zs,
-        c.f64("support_embeddings", dev)?,
-    )?;
+    cmp("support_embeddings", &zs, c.f64("support_embeddings", dev)?)?;
     cmp("query_embeddings", &zq, c.f64("query_embeddings", dev)?)?;
     cmp("prototypes", &protos, c.f64("prototypes", dev)?)?;
     cmp("logits", &logits, c.f64("logits", dev)?)?;

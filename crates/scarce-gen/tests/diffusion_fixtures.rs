@@ -233,7 +233,9 @@ fn check(c: &Case, dev: &Device) -> scarce_core::Result<f64> {
 #[test]
 fn diffusers_diffusion_fixtures() {
     let targets = scarce_core::fixture::parity_targets();
-    let Some(report) = check_family_on("diffusion", &targets, check).expect("fixture folder readable") else {
+    let Some(report) =
+        check_family_on("diffusion", &targets, check).expect("fixture folder readable")
+    else {
         return;
     };
     assert!(

@@ -156,7 +156,9 @@ fn flat_index(p: &[Tensor], sizes: &[usize]) -> Result<(Tensor, Tensor)> {
     for (a, (pa, &size)) in p.iter().zip(sizes).enumerate() {
         let stride: usize = sizes[a + 1..].iter().product();
         let ok = pa.ge(0.0)?.mul(&pa.lt(size as f64)?)?;
-        let term = pa.clamp(0.0, (size - 1) as f64)?.affine(stride as f64, 0.0)?;
+        let term = pa
+            .clamp(0.0, (size - 1) as f64)?
+            .affine(stride as f64, 0.0)?;
         flat = Some(match flat {
             None => term,
             Some(f) => (f + term)?,

@@ -39,7 +39,10 @@ pub fn one_hot(target: &Tensor, classes: usize, like: &Tensor) -> Result<Tensor>
         let flat = t.flatten_all()?;
         let lo = flat.min(0)?.to_scalar::<i64>()?;
         let hi = flat.max(0)?.to_scalar::<i64>()?;
-        if let Some(bad) = [lo, hi].into_iter().find(|&c| c < 0 || c as usize >= classes) {
+        if let Some(bad) = [lo, hi]
+            .into_iter()
+            .find(|&c| c < 0 || c as usize >= classes)
+        {
             return Err(Error::param(
                 "target",
                 format!("class {bad} outside 0..{classes}"),
@@ -50,11 +53,7 @@ pub fn one_hot(target: &Tensor, classes: usize, like: &Tensor) -> Result<Tensor>
     let mut class_shape = vec![1, classes];
     class_shape.extend(std::iter::repeat_n(1, t.rank().saturating_sub(1)));
     let ids = Tensor::arange(0i64, classes as i64, t.device())?.reshape(class_shape)?;
-    let t = if t.rank() == 0 {
-        t.reshape(1)?
-    } else {
-        t
-    };
+    let t = if t.rank() == 0 { t.reshape(1)? } else { t };
     Ok(t.unsqueeze(1)?.broadcast_eq(&ids)?.to_dtype(like.dtype())?)
 }
 

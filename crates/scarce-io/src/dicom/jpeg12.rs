@@ -72,7 +72,8 @@ pub(crate) fn is_12bit_dct(data: &[u8]) -> bool {
         if matches!(marker, 0xC1 | 0xC2) {
             return data[i + 4] == 12;
         }
-        if marker == 0xDA || (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC)
+        if marker == 0xDA
+            || (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC)
         {
             return false; // another frame type, or a scan before any frame header
         }
@@ -113,7 +114,9 @@ pub(crate) fn decode(
     }
     let precision = d.get(tj::TJPARAM_TJPARAM_PRECISION);
     if precision != 12 {
-        return Err(format!("expected a 12-bit frame, the stream is {precision}-bit"));
+        return Err(format!(
+            "expected a 12-bit frame, the stream is {precision}-bit"
+        ));
     }
     if d.get(tj::TJPARAM_TJPARAM_COLORSPACE) != tj::TJCS_TJCS_GRAY as c_int {
         return Err("12-bit colour JPEG is not supported (one component expected)".into());
