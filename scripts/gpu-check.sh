@@ -14,7 +14,8 @@
 #                                    scripts/cuda-env.sh needs no GPU, only PyPI access)
 #   scripts/gpu-check.sh run DIR     run DIR's binaries on this machine's GPU
 #   scripts/gpu-check.sh [DIR]       both (DIR defaults to target/gpu-check)
-# The GPU machine needs the driver (libcuda.so.1) and the CUDA 13 libraries the binaries
+# The binaries are built with the release profile (SCARCE_GPU_PROFILE names another, e.g.
+# dev, whose build CI has already made). The GPU machine needs the driver (libcuda.so.1) and the CUDA 13 libraries the binaries
 # load (cublas, cublasLt, curand, nvrtc) on its library path. Fixtures are found as the tests
 # always find them: SCARCE_FIXTURES, else shared/fixtures beside the repo.
 set -euo pipefail
@@ -24,10 +25,12 @@ case "${1:-}" in build | run) MODE=$1; shift ;; esac
 DIR=${1:-target/gpu-check}
 mkdir -p "$DIR/tests" "$DIR/benches"
 DIR=$(cd "$DIR" && pwd)
+PROFILE=${SCARCE_GPU_PROFILE:-release}
 
-# (package, test targets) and (package, bench targets) of the check.
-TESTS="scarce-core:ops_fixtures,protonet_fixtures scarce-metric:protonet_fixtures scarce-meta:maml_fixtures scarce-gen:diffusion_fixtures"
-BENCHES="scarce:protonet_step scarce-meta:maml_step scarce-gen:diffusion"
+# The device-parity tests and the benchmarks of the check. They are built for the whole
+# workspace (features unified as in CI's build, so CI's compiled CUDA kernels are reused).
+TESTS="ops_fixtures protonet_fixtures maml_fixtures diffusion_fixtures"
+BENCHES="protonet_step maml_step diffusion"
 
 executables() { # reads cargo's JSON messages; prints the executables built
     python3 -c 'import json,sys
@@ -40,21 +43,21 @@ for line in sys.stdin:
 build() {
     # shellcheck source=scripts/cuda-env.sh
     source scripts/cuda-env.sh
-    for spec in $TESTS; do
-        args=(-p "${spec%%:*}")
-        IFS=, read -ra targets <<<"${spec#*:}"
-        for t in "${targets[@]}"; do args+=(--test "$t"); done
-        cargo test --release --features cuda --no-run --message-format=json "${args[@]}" |
-            executables | xargs -r -I{} cp {} "$DIR/tests/"
-    done
-    for spec in $BENCHES; do
-        cargo bench --features cuda --no-run --message-format=json -p "${spec%%:*}" --bench "${spec#*:}" |
-            executables | xargs -r -I{} cp {} "$DIR/benches/"
-    done
+    local args=()
+    for t in $TESTS; do args+=(--test "$t"); done
+    cargo test --workspace --profile "$PROFILE" --features cuda --no-run --message-format=json "${args[@]}" |
+        executables | xargs -r -I{} cp {} "$DIR/tests/"
+    args=()
+    for b in $BENCHES; do args+=(--bench "$b"); done
+    cargo bench --workspace --profile "$PROFILE" --features cuda --no-run --message-format=json "${args[@]}" |
+        executables | xargs -r -I{} cp {} "$DIR/benches/"
     ls -l "$DIR/tests" "$DIR/benches"
 }
 
 run() {
+    # Second-order checks need candle to keep the graph of a gradient (as .cargo/config.toml
+    # sets it for cargo commands); the binaries run here without cargo.
+    export CANDLE_GRAD_DO_NOT_DETACH=1
     command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
     status=0
     for t in "$DIR"/tests/*; do

@@ -66,7 +66,10 @@ pub fn device(pref: Pref) -> Result<Device> {
                 match Device::new_cuda(0) {
                     Ok(d) => Ok(d),
                     Err(e) => {
-                        eprintln!("scarce: CUDA unavailable ({e}); using the CPU");
+                        eprintln!(
+                            "scarce: CUDA unavailable ({}); using the CPU",
+                            first_line(&e)
+                        );
                         Ok(Device::Cpu)
                     }
                 }
@@ -84,10 +87,18 @@ pub fn available() -> Vec<Device> {
     if cfg!(feature = "cuda") {
         match Device::new_cuda(0) {
             Ok(d) => all.push(d),
-            Err(e) => eprintln!("scarce: CUDA compiled in but unavailable ({e}); CPU only"),
+            Err(e) => eprintln!(
+                "scarce: CUDA compiled in but unavailable ({}); CPU only",
+                first_line(&e)
+            ),
         }
     }
     all
+}
+
+/// The first line of an error: candle appends a backtrace when `RUST_BACKTRACE` is set.
+fn first_line(e: &candle_core::Error) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_string()
 }
 
 /// A short name for a device in reports: `cpu`, `cuda:0`, `metal:0`.

@@ -98,6 +98,21 @@ mod tests {
         Tensor::zeros(shape, DType::F32, &Device::Cpu).unwrap()
     }
 
+    #[test]
+    fn portable_scope_is_per_thread_and_restored() {
+        let x = zeros(&[1, 1, 2, 2]);
+        assert!(cpu_kernels(&x));
+        with_portable_ops(|| {
+            assert!(!cpu_kernels(&x));
+            // Another thread keeps the kernels.
+            std::thread::scope(|s| s.spawn(|| assert!(cpu_kernels(&x))).join().unwrap());
+        });
+        assert!(cpu_kernels(&x));
+        let panicked = std::panic::catch_unwind(|| with_portable_ops(|| panic!("inside")));
+        assert!(panicked.is_err());
+        assert!(cpu_kernels(&x), "the scope is restored after a panic");
+    }
+
     /// Bad shapes and settings are errors that name the argument at fault, never panics.
     #[test]
     fn bad_input_is_a_named_error() {
