@@ -1,5 +1,5 @@
 //! Every op against PyTorch: `shared/fixtures/ops` (forward, first-order gradients and the
-//! stored second-order products), to 1e-9 relative in f64, on every device-parity target
+//! stored second-order products), to 1e-9 relative in f64 and 1e-4 in f32, on every device-parity target
 //! (`fixture::parity_targets`: the CPU with its kernels and with the portable ops CUDA runs,
 //! and CUDA when compiled in and a GPU answers). Cases are found by listing the folder;
 //! settings and shapes are read from each file.
@@ -7,10 +7,13 @@
 use candle_core::Var;
 use scarce_core::fixture::{check_family_on, rel_err, Case};
 use scarce_core::ops::{self, ConvOpts, InterpMode, Padding, PoolOpts, Resize, SampleMode};
-use scarce_core::{second_order, Device, Error, Result, Tensor};
+use scarce_core::{second_order, DType, Device, Error, Result, Tensor};
 
-/// Relative tolerance in f64, the same on every device.
-const TOL: f64 = 1e-9;
+/// Relative tolerance per dtype, the same on every device: f64 reproduces PyTorch's f64 to
+/// rounding; f32 runs the same case from the f64 inputs rounded to f32 and is compared with
+/// the f64 reference, so its tolerance is f32 rounding through a few ops.
+const TOL_F64: f64 = 1e-9;
+const TOL_F32: f64 = 1e-4;
 
 fn arr<const D: usize>(c: &Case, key: &str) -> Result<[usize; D]> {
     let v = c.meta_usizes(key, D)?;
@@ -22,12 +25,14 @@ fn flag(c: &Case, key: &str) -> Result<bool> {
     Ok(c.meta_str(key)? == "true")
 }
 
-fn var(c: &Case, name: &str, dev: &Device) -> Result<Option<Tensor>> {
+fn var(c: &Case, name: &str, dev: &Device, dtype: DType) -> Result<Option<Tensor>> {
     if !c.has(name) {
         return Ok(None);
     }
     Ok(Some(
-        Var::from_tensor(&c.f64(name, dev)?)?.as_tensor().clone(),
+        Var::from_tensor(&c.f64(name, dev)?.to_dtype(dtype)?)?
+            .as_tensor()
+            .clone(),
     ))
 }
 
@@ -169,22 +174,26 @@ fn grad(store: &candle_core::backprop::GradStore, t: &Tensor) -> Result<Tensor> 
 }
 
 /// Checks one case; returns the largest relative error seen.
-fn check(c: &Case, dev: &Device) -> Result<f64> {
-    let x = var(c, "x", dev)?.ok_or_else(|| Error::Missing {
+fn check(c: &Case, dev: &Device, dtype: DType, tol: f64) -> Result<f64> {
+    let x = var(c, "x", dev, dtype)?.ok_or_else(|| Error::Missing {
         name: "x".into(),
         what: c.name.clone(),
     })?;
-    let (w, b, grid) = (var(c, "w", dev)?, var(c, "b", dev)?, var(c, "grid", dev)?);
+    let (w, b, grid) = (
+        var(c, "w", dev, dtype)?,
+        var(c, "b", dev, dtype)?,
+        var(c, "grid", dev, dtype)?,
+    );
     let y = forward(c, dev, &x, w.as_ref(), b.as_ref(), grid.as_ref())?;
     // `gy` may be stored as [1] for a scalar `y`; it has y's elements either way.
-    let gy = c.f64("gy", dev)?.reshape(y.shape())?;
+    let gy = c.f64("gy", dev)?.to_dtype(dtype)?.reshape(y.shape())?;
     let mut worst: f64 = 0.0;
     let mut cmp = |name: &str, got: &Tensor| -> Result<()> {
         let e = rel_err(got, &c.f64(name, dev)?)?;
-        if e.is_nan() || e > TOL {
+        if e.is_nan() || e > tol {
             return Err(Error::param(
                 name,
-                format!("{}: relative error {e:e} > {TOL:e}", c.name),
+                format!("{}: relative error {e:e} > {tol:e} ({dtype:?})", c.name),
             ));
         }
         worst = worst.max(e);
@@ -206,11 +215,11 @@ fn check(c: &Case, dev: &Device) -> Result<f64> {
             name: "w".into(),
             what: c.name.clone(),
         })?;
-        let s = (grad(&store, w)? * c.f64("v", dev)?)?.sum_all()?;
+        let s = (grad(&store, w)? * c.f64("v", dev)?.to_dtype(dtype)?)?.sum_all()?;
         cmp("hvp_x", &grad(&s.backward()?, &x)?)?;
     }
     if c.has("d2_x") {
-        let s = (&dx * c.f64("u", dev)?)?.sum_all()?;
+        let s = (&dx * c.f64("u", dev)?.to_dtype(dtype)?)?.sum_all()?;
         let st = s.backward()?;
         cmp("d2_x", &grad(&st, &x)?)?;
         if let (Some(w), true) = (&w, c.has("d2_w")) {
@@ -225,16 +234,21 @@ fn ops_match_pytorch() {
     second_order::ensure()
         .expect("second order must be live for the fixture's second-order products");
     let targets = scarce_core::fixture::parity_targets();
-    let Some(report) = check_family_on("ops", &targets, check).unwrap() else {
-        return;
-    };
-    assert!(
-        report.failures.is_empty(),
-        "failures:\n{}",
-        report.failures.join("\n")
-    );
-    assert!(
-        report.checked > 0,
-        "the ops fixture folder exists but holds no case"
-    );
+    for (dtype, tol) in [(DType::F64, TOL_F64), (DType::F32, TOL_F32)] {
+        println!("-- {dtype:?}, relative tolerance {tol:e}");
+        let Some(report) =
+            check_family_on("ops", &targets, |c, dev| check(c, dev, dtype, tol)).unwrap()
+        else {
+            return;
+        };
+        assert!(
+            report.failures.is_empty(),
+            "failures ({dtype:?}):\n{}",
+            report.failures.join("\n")
+        );
+        assert!(
+            report.checked > 0,
+            "the ops fixture folder exists but holds no case"
+        );
+    }
 }
