@@ -103,13 +103,18 @@ pub fn grid_sample(
                     .iter()
                     .map(|z| Ok(z.detach().floor()?))
                     .collect::<Result<Vec<_>>>()?;
+                // Index arithmetic in f64: exact for any input size an f32 index could not hold.
+                let floors64 = floors
+                    .iter()
+                    .map(|f| Ok(f.to_dtype(DType::F64)?))
+                    .collect::<Result<Vec<_>>>()?;
                 let mut acc: Option<Tensor> = None;
                 for corner in 0..(1usize << d) {
                     let bit = |a: usize| (corner >> (d - 1 - a)) & 1;
-                    let p = floors
+                    let p = floors64
                         .iter()
                         .enumerate()
-                        .map(|(a, f)| Ok(f.to_dtype(DType::F64)?.affine(1.0, bit(a) as f64)?))
+                        .map(|(a, f)| Ok(f.affine(1.0, bit(a) as f64)?))
                         .collect::<Result<Vec<_>>>()?;
                     let (idx, valid) = flat_index(&p, sizes)?;
                     let mut w = valid.to_dtype(x.dtype())?;
