@@ -29,6 +29,12 @@ use scarce::episodes::{ClassSplit, Collator, EpisodeConfig, EpisodeSampler, Epis
 use scarce::metric::trainer::episodes_err;
 use scarce::metric::{evaluate, train, FewShotClassifier, Learner, ProtoNet, TrainConfig};
 
+// A 60-way episode's activations (tens of MB each) are above glibc's largest mmap threshold,
+// so with its malloc every one is mapped, faulted in zeroed and unmapped again each step;
+// mimalloc keeps and reuses them.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Args {
     steps: usize,
     train_way: usize,
