@@ -238,13 +238,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         None
     };
-    let mut test_sets = vec![("", &evaluation)];
+    let mut test_sets = vec![("", "characters", &evaluation)];
     if let Some(rotated) = &rotated {
-        test_sets.push(("_rot", rotated));
+        test_sets.push(("_rot", "characters x 4 rotations", rotated));
     }
     // The paper's table adds 20-way tests; the quick run keeps to 5-way to stay in budget.
     let ways: &[usize] = if args.paper { &[5, 20] } else { &[5] };
-    for (suffix, test_data) in test_sets {
+    for (suffix, classes, test_data) in test_sets {
         let test_collator = Collator::new(test_data, &dev);
         for &test_way in ways {
             for (shot, offset) in [(1, 0), (5, 1)] {
@@ -258,11 +258,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .map_err(episodes_err)?;
                 let accs = evaluate(&model, &head, &outcome.best, &test_collator, &set)?;
                 let m = scarce::eval::mean_ci95(&accs)?;
-                let classes = if suffix.is_empty() {
-                    "characters"
-                } else {
-                    "characters x 4 rotations"
-                };
                 println!(
                     "Omniglot {test_way}-way {shot}-shot, 600 test episodes ({classes}): {m} %"
                 );
