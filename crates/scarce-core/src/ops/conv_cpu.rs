@@ -11,6 +11,7 @@
 #![allow(unsafe_code)] // gemm takes raw pointers and strides; each call is bounds-reasoned below.
 
 use super::channel::channel_sum;
+use super::direct;
 use super::im2col::{col2im_into, im2col_into, Geom};
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 use gemm::{gemm, Parallelism};
@@ -294,6 +295,26 @@ impl ConvSpec {
     }
 }
 
+impl ConvOp {
+    /// The f32 op on the direct stride-1 kernels, where the CPU and geometry allow.
+    fn direct(&self, a: &[f32], b: &[f32]) -> Option<Vec<f32>> {
+        let k = direct::Avx2::detect()?;
+        let sp = &self.spec;
+        match self.kind {
+            Kind::Forward => direct::forward(k, &sp.geom, sp.out_channels, sp.groups, a, b, None),
+            Kind::InputGrad => {
+                let fg = Geom {
+                    n: sp.geom.n,
+                    ..sp.flipped_geom()?
+                };
+                let wf = sp.flipped_kernel(b);
+                direct::forward(k, &fg, sp.geom.c, sp.groups, a, &wf, None)
+            }
+            Kind::WeightGrad => direct::weight_grad(k, &sp.geom, sp.out_channels, sp.groups, a, b),
+        }
+    }
+}
+
 impl CustomOp2 for ConvOp {
     fn name(&self) -> &'static str {
         match self.kind {
@@ -337,7 +358,8 @@ impl CustomOp2 for ConvOp {
         }
         let y = match (s1, s2) {
             (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-                CpuStorage::F32(run(self, &a[a0..a1], &b[b0..b1]))
+                let (a, b) = (&a[a0..a1], &b[b0..b1]);
+                CpuStorage::F32(self.direct(a, b).unwrap_or_else(|| run(self, a, b)))
             }
             (CpuStorage::F64(a), CpuStorage::F64(b)) => {
                 CpuStorage::F64(run(self, &a[a0..a1], &b[b0..b1]))
@@ -422,7 +444,11 @@ impl CustomOp3 for ConvBiasOp {
         };
         let y = match (s1, s2, s3) {
             (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
-                CpuStorage::F32(sp.forward(&x[a0..a1], &w[b0..b1], Some(&b[c0..c1])))
+                let (x, w, b) = (&x[a0..a1], &w[b0..b1], Some(&b[c0..c1]));
+                let fast = direct::Avx2::detect().and_then(|k| {
+                    direct::forward(k, &sp.geom, sp.out_channels, sp.groups, x, w, b)
+                });
+                CpuStorage::F32(fast.unwrap_or_else(|| sp.forward(x, w, b)))
             }
             (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
                 CpuStorage::F64(sp.forward(&x[a0..a1], &w[b0..b1], Some(&b[c0..c1])))
@@ -488,4 +514,111 @@ pub(crate) fn conv_forward(
 /// The transposed convolution `dx = ∂T/∂x(y, w)`: `y` `[N, O, Do, Ho, Wo]` → `[N, C, D, H, W]`.
 pub(crate) fn conv_input_grad(spec: ConvSpec, y: &Tensor, w: &Tensor) -> crate::Result<Tensor> {
     Ok(run(&Arc::new(spec), Kind::InputGrad, y, w)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in (-1, 1).
+    fn values(n: usize, seed: u64) -> Vec<f64> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn f32s(v: &[f64]) -> Vec<f32> {
+        v.iter().map(|&v| v as f32).collect()
+    }
+
+    /// Largest difference relative to the largest reference magnitude.
+    fn rel_err(got: &[f32], want: &[f64]) -> f64 {
+        assert_eq!(got.len(), want.len());
+        let scale = want.iter().fold(1e-30f64, |m, v| m.max(v.abs()));
+        got.iter()
+            .zip(want)
+            .map(|(&g, &w)| (g as f64 - w).abs())
+            .fold(0.0, f64::max)
+            / scale
+    }
+
+    /// The direct f32 kernels against the f64 column-matrix path (itself checked against
+    /// PyTorch by the ops fixtures) on every stride-1 shape the UNets and backbones use,
+    /// plus groups, dilation, odd sizes, a single sample and 3D.
+    #[test]
+    fn direct_kernels_match_the_column_path() {
+        let Some(_) = direct::Avx2::detect() else {
+            eprintln!("no AVX2 + FMA here: the direct kernels do not run");
+            return;
+        };
+        // (n, c, o, groups, input [d, h, w], kernel, pad, dil)
+        type Case = (
+            usize,
+            usize,
+            usize,
+            usize,
+            [usize; 3],
+            [usize; 3],
+            [usize; 3],
+            [usize; 3],
+        );
+        let cases: &[Case] = &[
+            (3, 5, 7, 1, [1, 9, 11], [1, 3, 3], [0, 1, 1], [1; 3]),
+            (2, 32, 32, 1, [1, 8, 8], [1, 3, 3], [0, 1, 1], [1; 3]),
+            (1, 3, 13, 1, [1, 17, 5], [1, 3, 3], [0, 0, 2], [1; 3]),
+            (2, 6, 4, 2, [1, 7, 7], [1, 3, 3], [0, 2, 2], [1, 2, 2]),
+            (2, 8, 3, 1, [1, 6, 6], [1, 1, 1], [0; 3], [1; 3]),
+            (2, 4, 6, 1, [1, 5, 9], [1, 5, 2], [0, 2, 1], [1; 3]),
+            (2, 3, 5, 1, [4, 5, 6], [3, 3, 3], [1, 1, 1], [1; 3]),
+            (1, 1, 1, 1, [1, 4, 4], [1, 3, 3], [0, 1, 1], [1; 3]),
+        ];
+        for (i, &(n, c, o, groups, input, kernel, pad, dil)) in cases.iter().enumerate() {
+            let output = std::array::from_fn(|a| input[a] + 2 * pad[a] - dil[a] * (kernel[a] - 1));
+            let spec = Arc::new(ConvSpec {
+                geom: Geom {
+                    n,
+                    c,
+                    input,
+                    kernel,
+                    stride: [1; 3],
+                    pad,
+                    dil,
+                    output,
+                },
+                out_channels: o,
+                groups,
+            });
+            let g = &spec.geom;
+            let x = values(n * c * g.in_len(), 1 + i as u64);
+            let w = values(o * (c / groups) * g.kernel_len(), 100 + i as u64);
+            let b = values(o, 200 + i as u64);
+            let dy = values(n * o * g.out_len(), 300 + i as u64);
+            let k = direct::Avx2::detect().unwrap();
+
+            let y = direct::forward(k, g, o, groups, &f32s(&x), &f32s(&w), Some(&f32s(&b)));
+            let want = spec.forward(&x, &w, Some(&b));
+            let e = rel_err(&y.unwrap(), &want);
+            assert!(e < 1e-5, "case {i}: forward off by {e:e}");
+
+            let op = |kind| ConvOp {
+                spec: spec.clone(),
+                kind,
+            };
+            let dx = op(Kind::InputGrad).direct(&f32s(&dy), &f32s(&w)).unwrap();
+            let e = rel_err(&dx, &spec.input_grad(&dy, &w));
+            assert!(e < 1e-5, "case {i}: input gradient off by {e:e}");
+
+            let dw = op(Kind::WeightGrad).direct(&f32s(&dy), &f32s(&x)).unwrap();
+            let e = rel_err(&dw, &spec.weight_grad(&dy, &x));
+            assert!(e < 1e-5, "case {i}: weight gradient off by {e:e}");
+        }
+    }
 }

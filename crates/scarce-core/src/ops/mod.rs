@@ -11,6 +11,7 @@ mod bn_fused;
 mod channel;
 mod conv;
 mod conv_cpu;
+mod direct;
 mod gate;
 mod gather;
 mod grid_sample;

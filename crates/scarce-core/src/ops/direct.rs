@@ -1,0 +1,381 @@
+//! Stride-1 f32 convolution on AVX2 + FMA without a column matrix: the forward pass and the
+//! weight gradient as register-tiled products over a zero-padded copy of each sample.
+//!
+//! On the padded input (sizes `P = input + 2·pad`) every output position `(d, h, w)` has a
+//! flat index `q = (d·P₁ + h)·P₂ + w` on the padded grid, and kernel row `(c, kd, kh, kw)`
+//! reads the padded input at `q + off(c, kd, kh, kw)` with a constant offset. So sixteen
+//! consecutive `q` read sixteen consecutive inputs for every kernel row: the column matrix
+//! `im2col` would copy out is already there, a row at a time, and the multiply reads it in
+//! place. Positions of the grid outside the output (the padding columns between rows) are
+//! computed and discarded, a waste of `2·pad / P₂` of a row. The input gradient of a stride-1
+//! convolution is itself such a correlation (of `dy` with the flipped kernel), so the three
+//! products of a convolution layer all run here; other strides keep the `im2col` path.
+//!
+//! The kernel holds a 6×16 tile of the product in twelve ymm registers (the usual AVX2
+//! shape: 12 FMAs for 2 loads and 6 broadcasts per step).
+
+#![allow(unsafe_code)] // SIMD intrinsics and raw tile pointers; each access is bounds-reasoned.
+
+use super::im2col::Geom;
+use rayon::prelude::*;
+
+/// Rows of a register tile.
+const MR: usize = 6;
+/// Columns of a register tile (two ymm vectors).
+const NR: usize = 16;
+/// Position blocks of one parallel task in the forward pass.
+const BLOCKS_PER_TASK: usize = 4;
+
+/// Proof that this CPU has AVX2 and FMA; only [`Avx2::detect`] makes one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Avx2(Private);
+
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug, Clone, Copy)]
+struct Private;
+#[cfg(not(target_arch = "x86_64"))]
+#[derive(Debug, Clone, Copy)]
+enum Private {}
+
+impl Avx2 {
+    /// `Some` where the CPU runs AVX2 and FMA (checked once).
+    pub fn detect() -> Option<Avx2> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+            let ok = *OK.get_or_init(|| {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            });
+            ok.then_some(Avx2(Private))
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        None
+    }
+
+    /// `out[i][j] = Σ_{p < k} A_i[p] · B_p[j]` for `i < m ≤ MR`, `j < NR`, where row `i` of A
+    /// is `k` consecutive floats from `a[i]` and `B_p` is 16 consecutive floats at `b.row(p)`.
+    ///
+    /// # Safety
+    /// `a[i]` must be readable for `k` floats (`i < m`) and `b.row(p)` for 16 (`p < k`).
+    #[inline]
+    unsafe fn tile(
+        self,
+        m: usize,
+        k: usize,
+        a: &[*const f32; MR],
+        b: impl RowsB,
+        out: &mut [[f32; NR]; MR],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        match m {
+            1 => avx2::tile::<1>(k, a, b, out),
+            2 => avx2::tile::<2>(k, a, b, out),
+            3 => avx2::tile::<3>(k, a, b, out),
+            4 => avx2::tile::<4>(k, a, b, out),
+            5 => avx2::tile::<5>(k, a, b, out),
+            _ => avx2::tile::<6>(k, a, b, out),
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        match self.0 {}
+    }
+}
+
+/// Where row `p` of a tile's right-hand side starts.
+trait RowsB: Copy {
+    /// # Safety
+    /// `p` must be a row the caller vouches for (see [`Avx2::tile`]).
+    unsafe fn row(self, p: usize) -> *const f32;
+}
+
+/// Rows at a base plus a tabled offset: the kernel rows of the padded input.
+#[derive(Clone, Copy)]
+struct Tabled {
+    base: *const f32,
+    offsets: *const usize,
+}
+
+impl RowsB for Tabled {
+    #[inline(always)]
+    unsafe fn row(self, p: usize) -> *const f32 {
+        self.base.add(*self.offsets.add(p))
+    }
+}
+
+/// Rows at a fixed stride.
+#[derive(Clone, Copy)]
+struct Strided {
+    base: *const f32,
+    stride: usize,
+}
+
+impl RowsB for Strided {
+    #[inline(always)]
+    unsafe fn row(self, p: usize) -> *const f32 {
+        self.base.add(p * self.stride)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{RowsB, MR, NR};
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tile<const M: usize>(
+        k: usize,
+        a: &[*const f32; MR],
+        b: impl RowsB,
+        out: &mut [[f32; NR]; MR],
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); 2]; M];
+        for p in 0..k {
+            let row = b.row(p);
+            let b0 = _mm256_loadu_ps(row);
+            let b1 = _mm256_loadu_ps(row.add(8));
+            for i in 0..M {
+                let av = _mm256_broadcast_ss(&*a[i].add(p));
+                acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
+                acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
+            }
+        }
+        for i in 0..M {
+            _mm256_storeu_ps(out[i].as_mut_ptr(), acc[i][0]);
+            _mm256_storeu_ps(out[i].as_mut_ptr().add(8), acc[i][1]);
+        }
+    }
+}
+
+/// A raw pointer shared by tasks that write disjoint elements.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: only used by tasks whose writes never overlap (see each use).
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper).
+    fn at(self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
+    }
+}
+
+/// The padded grid of a stride-1 convolution.
+struct Grid {
+    /// Padded input sizes.
+    padded: [usize; 3],
+    /// Elements of one padded channel.
+    plane: usize,
+    /// Grid positions covering every output: the last output's index + 1.
+    qlen: usize,
+    /// Offset of kernel row `(c, kd, kh, kw)` (channels of one group) from its position.
+    offsets: Vec<usize>,
+    /// For each output position `l` (row-major over the output), its grid position.
+    q_of_l: Vec<usize>,
+}
+
+impl Grid {
+    /// `None` unless every stride is 1.
+    fn new(g: &Geom, channels: usize) -> Option<Grid> {
+        if g.stride != [1; 3] || channels == 0 || g.in_len() == 0 {
+            return None;
+        }
+        let padded: [usize; 3] = std::array::from_fn(|a| g.input[a] + 2 * g.pad[a]);
+        let plane = padded.iter().product();
+        let [od, oh, ow] = g.output;
+        if od == 0 || oh == 0 || ow == 0 {
+            return None;
+        }
+        let qlen = ((od - 1) * padded[1] + oh - 1) * padded[2] + ow;
+        let [kd, kh, kw] = g.kernel;
+        let mut offsets = Vec::with_capacity(channels * g.kernel_len());
+        for c in 0..channels {
+            for a in 0..kd {
+                for b in 0..kh {
+                    for e in 0..kw {
+                        offsets.push(
+                            c * plane
+                                + (a * g.dil[0] * padded[1] + b * g.dil[1]) * padded[2]
+                                + e * g.dil[2],
+                        );
+                    }
+                }
+            }
+        }
+        let mut q_of_l = Vec::with_capacity(g.out_len());
+        for d in 0..od {
+            for h in 0..oh {
+                let row = (d * padded[1] + h) * padded[2];
+                q_of_l.extend(row..row + ow);
+            }
+        }
+        Some(Grid {
+            padded,
+            plane,
+            qlen,
+            offsets,
+            q_of_l,
+        })
+    }
+
+    /// Floats of one padded sample: every channel plus a margin, since the last block of
+    /// sixteen positions may run up to 15 past the grid.
+    fn span(&self, channels: usize) -> usize {
+        channels * self.plane + NR
+    }
+
+    /// Writes sample `x` (`[C, D, H, W]`) into `dst` zero-padded (margin included).
+    fn pad(&self, g: &Geom, x: &[f32], dst: &mut [f32]) {
+        dst.fill(0.0);
+        let [id, ih, iw] = g.input;
+        let [p1, p2] = [self.padded[1], self.padded[2]];
+        for (c, src) in x.chunks_exact(g.in_len()).enumerate() {
+            for d in 0..id {
+                for h in 0..ih {
+                    let to = c * self.plane + ((d + g.pad[0]) * p1 + h + g.pad[1]) * p2 + g.pad[2];
+                    dst[to..to + iw].copy_from_slice(&src[(d * ih + h) * iw..][..iw]);
+                }
+            }
+        }
+    }
+}
+
+/// `y = conv(x, w) (+ b)` for a stride-1 geometry (`None` for other strides). `x` is
+/// `[N, C, …]`, `w` `[O, C/groups, k…]`, `b` `[O]`.
+pub(crate) fn forward(
+    k: Avx2,
+    g: &Geom,
+    out_channels: usize,
+    groups: usize,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+) -> Option<Vec<f32>> {
+    let (cg, og) = (g.c / groups, out_channels / groups);
+    let grid = Grid::new(g, cg)?;
+    let kg = cg * g.kernel_len();
+    let (l, span, xn) = (g.out_len(), grid.span(g.c), g.c * g.in_len());
+    let mut xp = vec![0.0f32; g.n * span];
+    xp.par_chunks_mut(span)
+        .zip(x.par_chunks(xn))
+        .for_each(|(dst, src)| grid.pad(g, src, dst));
+
+    // For each grid position, its output index (or none for a padding column).
+    let mut l_of_q = vec![usize::MAX; grid.qlen.next_multiple_of(NR)];
+    for (li, &q) in grid.q_of_l.iter().enumerate() {
+        l_of_q[q] = li;
+    }
+    let blocks = grid.qlen.div_ceil(NR);
+    let per_sample = blocks.div_ceil(BLOCKS_PER_TASK);
+    let mut y = vec![0.0f32; g.n * out_channels * l];
+    let yp = SharedMut(y.as_mut_ptr());
+    (0..g.n * per_sample).into_par_iter().for_each(|task| {
+        let (n, first) = (task / per_sample, (task % per_sample) * BLOCKS_PER_TASK);
+        let sample = &xp[n * span..][..span];
+        let mut tile = [[0.0f32; NR]; MR];
+        for blk in first..(first + BLOCKS_PER_TASK).min(blocks) {
+            let q0 = blk * NR;
+            let dests = &l_of_q[q0..q0 + NR];
+            for gi in 0..groups {
+                let rows = Tabled {
+                    // In bounds: q0 + 15 + offsets ≤ span - 1 (see Grid::span).
+                    base: sample[gi * cg * grid.plane + q0..].as_ptr(),
+                    offsets: grid.offsets.as_ptr(),
+                };
+                for o0 in (0..og).step_by(MR) {
+                    let m = MR.min(og - o0);
+                    let first_w = (gi * og + o0) * kg;
+                    let a: [*const f32; MR] =
+                        std::array::from_fn(|i| w[first_w + i.min(m - 1) * kg..].as_ptr());
+                    // SAFETY: rows i < m of w hold kg floats; every tabled row has 16
+                    // readable floats within `sample` (Grid::span).
+                    unsafe { k.tile(m, kg, &a, rows, &mut tile) };
+                    for (i, t) in tile.iter().enumerate().take(m) {
+                        let oc = gi * og + o0 + i;
+                        let bias = b.map_or(0.0, |b| b[oc]);
+                        let row = (n * out_channels + oc) * l;
+                        for (&li, &v) in dests.iter().zip(t) {
+                            if li != usize::MAX {
+                                // SAFETY: output (n, oc, li) is written by this task alone:
+                                // tasks split the samples' grid positions.
+                                unsafe { *yp.at(row + li) = v + bias };
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+    Some(y)
+}
+
+/// `dW[o, (c, k…)] = Σ_n Σ_l dy[n, o, l] · x[n, c, l + k…]` for a stride-1 geometry (`None`
+/// for other strides): `[O, C/groups, k…]` flat.
+pub(crate) fn weight_grad(
+    k: Avx2,
+    g: &Geom,
+    out_channels: usize,
+    groups: usize,
+    dy: &[f32],
+    x: &[f32],
+) -> Option<Vec<f32>> {
+    let (cg, og) = (g.c / groups, out_channels / groups);
+    let grid = Grid::new(g, cg)?;
+    let kg = cg * g.kernel_len();
+    let (l, span, xn) = (g.out_len(), grid.span(g.c), g.c * g.in_len());
+    // dy of one group on the grid, transposed ([q, o] with o padded to a tile's 16 columns);
+    // padding columns stay zero, so products over the whole grid count outputs only.
+    let opad = og.next_multiple_of(NR);
+    let dyq_len = grid.qlen * opad + NR;
+    let new_worker = || {
+        (
+            vec![0.0f32; out_channels * kg],
+            vec![0.0f32; span],
+            vec![0.0f32; dyq_len],
+        )
+    };
+    let (dw, _, _) = (0..g.n)
+        .into_par_iter()
+        .fold(new_worker, |(mut dw, mut xp, mut dyq), n| {
+            grid.pad(g, &x[n * xn..][..xn], &mut xp);
+            let mut tile = [[0.0f32; NR]; MR];
+            for gi in 0..groups {
+                for oo in 0..og {
+                    let src = &dy[(n * out_channels + gi * og + oo) * l..][..l];
+                    for (&q, &v) in grid.q_of_l.iter().zip(src) {
+                        dyq[q * opad + oo] = v;
+                    }
+                }
+                for k0 in (0..kg).step_by(MR) {
+                    let m = MR.min(kg - k0);
+                    let base = gi * cg * grid.plane;
+                    let a: [*const f32; MR] = std::array::from_fn(|i| {
+                        xp[base + grid.offsets[k0 + i.min(m - 1)]..].as_ptr()
+                    });
+                    for o0 in (0..og).step_by(NR) {
+                        let rows = Strided {
+                            base: dyq[o0..].as_ptr(),
+                            stride: opad,
+                        };
+                        // SAFETY: a kernel row's offset + qlen ≤ the padded sample's
+                        // channels (Grid::new); dyq holds qlen rows of opad ≥ o0 + 16.
+                        unsafe { k.tile(m, grid.qlen, &a, rows, &mut tile) };
+                        for (i, t) in tile.iter().enumerate().take(m) {
+                            for (j, &v) in t.iter().enumerate().take(NR.min(og - o0)) {
+                                dw[(gi * og + o0 + j) * kg + k0 + i] += v;
+                            }
+                        }
+                    }
+                }
+            }
+            (dw, xp, dyq)
+        })
+        .reduce(
+            || (vec![0.0f32; out_channels * kg], vec![], vec![]),
+            |(mut a, xp, dyq), (b, _, _)| {
+                a.iter_mut().zip(&b).for_each(|(a, &b)| *a += b);
+                (a, xp, dyq)
+            },
+        );
+    Some(dw)
+}
