@@ -194,8 +194,26 @@ fn norms_softmax_losses() {
     both(
         "group_norm",
         |t| ops::group_norm(&t[0], 2, Some(&t[1]), Some(&t[2]), 1e-5),
-        &[x.clone(), w, b],
+        &[x.clone(), w.clone(), b.clone()],
     );
+    both(
+        "group_norm_silu",
+        |t| ops::group_norm_silu(&t[0], 2, Some(&t[1]), Some(&t[2]), 1e-5),
+        &[x.clone(), w.clone(), b.clone()],
+    );
+    // The fused kernels against the composed ops they replace.
+    for silu in [false, true] {
+        let run = || {
+            if silu {
+                ops::group_norm_silu(&x, 2, Some(&w), Some(&b), 1e-5)
+            } else {
+                ops::group_norm(&x, 2, Some(&w), Some(&b), 1e-5)
+            }
+        };
+        let fused = run().unwrap();
+        let composed = ops::with_portable_ops(run).unwrap();
+        assert!(scarce_core::fixture::rel_err(&fused, &composed).unwrap() < 1e-14);
+    }
     let lw = rand(23, &[2, 2]);
     both(
         "layer_norm",

@@ -380,6 +380,17 @@ impl UNet {
         )?)
     }
 
+    /// `silu(norm(x))` as one fused op.
+    fn norm_silu(&self, p: &Params, name: &str, x: &Tensor) -> Result<Tensor> {
+        Ok(ops::group_norm_silu(
+            x,
+            self.config.groups,
+            Some(p.require(&format!("{name}.weight"))?),
+            Some(p.require(&format!("{name}.bias"))?),
+            self.config.norm_eps,
+        )?)
+    }
+
     fn linear(&self, p: &Params, name: &str, x: &Tensor) -> Result<Tensor> {
         Ok(ops::linear(
             x,
@@ -389,13 +400,13 @@ impl UNet {
     }
 
     fn res_block(&self, p: &Params, name: &str, x: &Tensor, emb: &Tensor) -> Result<Tensor> {
-        let h = silu(&self.norm(p, &format!("{name}.norm1"), x)?)?;
+        let h = self.norm_silu(p, &format!("{name}.norm1"), x)?;
         let h = self.conv(p, &format!("{name}.conv1"), &h, 1, 1)?;
         let t = self.linear(p, &format!("{name}.time_emb_proj"), &silu(emb)?)?;
         let mut tshape = t.dims().to_vec();
         tshape.extend(std::iter::repeat_n(1, self.config.spatial_dims));
         let h = h.broadcast_add(&t.reshape(tshape)?)?;
-        let h = silu(&self.norm(p, &format!("{name}.norm2"), &h)?)?;
+        let h = self.norm_silu(p, &format!("{name}.norm2"), &h)?;
         let h = self.conv(p, &format!("{name}.conv2"), &h, 1, 1)?;
         let skip = if p.get(&format!("{name}.skip.weight")).is_some() {
             self.conv(p, &format!("{name}.skip"), x, 1, 0)?
@@ -523,7 +534,7 @@ impl UNet {
                 h = self.conv(p, &format!("up.{i}.up"), &h, 1, 1)?;
             }
         }
-        let h = silu(&self.norm(p, "out.norm", &h)?)?;
+        let h = self.norm_silu(p, "out.norm", &h)?;
         self.conv(p, "out.conv", &h, 1, 1)
     }
 

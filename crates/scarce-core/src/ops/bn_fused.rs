@@ -42,14 +42,14 @@ impl Stats {
     }
 }
 
-fn dims3(shape: &Shape) -> (usize, usize, usize) {
+pub(crate) fn dims3(shape: &Shape) -> (usize, usize, usize) {
     let d = shape.dims();
     (d[0], d[1], d[2..].iter().product())
 }
 
 /// `Σ f(p[i])`, accumulated in `T` over 8 independent lanes (so that it vectorises) and
 /// returned in f64; callers add these per-plane sums in f64.
-fn lanes<T: WithDType>(p: &[T], f: impl Fn(T) -> T) -> f64 {
+pub(crate) fn lanes<T: WithDType>(p: &[T], f: impl Fn(T) -> T) -> f64 {
     let mut acc = [T::zero(); 8];
     let chunks = p.chunks_exact(8);
     let rest = chunks.remainder();
@@ -271,21 +271,21 @@ macro_rules! on_floats {
         }
     };
 }
-use on_floats;
+pub(crate) use on_floats;
 
-enum Slice<'a> {
+pub(crate) enum Slice<'a> {
     F32(&'a [f32]),
     F64(&'a [f64]),
 }
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<Slice<'a>> {
+pub(crate) fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<Slice<'a>> {
     let Some((a, b)) = l.contiguous_offsets() else {
-        bail!("batch norm: inputs must be contiguous")
+        bail!("fused norm: inputs must be contiguous")
     };
     Ok(match s {
         CpuStorage::F32(v) => Slice::F32(&v[a..b]),
         CpuStorage::F64(v) => Slice::F64(&v[a..b]),
-        _ => bail!("batch norm: only f32 and f64 are supported on the CPU"),
+        _ => bail!("fused norm: only f32 and f64 are supported on the CPU"),
     })
 }
 

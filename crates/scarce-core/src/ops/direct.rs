@@ -17,7 +17,7 @@
 #![allow(unsafe_code)] // SIMD intrinsics and raw tile pointers; each access is bounds-reasoned.
 
 use super::im2col::Geom;
-use rayon::prelude::*;
+use super::par::{self, SharedMut};
 
 /// Rows of a register tile.
 const MR: usize = 6;
@@ -146,20 +146,6 @@ mod avx2 {
     }
 }
 
-/// A raw pointer shared by tasks that write disjoint elements.
-#[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
-// SAFETY: only used by tasks whose writes never overlap (see each use).
-unsafe impl Send for SharedMut {}
-unsafe impl Sync for SharedMut {}
-
-impl SharedMut {
-    /// The pointer (a method, so closures capture the whole `Sync` wrapper).
-    fn at(self, i: usize) -> *mut f32 {
-        self.0.wrapping_add(i)
-    }
-}
-
 /// The padded grid of a stride-1 convolution.
 struct Grid {
     /// Padded input sizes.
@@ -224,9 +210,10 @@ impl Grid {
         channels * self.plane + NR
     }
 
-    /// Writes sample `x` (`[C, D, H, W]`) into `dst` zero-padded (margin included).
+    /// Writes sample `x` (`[C, D, H, W]`) into the interior of `dst`, whose padding (and
+    /// margin) must already be zero: only the interior is ever written, so a buffer
+    /// reused for the next sample keeps its zeros.
     fn pad(&self, g: &Geom, x: &[f32], dst: &mut [f32]) {
-        dst.fill(0.0);
         let [id, ih, iw] = g.input;
         let [p1, p2] = [self.padded[1], self.padded[2]];
         for (c, src) in x.chunks_exact(g.in_len()).enumerate() {
@@ -256,9 +243,12 @@ pub(crate) fn forward(
     let kg = cg * g.kernel_len();
     let (l, span, xn) = (g.out_len(), grid.span(g.c), g.c * g.in_len());
     let mut xp = vec![0.0f32; g.n * span];
-    xp.par_chunks_mut(span)
-        .zip(x.par_chunks(xn))
-        .for_each(|(dst, src)| grid.pad(g, src, dst));
+    let xpp = SharedMut(xp.as_mut_ptr());
+    par::for_each(g.n, |n| {
+        // SAFETY: sample n's span of xp is written by this call alone.
+        let dst = unsafe { std::slice::from_raw_parts_mut(xpp.at(n * span), span) };
+        grid.pad(g, &x[n * xn..][..xn], dst);
+    });
 
     // For each grid position, its output index (or none for a padding column).
     let mut l_of_q = vec![usize::MAX; grid.qlen.next_multiple_of(NR)];
@@ -269,7 +259,7 @@ pub(crate) fn forward(
     let per_sample = blocks.div_ceil(BLOCKS_PER_TASK);
     let mut y = vec![0.0f32; g.n * out_channels * l];
     let yp = SharedMut(y.as_mut_ptr());
-    (0..g.n * per_sample).into_par_iter().for_each(|task| {
+    par::for_each(g.n * per_sample, |task| {
         let (n, first) = (task / per_sample, (task % per_sample) * BLOCKS_PER_TASK);
         let sample = &xp[n * span..][..span];
         let mut tile = [[0.0f32; NR]; MR];
@@ -334,48 +324,41 @@ pub(crate) fn weight_grad(
             vec![0.0f32; dyq_len],
         )
     };
-    let (dw, _, _) = (0..g.n)
-        .into_par_iter()
-        .fold(new_worker, |(mut dw, mut xp, mut dyq), n| {
-            grid.pad(g, &x[n * xn..][..xn], &mut xp);
-            let mut tile = [[0.0f32; NR]; MR];
-            for gi in 0..groups {
-                for oo in 0..og {
-                    let src = &dy[(n * out_channels + gi * og + oo) * l..][..l];
-                    for (&q, &v) in grid.q_of_l.iter().zip(src) {
-                        dyq[q * opad + oo] = v;
-                    }
+    let parts = par::fold(g.n, new_worker, |(dw, xp, dyq), n| {
+        grid.pad(g, &x[n * xn..][..xn], xp);
+        let mut tile = [[0.0f32; NR]; MR];
+        for gi in 0..groups {
+            for oo in 0..og {
+                let src = &dy[(n * out_channels + gi * og + oo) * l..][..l];
+                for (&q, &v) in grid.q_of_l.iter().zip(src) {
+                    dyq[q * opad + oo] = v;
                 }
-                for k0 in (0..kg).step_by(MR) {
-                    let m = MR.min(kg - k0);
-                    let base = gi * cg * grid.plane;
-                    let a: [*const f32; MR] = std::array::from_fn(|i| {
-                        xp[base + grid.offsets[k0 + i.min(m - 1)]..].as_ptr()
-                    });
-                    for o0 in (0..og).step_by(NR) {
-                        let rows = Strided {
-                            base: dyq[o0..].as_ptr(),
-                            stride: opad,
-                        };
-                        // SAFETY: a kernel row's offset + qlen ≤ the padded sample's
-                        // channels (Grid::new); dyq holds qlen rows of opad ≥ o0 + 16.
-                        unsafe { k.tile(m, grid.qlen, &a, rows, &mut tile) };
-                        for (i, t) in tile.iter().enumerate().take(m) {
-                            for (j, &v) in t.iter().enumerate().take(NR.min(og - o0)) {
-                                dw[(gi * og + o0 + j) * kg + k0 + i] += v;
-                            }
+            }
+            for k0 in (0..kg).step_by(MR) {
+                let m = MR.min(kg - k0);
+                let base = gi * cg * grid.plane;
+                let a: [*const f32; MR] =
+                    std::array::from_fn(|i| xp[base + grid.offsets[k0 + i.min(m - 1)]..].as_ptr());
+                for o0 in (0..og).step_by(NR) {
+                    let rows = Strided {
+                        base: dyq[o0..].as_ptr(),
+                        stride: opad,
+                    };
+                    // SAFETY: a kernel row's offset + qlen ≤ the padded sample's
+                    // channels (Grid::new); dyq holds qlen rows of opad ≥ o0 + 16.
+                    unsafe { k.tile(m, grid.qlen, &a, rows, &mut tile) };
+                    for (i, t) in tile.iter().enumerate().take(m) {
+                        for (j, &v) in t.iter().enumerate().take(NR.min(og - o0)) {
+                            dw[(gi * og + o0 + j) * kg + k0 + i] += v;
                         }
                     }
                 }
             }
-            (dw, xp, dyq)
-        })
-        .reduce(
-            || (vec![0.0f32; out_channels * kg], vec![], vec![]),
-            |(mut a, xp, dyq), (b, _, _)| {
-                a.iter_mut().zip(&b).for_each(|(a, &b)| *a += b);
-                (a, xp, dyq)
-            },
-        );
+        }
+    });
+    let mut dw = vec![0.0f32; out_channels * kg];
+    for (part, _, _) in parts {
+        dw.iter_mut().zip(&part).for_each(|(a, &b)| *a += b);
+    }
     Some(dw)
 }

@@ -14,11 +14,13 @@ mod conv_cpu;
 mod direct;
 mod gate;
 mod gather;
+mod gn_fused;
 mod grid_sample;
 mod im2col;
 mod interp;
 mod linear;
 mod norm;
+mod par;
 mod pool;
 mod softmax;
 mod taps;
@@ -30,8 +32,8 @@ pub use conv::{
 pub use grid_sample::{grid_sample, Padding, SampleMode};
 pub use interp::{interpolate, InterpMode, Resize};
 pub use norm::{
-    batch_norm_eval, batch_norm_train, batch_norm_train_max_pool, group_norm, layer_norm,
-    BatchStats,
+    batch_norm_eval, batch_norm_train, batch_norm_train_max_pool, group_norm, group_norm_silu,
+    layer_norm, BatchStats,
 };
 pub use pool::{
     adaptive_avg_pool, adaptive_avg_pool2d, adaptive_avg_pool3d, avg_pool, avg_pool2d, avg_pool3d,

@@ -4,6 +4,7 @@
 
 use super::bn_fused::{bn_max_pool_cpu, bn_train_cpu, Stats};
 use super::channel::{channel_expand, channel_sum};
+use super::gn_fused::group_norm_cpu;
 use super::pool::{max_pool, windows, PoolOpts};
 use crate::{Error, Result};
 use candle_core::{DType, Tensor};
@@ -186,6 +187,29 @@ pub fn group_norm(
     b: Option<&Tensor>,
     eps: f64,
 ) -> Result<Tensor> {
+    group_norm_act(x, groups, w, b, eps, false)
+}
+
+/// `silu(group_norm(x))`, the pre-activation of a residual block (diffusion UNets). On the
+/// CPU one fused op: three passes forward and two backward, instead of about twenty.
+pub fn group_norm_silu(
+    x: &Tensor,
+    groups: usize,
+    w: Option<&Tensor>,
+    b: Option<&Tensor>,
+    eps: f64,
+) -> Result<Tensor> {
+    group_norm_act(x, groups, w, b, eps, true)
+}
+
+fn group_norm_act(
+    x: &Tensor,
+    groups: usize,
+    w: Option<&Tensor>,
+    b: Option<&Tensor>,
+    eps: f64,
+    silu: bool,
+) -> Result<Tensor> {
     if x.rank() < 2 {
         return Err(Error::shape("x", "[N, C, ...]", x.dims()));
     }
@@ -196,11 +220,14 @@ pub fn group_norm(
             format!("{groups} does not divide {c} channels"),
         ));
     }
-    // Group statistics are batch-norm statistics of `[1, N·G, rest]`: the fused batch-norm
-    // kernels (CPU f32/f64) do the work, exact at first and second order like the rest.
+    if let Some((w, b)) = fused_affine(x, w, b)? {
+        return group_norm_cpu(x, groups, &w, &b, eps, silu);
+    }
+    // Elsewhere: group statistics are the batch-norm statistics of `[1, N·G, rest]`.
     let xg = x.reshape((1, n * groups, ()))?;
     let (y, _) = batch_norm_train(&xg, None, None, eps)?;
-    channel_affine(y.reshape(x.shape())?, w, b)
+    let y = channel_affine(y.reshape(x.shape())?, w, b)?;
+    Ok(if silu { y.silu()? } else { y })
 }
 
 /// Layer normalisation over the trailing `normalized_ndim` axes, with elementwise affine

@@ -1,0 +1,100 @@
+//! Parallel loops for the CPU kernels, on candle's own worker pool.
+//!
+//! candle 0.11 runs its CPU ops on a barrier pool whose workers spin for about a millisecond
+//! after each op before parking. Kernels on a second pool (rayon's) then share the cores with
+//! those spinning workers: on two cores, a third of a diffusion training step went to the spin.
+//! Running scarce's kernels on the same pool (the calling thread plus candle's workers) keeps
+//! one thread per core.
+
+#![allow(unsafe_code)] // disjoint writes through a shared pointer; each use says why.
+
+use candle_core::utils::barrier_pool;
+use std::sync::Mutex;
+
+/// Calls `f(i)` for every `i < n`, spread over the pool (items are taken in small chunks
+/// from a shared cursor, so uneven items balance).
+pub(crate) fn for_each(n: usize, f: impl Fn(usize) + Sync) {
+    barrier_pool().execute_chunked(n, |range| range.for_each(&f));
+}
+
+/// Folds items `0..n` into accumulators (`init` makes one, `fold` adds item `i`), at most
+/// one per participating thread, and returns them in no particular order.
+pub(crate) fn fold<A: Send>(
+    n: usize,
+    init: impl Fn() -> A + Sync,
+    fold: impl Fn(&mut A, usize) + Sync,
+) -> Vec<A> {
+    let pool = barrier_pool();
+    // One slot per thread that can run a chunk at once, so a chunk always finds a free one.
+    let slots: Vec<Mutex<Option<A>>> = (0..=pool.n_workers()).map(|_| Mutex::new(None)).collect();
+    pool.execute_chunked(n, |range| {
+        let free = slots.iter().find_map(|s| s.try_lock().ok());
+        // (Should every slot be busy, wait for one rather than drop the items.)
+        if let Some(mut slot) = free.or_else(|| slots.first().and_then(|s| s.lock().ok())) {
+            let acc = slot.get_or_insert_with(&init);
+            range.for_each(|i| fold(acc, i));
+        }
+    });
+    slots
+        .into_iter()
+        .filter_map(|s| s.into_inner().ok().flatten())
+        .collect()
+}
+
+/// Calls `f(i, chunk)` for each `len`-element chunk of `data` (the last may be shorter).
+pub(crate) fn chunks_mut<T: Send>(data: &mut [T], len: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    let total = data.len();
+    if len == 0 || total == 0 {
+        return;
+    }
+    let base = SharedMut(data.as_mut_ptr());
+    for_each(total.div_ceil(len), |i| {
+        let start = i * len;
+        // SAFETY: chunk i covers start..start + n within data, and each chunk is handed to
+        // exactly one call.
+        let chunk =
+            unsafe { std::slice::from_raw_parts_mut(base.at(start), len.min(total - start)) };
+        f(i, chunk)
+    });
+}
+
+/// [`chunks_mut`] that also returns each call's result, in chunk order.
+pub(crate) fn map_chunks_mut<T: Send, R: Send + Default + Clone>(
+    data: &mut [T],
+    len: usize,
+    f: impl Fn(usize, &mut [T]) -> R + Sync,
+) -> Vec<R> {
+    let mut out = vec![R::default(); data.len().div_ceil(len.max(1))];
+    let results = SharedMut(out.as_mut_ptr());
+    chunks_mut(data, len, |i, chunk| {
+        // SAFETY: result i is written by chunk i's call alone.
+        unsafe { *results.at(i) = f(i, chunk) }
+    });
+    out
+}
+
+/// `f(i)` for every `i < n`, in order.
+pub(crate) fn map<R: Send + Default + Clone>(n: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
+    let mut out = vec![R::default(); n];
+    chunks_mut(&mut out, 1, |i, slot| slot[0] = f(i));
+    out
+}
+
+/// A raw pointer shared by calls that write disjoint elements.
+pub(crate) struct SharedMut<T>(pub *mut T);
+impl<T> Clone for SharedMut<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SharedMut<T> {}
+// SAFETY: only used by calls whose writes never overlap (see each use).
+unsafe impl<T: Send> Send for SharedMut<T> {}
+unsafe impl<T: Send> Sync for SharedMut<T> {}
+
+impl<T> SharedMut<T> {
+    /// The pointer to element `i` (a method, so closures capture the whole wrapper).
+    pub fn at(self, i: usize) -> *mut T {
+        self.0.wrapping_add(i)
+    }
+}
