@@ -81,6 +81,24 @@ impl Avx2 {
     }
 }
 
+/// Runs `f` compiled for AVX2 + FMA where the CPU has them (the closure is inlined into a
+/// function with those features, so its loops vectorise eight lanes wide), else as it is.
+#[inline(always)]
+pub(crate) fn vectorised<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if Avx2::detect().is_some() {
+            // SAFETY: the CPU has AVX2 and FMA (just checked).
+            return unsafe { avx2(f) };
+        }
+    }
+    f()
+}
+
 /// Where row `p` of a tile's right-hand side starts.
 trait RowsB: Copy {
     /// # Safety
