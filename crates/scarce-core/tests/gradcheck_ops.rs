@@ -132,6 +132,11 @@ fn pooling_and_resampling() {
         |t| ops::interpolate(&t[0], &Resize::Scale(vec![2.0, 1.5]), InterpMode::Nearest),
         std::slice::from_ref(&x),
     );
+    both(
+        "nearest, whole factors (block repeat)",
+        |t| ops::interpolate(&t[0], &Resize::Scale(vec![2.0, 3.0]), InterpMode::Nearest),
+        std::slice::from_ref(&x),
+    );
     let v = rand(11, &[1, 1, 3, 4, 5]);
     both(
         "max_pool3d",

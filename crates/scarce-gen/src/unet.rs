@@ -15,7 +15,7 @@
 use crate::schedule::timestep_embedding;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
-use scarce_core::ops::{self, ConvOpts};
+use scarce_core::ops::{self, ConvOpts, InterpMode, Resize};
 use scarce_core::{Params, Stream};
 
 /// The shape of a [`UNet`].
@@ -73,23 +73,15 @@ pub struct UNet {
     up_inputs: Vec<usize>,
 }
 
-/// Nearest-neighbour ×2 upsampling on every spatial axis as one broadcast copy
-/// (`[.., H, W] → [.., H, 1, W, 1] → [.., H, 2, W, 2]`); its gradient is a sum over each
-/// 2×2 block, exact at every order.
+/// Nearest-neighbour ×2 upsampling on every spatial axis (`F.interpolate(scale_factor=2)`,
+/// as MONAI); its gradient sums each 2×2 block, exact at every order.
 fn upsample2(x: &Tensor) -> Result<Tensor> {
-    let dims = x.dims();
-    let mut unsq = dims[..2].to_vec();
-    let mut wide = dims[..2].to_vec();
-    let mut out = dims[..2].to_vec();
-    for &s in &dims[2..] {
-        unsq.extend([s, 1]);
-        wide.extend([s, 2]);
-        out.push(2 * s);
-    }
-    Ok(x.reshape(unsq)?
-        .broadcast_as(wide)?
-        .contiguous()?
-        .reshape(out)?)
+    let factors = vec![2.0; x.rank() - 2];
+    Ok(ops::interpolate(
+        x,
+        &Resize::Scale(factors),
+        InterpMode::Nearest,
+    )?)
 }
 
 fn silu(x: &Tensor) -> Result<Tensor> {

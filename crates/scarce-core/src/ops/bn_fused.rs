@@ -62,7 +62,7 @@ pub(crate) fn lanes<T: WithDType>(p: &[T], f: impl Fn(T) -> T) -> f64 {
 }
 
 /// `Σ f(a[i], b[i])`, as [`lanes`].
-fn lanes2<T: WithDType>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> f64 {
+pub(crate) fn lanes2<T: WithDType>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> f64 {
     let mut acc = [T::zero(); 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f64 = ca

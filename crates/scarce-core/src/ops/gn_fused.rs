@@ -9,7 +9,7 @@
 //! two backward, where the composed ops take about twenty. Weight and bias travel as one
 //! `[2C]` tensor because a custom op takes at most three inputs.
 
-use super::bn_fused::{dims3, lanes, slice, Slice};
+use super::bn_fused::{dims3, lanes, lanes2, slice, Slice};
 use super::channel::{channel_expand, channel_sum};
 use super::direct::vectorised;
 use super::par;
@@ -51,18 +51,20 @@ impl Float for f64 {
 /// result is still a normal float.
 #[inline(always)]
 fn exp_f32(x: f32) -> f32 {
-    // Adding and subtracting 1.5·2²³ rounds to the nearest integer, branch-free.
+    // Adding 1.5·2²³ rounds to the nearest integer, branch-free.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.3, 88.0);
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let t = x * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
+    // n as an integer, read from t's mantissa (a float-to-int cast saturates lane by lane).
+    let ni = (t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2)
-        * r
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 0.166_666_65)
         * r
         + 0.5;
     let e = p * r * r + r + 1.0;
-    e * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    e * f32::from_bits(((ni + 127) << 23) as u32)
 }
 
 /// Mean and `1/sqrt(var + eps)` of each (sample, group), biased variance.
@@ -170,16 +172,14 @@ impl Spec {
             let (a, s) = ab[p];
             let (mean, inv) = (T::from_f64(st.mean[g]), T::from_f64(st.inv[g]));
             let (gy, xs) = (&dy[p * inner..][..inner], &x[p * inner..][..inner]);
-            let (s1, s2) = if self.act {
+            if self.act {
                 vectorised(
                     #[inline(always)]
                     || dz_and_sums::<T, true>(dz, gy, xs, (a, s), (mean, inv)),
                 )
             } else {
                 dz_and_sums::<T, false>(dz, gy, xs, (a, s), (mean, inv))
-            };
-            let total = |l: [T; 8]| l.iter().map(|v| v.to_f64()).sum::<f64>();
-            (total(s1), total(s2))
+            }
         });
         // Per (sample, group): mean over the group of w·dz and of w·dz·x̂.
         let m = self.group_len() as f64;
@@ -214,8 +214,8 @@ impl Spec {
     }
 }
 
-/// One plane of the backward's first pass: `dz = dy · act′(x·a + s)` written to `dz`, and
-/// eight lanes each of `Σ dz` and `Σ dz·x̂` (x̂ = (x − mean)·inv), lanes so that it vectorises.
+/// One plane of the backward's first pass: `dz = dy · act′(x·a + s)` written to `dz`, then
+/// `Σ dz` and `Σ dz·x̂` (x̂ = (x − mean)·inv), each loop simple enough to vectorise.
 #[inline(always)]
 fn dz_and_sums<T: Float, const SILU: bool>(
     dz: &mut [T],
@@ -223,25 +223,16 @@ fn dz_and_sums<T: Float, const SILU: bool>(
     x: &[T],
     (a, s): (T, T),
     (mean, inv): (T, T),
-) -> ([T; 8], [T; 8]) {
-    let (mut s1, mut s2) = ([T::zero(); 8], [T::zero(); 8]);
-    let mut one = |i: usize, dz: &mut T, g: T, v: T| {
-        let d = if SILU { g * (v * a + s).silu_grad() } else { g };
-        *dz = d;
-        s1[i] += d;
-        s2[i] += d * (v - mean) * inv;
-    };
-    let mut dzc = dz.chunks_exact_mut(8);
-    let (gc, xc) = (dy.chunks_exact(8), x.chunks_exact(8));
-    let (gr, xr) = (gc.remainder(), xc.remainder());
-    for ((d8, g8), x8) in (&mut dzc).zip(gc).zip(xc) {
-        for i in 0..8 {
-            one(i, &mut d8[i], g8[i], x8[i]);
+) -> (f64, f64) {
+    if SILU {
+        for ((d, &g), &v) in dz.iter_mut().zip(dy).zip(x) {
+            *d = g * (v * a + s).silu_grad();
         }
+    } else {
+        dz.copy_from_slice(dy);
     }
-    for ((d, &g), &v) in dzc.into_remainder().iter_mut().zip(gr).zip(xr) {
-        one(0, d, g, v);
-    }
+    let s1 = lanes(dz, |d| d);
+    let s2 = lanes2(dz, x, |d, v| d * (v - mean)) * inv.to_f64();
     (s1, s2)
 }
 

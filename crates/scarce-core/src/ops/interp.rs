@@ -3,6 +3,7 @@
 //! each output is scattered back with the forward weights (exact at every order, see
 //! [`super::taps`]); candle's own upsampling backward is not used.
 
+use super::repeat::repeat;
 use super::taps::{self, AxisTaps};
 use crate::{Error, Result};
 use candle_core::Tensor;
@@ -111,7 +112,7 @@ pub fn interpolate(x: &Tensor, target: &Resize, mode: InterpMode) -> Result<Tens
             format!("gives {n_given} axes, x has {d} spatial axes"),
         ));
     }
-    let mut y = x.clone();
+    let mut axes = Vec::with_capacity(d);
     for a in 0..d {
         let input = x.dim(a + 2)?;
         let (out, factor) = match target {
@@ -132,7 +133,26 @@ pub fn interpolate(x: &Tensor, target: &Resize, mode: InterpMode) -> Result<Tens
                 format!("axis {a}: sizes {input} -> {out} must be positive"),
             ));
         }
-        y = taps::weighted(&y, a + 2, &axis_taps(input, out, factor, mode))?;
+        axes.push((input, axis_taps(input, out, factor, mode)));
+    }
+    // Nearest taps that repeat each input a whole number of times (o / f) on every axis:
+    // one block-copy op instead of one tap op per axis.
+    let repeats: Option<Vec<usize>> = axes
+        .iter()
+        .map(|(input, t)| {
+            let f = t.out_len / input;
+            let whole = t.t == 1
+                && t.out_len % input == 0
+                && t.idx.iter().enumerate().all(|(o, &i)| i as usize == o / f);
+            whole.then_some(f)
+        })
+        .collect();
+    if let Some(factors) = repeats {
+        return repeat(x, factors);
+    }
+    let mut y = x.clone();
+    for (a, (_, t)) in axes.iter().enumerate() {
+        y = taps::weighted(&y, a + 2, t)?;
     }
     Ok(y)
 }

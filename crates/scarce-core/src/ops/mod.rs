@@ -22,6 +22,7 @@ mod linear;
 mod norm;
 mod par;
 mod pool;
+mod repeat;
 mod softmax;
 mod taps;
 
