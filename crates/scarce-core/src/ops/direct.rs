@@ -275,7 +275,10 @@ pub(crate) fn forward(
     }
     let blocks = grid.qlen.div_ceil(NR);
     let per_sample = blocks.div_ceil(BLOCKS_PER_TASK);
-    let mut y = vec![0.0f32; g.n * out_channels * l];
+    // Not zeroed first: every output is written exactly once below (each output position
+    // has one grid position, and the tiles cover every channel).
+    let total = g.n * out_channels * l;
+    let mut y: Vec<f32> = Vec::with_capacity(total);
     let yp = SharedMut(y.as_mut_ptr());
     par::for_each(g.n * per_sample, |task| {
         let (n, first) = (task / per_sample, (task % per_sample) * BLOCKS_PER_TASK);
@@ -314,6 +317,8 @@ pub(crate) fn forward(
             }
         }
     });
+    // SAFETY: all `total` elements were initialised above.
+    unsafe { y.set_len(total) };
     Some(y)
 }
 
@@ -346,10 +351,11 @@ pub(crate) fn weight_grad(
         grid.pad(g, &x[n * xn..][..xn], xp);
         let mut tile = [[0.0f32; NR]; MR];
         for gi in 0..groups {
-            for oo in 0..og {
-                let src = &dy[(n * out_channels + gi * og + oo) * l..][..l];
-                for (&q, &v) in grid.q_of_l.iter().zip(src) {
-                    dyq[q * opad + oo] = v;
+            // Contiguous writes; each cache line read serves sixteen positions.
+            let src = &dy[(n * out_channels + gi * og) * l..][..og * l];
+            for (li, &q) in grid.q_of_l.iter().enumerate() {
+                for (oo, d) in dyq[q * opad..][..og].iter_mut().enumerate() {
+                    *d = src[oo * l + li];
                 }
             }
             for k0 in (0..kg).step_by(MR) {
