@@ -243,6 +243,34 @@ impl Grid {
             }
         }
     }
+
+    /// Writes all `span` floats at `dst`: sample `x` zero-padded, and the zero margin (so a
+    /// fresh buffer needs no zeroing first).
+    ///
+    /// # Safety
+    /// `dst` must be valid for writing `span` floats.
+    unsafe fn pad_all(&self, g: &Geom, x: &[f32], dst: *mut f32, span: usize) {
+        let [id, ih, iw] = g.input;
+        let [p0, p1, p2] = self.padded;
+        let [d0, h0, w0] = g.pad;
+        for (c, src) in x.chunks_exact(g.in_len()).enumerate() {
+            for d in 0..p0 {
+                for h in 0..p1 {
+                    let row = dst.add(c * self.plane + (d * p1 + h) * p2);
+                    if (d0..d0 + id).contains(&d) && (h0..h0 + ih).contains(&h) {
+                        let from = &src[((d - d0) * ih + h - h0) * iw..][..iw];
+                        row.write_bytes(0, w0);
+                        std::ptr::copy_nonoverlapping(from.as_ptr(), row.add(w0), iw);
+                        row.add(w0 + iw).write_bytes(0, p2 - w0 - iw);
+                    } else {
+                        row.write_bytes(0, p2);
+                    }
+                }
+            }
+        }
+        let filled = g.c * self.plane;
+        dst.add(filled).write_bytes(0, span - filled);
+    }
 }
 
 /// `y = conv(x, w) (+ b)` for a stride-1 geometry (`None` for other strides). `x` is
@@ -260,13 +288,14 @@ pub(crate) fn forward(
     let grid = Grid::new(g, cg)?;
     let kg = cg * g.kernel_len();
     let (l, span, xn) = (g.out_len(), grid.span(g.c), g.c * g.in_len());
-    let mut xp = vec![0.0f32; g.n * span];
+    let mut xp: Vec<f32> = Vec::with_capacity(g.n * span);
     let xpp = SharedMut(xp.as_mut_ptr());
     par::for_each(g.n, |n| {
-        // SAFETY: sample n's span of xp is written by this call alone.
-        let dst = unsafe { std::slice::from_raw_parts_mut(xpp.at(n * span), span) };
-        grid.pad(g, &x[n * xn..][..xn], dst);
+        // SAFETY: sample n's span of xp's capacity is written by this call alone.
+        unsafe { grid.pad_all(g, &x[n * xn..][..xn], xpp.at(n * span), span) };
     });
+    // SAFETY: pad_all wrote every one of the n spans.
+    unsafe { xp.set_len(g.n * span) };
 
     // For each grid position, its output index (or none for a padding column).
     let mut l_of_q = vec![usize::MAX; grid.qlen.next_multiple_of(NR)];

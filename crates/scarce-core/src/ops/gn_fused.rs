@@ -138,7 +138,7 @@ impl Spec {
     fn forward<T: Float>(&self, x: &[T], wb: &[T]) -> (Vec<T>, GroupStats) {
         let st = self.stats(x);
         let ab = self.affine(&st, wb);
-        let mut y = vec![T::zero(); x.len()];
+        let mut y = par::zeroed::<T>(x.len());
         par::chunks_mut(&mut y, self.inner, |p, y| {
             let (a, s) = ab[p];
             let x = &x[p * self.inner..][..y.len()];
@@ -164,7 +164,7 @@ impl Spec {
     fn backward<T: Float>(&self, dy: &[T], x: &[T], wb: &[T], st: &GroupStats) -> Vec<T> {
         let (c, inner) = (self.c, self.inner);
         let ab = self.affine(st, wb);
-        let mut out = vec![T::zero(); x.len() + 2 * c];
+        let mut out = par::zeroed::<T>(x.len() + 2 * c);
         let (dx, rest) = out.split_at_mut(x.len());
         // Pass 1: dz into dx; per plane Σ dz and Σ dz·x̂.
         let sums: Vec<(f64, f64)> = par::map_chunks_mut(dx, inner, |p, dz| {

@@ -80,6 +80,23 @@ pub(crate) fn map<R: Send + Default + Clone>(n: usize, f: impl Fn(usize) -> R + 
     out
 }
 
+/// `len` zeros, written by the pool's threads (`vec![0; len]` zeroes on the calling thread
+/// alone, while the pool waits).
+pub(crate) fn zeroed<T: candle_core::WithDType>(len: usize) -> Vec<T> {
+    const CHUNK: usize = 1 << 16;
+    let mut v: Vec<T> = Vec::with_capacity(len);
+    let base = SharedMut(v.as_mut_ptr());
+    for_each(len.div_ceil(CHUNK), |i| {
+        let start = i * CHUNK;
+        // SAFETY: chunk i of the capacity is written by this call alone; all-zero bytes are
+        // the value zero of every candle dtype.
+        unsafe { base.at(start).write_bytes(0, CHUNK.min(len - start)) }
+    });
+    // SAFETY: every element was written above.
+    unsafe { v.set_len(len) };
+    v
+}
+
 /// A raw pointer shared by calls that write disjoint elements.
 pub(crate) struct SharedMut<T>(pub *mut T);
 impl<T> Clone for SharedMut<T> {
