@@ -9,7 +9,7 @@
 //! two backward, where the composed ops take about twenty. Weight and bias travel as one
 //! `[2C]` tensor because a custom op takes at most three inputs.
 
-use super::bn_fused::{dims3, lanes, lanes2, slice, Slice};
+use super::bn_fused::{dims3, lanes, lanes2, on_floats, slice, Slice};
 use super::channel::{channel_expand, channel_sum};
 use super::direct::vectorised;
 use super::par;
@@ -334,15 +334,13 @@ impl CustomOp3 for GnActGrad {
                 None => sp.backward(dy, x, wb, &sp.stats(x)),
             }
         }
-        let out = match (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?) {
-            (Slice::F32(dy), Slice::F32(x), Slice::F32(wb)) => {
-                CpuStorage::F32(run(&sp, &self.stats, dy, x, wb))
-            }
-            (Slice::F64(dy), Slice::F64(x), Slice::F64(wb)) => {
-                CpuStorage::F64(run(&sp, &self.stats, dy, x, wb))
-            }
-            _ => bail!("{}: inputs must all be f32 or all f64", self.name()),
-        };
+        let out = on_floats!(self.name(), s1, l1, s2, l2, s3, l3, |dy, x, wb| run(
+            &sp,
+            &self.stats,
+            dy,
+            x,
+            wb
+        ));
         Ok((
             out,
             Shape::from(l2.shape().elem_count() + l3.shape().elem_count()),
