@@ -23,6 +23,8 @@ use super::par::{self, SharedMut};
 const MR: usize = 6;
 /// Columns of a register tile (two ymm vectors).
 const NR: usize = 16;
+/// Samples summed into one partial weight gradient.
+const SAMPLES_PER_PARTIAL: usize = 2;
 /// Position blocks of one parallel task in the forward pass.
 const BLOCKS_PER_TASK: usize = 4;
 
@@ -369,49 +371,53 @@ pub(crate) fn weight_grad(
     // padding columns stay zero, so products over the whole grid count outputs only.
     let opad = og.next_multiple_of(NR);
     let dyq_len = grid.qlen * opad + NR;
-    let new_worker = || {
-        (
-            vec![0.0f32; out_channels * kg],
-            vec![0.0f32; span],
-            vec![0.0f32; dyq_len],
-        )
-    };
-    let parts = par::fold(g.n, new_worker, |(dw, xp, dyq), n| {
-        grid.pad(g, &x[n * xn..][..xn], xp);
-        let mut tile = [[0.0f32; NR]; MR];
-        for gi in 0..groups {
-            // Contiguous writes; each cache line read serves sixteen positions.
-            let src = &dy[(n * out_channels + gi * og) * l..][..og * l];
-            for (li, &q) in grid.q_of_l.iter().enumerate() {
-                for (oo, d) in dyq[q * opad..][..og].iter_mut().enumerate() {
-                    *d = src[oo * l + li];
+    // Fixed groups of samples, each summed into its own partial gradient, the partials then
+    // added in order: the result does not depend on which thread ran what (a resumed run
+    // must reach bit-identical weights).
+    let parts = par::map(g.n.div_ceil(SAMPLES_PER_PARTIAL), |part| {
+        let mut dw = vec![0.0f32; out_channels * kg];
+        let mut xp = vec![0.0f32; span];
+        let mut dyq = vec![0.0f32; dyq_len];
+        let first = part * SAMPLES_PER_PARTIAL;
+        for n in first..(first + SAMPLES_PER_PARTIAL).min(g.n) {
+            grid.pad(g, &x[n * xn..][..xn], &mut xp);
+            let mut tile = [[0.0f32; NR]; MR];
+            for gi in 0..groups {
+                // Contiguous writes; each cache line read serves sixteen positions.
+                let src = &dy[(n * out_channels + gi * og) * l..][..og * l];
+                for (li, &q) in grid.q_of_l.iter().enumerate() {
+                    for (oo, d) in dyq[q * opad..][..og].iter_mut().enumerate() {
+                        *d = src[oo * l + li];
+                    }
                 }
-            }
-            for k0 in (0..kg).step_by(MR) {
-                let m = MR.min(kg - k0);
-                let base = gi * cg * grid.plane;
-                let a: [*const f32; MR] =
-                    std::array::from_fn(|i| xp[base + grid.offsets[k0 + i.min(m - 1)]..].as_ptr());
-                for o0 in (0..og).step_by(NR) {
-                    let rows = Strided {
-                        base: dyq[o0..].as_ptr(),
-                        stride: opad,
-                    };
-                    // SAFETY: a kernel row's offset + qlen ≤ the padded sample's
-                    // channels (Grid::new); dyq holds qlen rows of opad ≥ o0 + 16.
-                    unsafe { k.tile(m, grid.qlen, &a, rows, &mut tile) };
-                    for (i, t) in tile.iter().enumerate().take(m) {
-                        for (j, &v) in t.iter().enumerate().take(NR.min(og - o0)) {
-                            dw[(gi * og + o0 + j) * kg + k0 + i] += v;
+                for k0 in (0..kg).step_by(MR) {
+                    let m = MR.min(kg - k0);
+                    let base = gi * cg * grid.plane;
+                    let a: [*const f32; MR] = std::array::from_fn(|i| {
+                        xp[base + grid.offsets[k0 + i.min(m - 1)]..].as_ptr()
+                    });
+                    for o0 in (0..og).step_by(NR) {
+                        let rows = Strided {
+                            base: dyq[o0..].as_ptr(),
+                            stride: opad,
+                        };
+                        // SAFETY: a kernel row's offset + qlen ≤ the padded sample's
+                        // channels (Grid::new); dyq holds qlen rows of opad ≥ o0 + 16.
+                        unsafe { k.tile(m, grid.qlen, &a, rows, &mut tile) };
+                        for (i, t) in tile.iter().enumerate().take(m) {
+                            for (j, &v) in t.iter().enumerate().take(NR.min(og - o0)) {
+                                dw[(gi * og + o0 + j) * kg + k0 + i] += v;
+                            }
                         }
                     }
                 }
             }
         }
+        dw
     });
     let mut dw = vec![0.0f32; out_channels * kg];
-    for (part, _, _) in parts {
-        dw.iter_mut().zip(&part).for_each(|(a, &b)| *a += b);
+    for part in &parts {
+        dw.iter_mut().zip(part).for_each(|(a, &b)| *a += b);
     }
     Some(dw)
 }

@@ -9,36 +9,11 @@
 #![allow(unsafe_code)] // disjoint writes through a shared pointer; each use says why.
 
 use candle_core::utils::barrier_pool;
-use std::sync::Mutex;
 
 /// Calls `f(i)` for every `i < n`, spread over the pool (items are taken in small chunks
 /// from a shared cursor, so uneven items balance).
 pub(crate) fn for_each(n: usize, f: impl Fn(usize) + Sync) {
     barrier_pool().execute_chunked(n, |range| range.for_each(&f));
-}
-
-/// Folds items `0..n` into accumulators (`init` makes one, `fold` adds item `i`), at most
-/// one per participating thread, and returns them in no particular order.
-pub(crate) fn fold<A: Send>(
-    n: usize,
-    init: impl Fn() -> A + Sync,
-    fold: impl Fn(&mut A, usize) + Sync,
-) -> Vec<A> {
-    let pool = barrier_pool();
-    // One slot per thread that can run a chunk at once, so a chunk always finds a free one.
-    let slots: Vec<Mutex<Option<A>>> = (0..=pool.n_workers()).map(|_| Mutex::new(None)).collect();
-    pool.execute_chunked(n, |range| {
-        let free = slots.iter().find_map(|s| s.try_lock().ok());
-        // (Should every slot be busy, wait for one rather than drop the items.)
-        if let Some(mut slot) = free.or_else(|| slots.first().and_then(|s| s.lock().ok())) {
-            let acc = slot.get_or_insert_with(&init);
-            range.for_each(|i| fold(acc, i));
-        }
-    });
-    slots
-        .into_iter()
-        .filter_map(|s| s.into_inner().ok().flatten())
-        .collect()
 }
 
 /// Calls `f(i, chunk)` for each `len`-element chunk of `data` (the last may be shorter).
