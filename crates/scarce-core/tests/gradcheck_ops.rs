@@ -66,6 +66,15 @@ fn convolutions() {
         |t| ops::conv2d(&t[0], &t[1], Some(&t[2]), &o),
         &[x, w, b],
     );
+    // A bias row per sample ([N, O]), stride 1: a diffusion UNet's time-conditioned conv.
+    let x = rand(11, &[2, 3, 4, 5]);
+    let w = rand(12, &[4, 3, 3, 3]);
+    let b = rand(13, &[2, 4]);
+    both(
+        "conv2d, per-sample bias",
+        |t| ops::conv2d(&t[0], &t[1], Some(&t[2]), &ConvOpts::default().padding(1)),
+        &[x, w, b],
+    );
     let x = rand(4, &[1, 2, 3, 4, 3]);
     let w = rand(5, &[2, 2, 2, 2, 2]);
     both(

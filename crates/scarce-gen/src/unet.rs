@@ -343,8 +343,21 @@ impl UNet {
         stride: usize,
         pad: usize,
     ) -> Result<Tensor> {
-        let w = p.require(&format!("{name}.weight"))?;
         let b = p.require(&format!("{name}.bias"))?;
+        self.conv_biased(p, name, x, b, stride, pad)
+    }
+
+    /// [`Self::conv`] with its bias given: `[O]`, or `[N, O]` for one per sample.
+    fn conv_biased(
+        &self,
+        p: &Params,
+        name: &str,
+        x: &Tensor,
+        b: &Tensor,
+        stride: usize,
+        pad: usize,
+    ) -> Result<Tensor> {
+        let w = p.require(&format!("{name}.weight"))?;
         Ok(if self.config.spatial_dims == 2 {
             ops::conv2d(
                 x,
@@ -393,11 +406,12 @@ impl UNet {
 
     fn res_block(&self, p: &Params, name: &str, x: &Tensor, emb: &Tensor) -> Result<Tensor> {
         let h = self.norm_silu(p, &format!("{name}.norm1"), x)?;
-        let h = self.conv(p, &format!("{name}.conv1"), &h, 1, 1)?;
+        // The time embedding's projection joins conv1's bias, one bias row per sample: the
+        // same sum as adding it after the convolution, without a broadcast in the graph.
         let t = self.linear(p, &format!("{name}.time_emb_proj"), &silu(emb)?)?;
-        let mut tshape = t.dims().to_vec();
-        tshape.extend(std::iter::repeat_n(1, self.config.spatial_dims));
-        let h = h.broadcast_add(&t.reshape(tshape)?)?;
+        let conv1 = format!("{name}.conv1");
+        let bias = t.broadcast_add(p.require(&format!("{conv1}.bias"))?)?;
+        let h = self.conv_biased(p, &conv1, &h, &bias, 1, 1)?;
         let h = self.norm_silu(p, &format!("{name}.norm2"), &h)?;
         let h = self.conv(p, &format!("{name}.conv2"), &h, 1, 1)?;
         let skip = if p.get(&format!("{name}.skip.weight")).is_some() {

@@ -10,7 +10,7 @@
 
 #![allow(unsafe_code)] // gemm takes raw pointers and strides; each call is bounds-reasoned below.
 
-use super::channel::channel_sum;
+use super::channel::{channel_sum, sample_channel_sum};
 use super::direct;
 use super::im2col::{col2im_into, im2col_into, Geom};
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
@@ -111,6 +111,15 @@ unsafe fn mm<T: 'static + WithDType>(
     );
 }
 
+/// Sample `n`'s bias: `b` holds `o` values shared by every sample, or `[N, o]`, a row each.
+pub(crate) fn bias_row<T>(b: &[T], n: usize, o: usize) -> &[T] {
+    if b.len() == o {
+        b
+    } else {
+        &b[n * o..][..o]
+    }
+}
+
 impl ConvSpec {
     /// `y[n] = W_g · cols_g(x[n]) (+ b)` for every sample and group.
     fn forward<T: WithDType>(&self, x: &[T], w: &[T], b: Option<&[T]>) -> Vec<T> {
@@ -128,7 +137,9 @@ impl ConvSpec {
                     false,
                 );
                 if let Some(b) = b {
-                    yn.chunks_mut(l).zip(b).for_each(|(row, &b)| row.fill(b));
+                    yn.chunks_mut(l)
+                        .zip(bias_row(b, n, o))
+                        .for_each(|(row, &b)| row.fill(b));
                 }
                 for gi in 0..groups {
                     // SAFETY: yn holds o·l, w holds o·kg, cols holds groups·kg·l elements.
@@ -404,7 +415,9 @@ impl CustomOp2 for ConvOp {
 }
 
 /// The forward with a bias added in place (the output starts as the bias and the product
-/// accumulates onto it): `(x, w, b) -> y`, backward `(∂T/∂x(g, w), ∂T/∂w(g, x), Σ g)`.
+/// accumulates onto it): `(x, w, b) -> y`, backward `(∂T/∂x(g, w), ∂T/∂w(g, x), Σ g)`. The
+/// bias is `[O]`, or `[N, O]` for a bias per sample (its gradient then sums `g` over space
+/// only).
 struct ConvBiasOp {
     spec: Arc<ConvSpec>,
 }
@@ -424,9 +437,10 @@ impl CustomOp3 for ConvBiasOp {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let sp = &self.spec;
+        let o = sp.out_channels;
         if l1.shape() != &sp.x_shape()
             || l2.shape() != &sp.w_shape()
-            || l3.dims() != [sp.out_channels]
+            || (l3.dims() != [o] && l3.dims() != [sp.geom.n, o])
         {
             bail!(
                 "scarce-conv-bias: shapes {:?}, {:?}, {:?} do not fit",
@@ -462,7 +476,7 @@ impl CustomOp3 for ConvBiasOp {
         &self,
         x: &Tensor,
         w: &Tensor,
-        _b: &Tensor,
+        b: &Tensor,
         _res: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -476,11 +490,12 @@ impl CustomOp3 for ConvBiasOp {
         } else {
             None
         };
-        Ok((
-            dx,
-            dw,
-            Some(channel_sum(g).map_err(candle_core::Error::wrap)?),
-        ))
+        let db = if b.rank() == 2 {
+            sample_channel_sum(g)
+        } else {
+            channel_sum(g)
+        };
+        Ok((dx, dw, Some(db.map_err(candle_core::Error::wrap)?)))
     }
 }
 
@@ -494,7 +509,8 @@ fn run(spec: &Arc<ConvSpec>, kind: Kind, a: &Tensor, b: &Tensor) -> candle_core:
     )
 }
 
-/// `y = conv(x, w) + b` with `x` `[N, C, D, H, W]`, `w` `[O, C/groups, kD, kH, kW]`, `b` `[O]`.
+/// `y = conv(x, w) + b` with `x` `[N, C, D, H, W]`, `w` `[O, C/groups, kD, kH, kW]`, `b` `[O]`
+/// or `[N, O]`.
 pub(crate) fn conv_forward(
     spec: ConvSpec,
     x: &Tensor,
@@ -599,7 +615,8 @@ mod tests {
             let g = &spec.geom;
             let x = values(n * c * g.in_len(), 1 + i as u64);
             let w = values(o * (c / groups) * g.kernel_len(), 100 + i as u64);
-            let b = values(o, 200 + i as u64);
+            // Odd cases take a bias row per sample.
+            let b = values(if i % 2 == 1 { n * o } else { o }, 200 + i as u64);
             let dy = values(n * o * g.out_len(), 300 + i as u64);
             let k = direct::Avx2::detect().unwrap();
 

@@ -16,6 +16,7 @@
 
 #![allow(unsafe_code)] // SIMD intrinsics and raw tile pointers; each access is bounds-reasoned.
 
+use super::conv_cpu::bias_row;
 use super::im2col::Geom;
 use super::par::{self, SharedMut};
 
@@ -276,7 +277,7 @@ impl Grid {
 }
 
 /// `y = conv(x, w) (+ b)` for a stride-1 geometry (`None` for other strides). `x` is
-/// `[N, C, …]`, `w` `[O, C/groups, k…]`, `b` `[O]`.
+/// `[N, C, …]`, `w` `[O, C/groups, k…]`, `b` `[O]` or `[N, O]`.
 pub(crate) fn forward(
     k: Avx2,
     g: &Geom,
@@ -334,7 +335,7 @@ pub(crate) fn forward(
                     unsafe { k.tile(m, kg, &a, rows, &mut tile) };
                     for (i, t) in tile.iter().enumerate().take(m) {
                         let oc = gi * og + o0 + i;
-                        let bias = b.map_or(0.0, |b| b[oc]);
+                        let bias = b.map_or(0.0, |b| bias_row(b, n, out_channels)[oc]);
                         let row = (n * out_channels + oc) * l;
                         for (&li, &v) in dests.iter().zip(t) {
                             if li != usize::MAX {

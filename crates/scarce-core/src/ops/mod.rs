@@ -26,7 +26,7 @@ mod repeat;
 mod softmax;
 mod taps;
 
-pub use channel::{channel_expand, channel_sum};
+pub use channel::{channel_expand, channel_sum, sample_channel_sum};
 pub use conv::{
     conv, conv2d, conv3d, conv_transpose, conv_transpose2d, conv_transpose3d, ConvOpts,
 };
@@ -84,12 +84,30 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
 }
 
 /// `x @ w^T + b` for `x` `[..., in]`, `w` `[out, in]`, `b` `[out]` (`nn.Linear`).
+///
+/// The leading axes of `x` fold into the rows of one matmul, and the bias goes through
+/// [`channel_expand`]: neither gradient is then a candle reduction over a broadcast axis
+/// (a serial strided loop on the CPU).
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    let y = x.broadcast_matmul(&w.t()?)?;
-    Ok(match b {
-        Some(b) => y.broadcast_add(b)?,
-        None => y,
-    })
+    let &[out, inp] = w.dims() else {
+        return Err(crate::Error::shape("w", "[out, in]", w.dims()));
+    };
+    let mut dims = x.dims().to_vec();
+    if dims.last() != Some(&inp) {
+        return Err(crate::Error::shape("x", format!("[..., {inp}]"), x.dims()));
+    }
+    let rows = x.elem_count() / inp;
+    let mut y = x.reshape((rows, inp))?.matmul(&w.t()?)?;
+    if let Some(b) = b {
+        if b.dims() != [out] {
+            return Err(crate::Error::shape("b", format!("[{out}]"), b.dims()));
+        }
+        y = (channel_expand(b, &[rows, out])? + y)?;
+    }
+    if let Some(last) = dims.last_mut() {
+        *last = out;
+    }
+    Ok(y.reshape(dims)?)
 }
 
 #[cfg(test)]
