@@ -595,6 +595,8 @@ mod tests {
             (2, 4, 6, 1, [1, 5, 9], [1, 5, 2], [0, 2, 1], [1; 3]),
             (2, 3, 5, 1, [4, 5, 6], [3, 3, 3], [1, 1, 1], [1; 3]),
             (1, 1, 1, 1, [1, 4, 4], [1, 3, 3], [0, 1, 1], [1; 3]),
+            // Rows of 16 outputs and 11 output channels: 8×8 transposes and a tail.
+            (2, 3, 11, 1, [1, 4, 16], [1, 3, 3], [0, 1, 1], [1; 3]),
         ];
         for (i, &(n, c, o, groups, input, kernel, pad, dil)) in cases.iter().enumerate() {
             let output = std::array::from_fn(|a| input[a] + 2 * pad[a] - dil[a] * (kernel[a] - 1));

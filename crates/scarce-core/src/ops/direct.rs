@@ -82,6 +82,25 @@ impl Avx2 {
         #[cfg(not(target_arch = "x86_64"))]
         match self.0 {}
     }
+
+    /// Row `i` of the 8×8 block at `dst` (rows `dst_stride` apart) := column `i` of the one
+    /// at `src` (rows `src_stride` apart).
+    ///
+    /// # Safety
+    /// Eight rows of eight floats must be readable at `src` and writable at `dst`.
+    #[inline]
+    unsafe fn transpose8(
+        self,
+        src: *const f32,
+        src_stride: usize,
+        dst: *mut f32,
+        dst_stride: usize,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        avx2::transpose8(src, src_stride, dst, dst_stride);
+        #[cfg(not(target_arch = "x86_64"))]
+        match self.0 {}
+    }
 }
 
 /// Runs `f` compiled for AVX2 + FMA where the CPU has them (the closure is inlined into a
@@ -164,6 +183,89 @@ mod avx2 {
             _mm256_storeu_ps(out[i].as_mut_ptr(), acc[i][0]);
             _mm256_storeu_ps(out[i].as_mut_ptr().add(8), acc[i][1]);
         }
+    }
+
+    /// See [`super::Avx2::transpose8`]: interleave pairs, then quads, then halves.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn transpose8(
+        src: *const f32,
+        src_stride: usize,
+        dst: *mut f32,
+        dst_stride: usize,
+    ) {
+        let r = |i: usize| src.add(i * src_stride);
+        let (r0, r1) = (_mm256_loadu_ps(r(0)), _mm256_loadu_ps(r(1)));
+        let (r2, r3) = (_mm256_loadu_ps(r(2)), _mm256_loadu_ps(r(3)));
+        let (r4, r5) = (_mm256_loadu_ps(r(4)), _mm256_loadu_ps(r(5)));
+        let (r6, r7) = (_mm256_loadu_ps(r(6)), _mm256_loadu_ps(r(7)));
+        let (t0, t1) = (_mm256_unpacklo_ps(r0, r1), _mm256_unpackhi_ps(r0, r1));
+        let (t2, t3) = (_mm256_unpacklo_ps(r2, r3), _mm256_unpackhi_ps(r2, r3));
+        let (t4, t5) = (_mm256_unpacklo_ps(r4, r5), _mm256_unpackhi_ps(r4, r5));
+        let (t6, t7) = (_mm256_unpacklo_ps(r6, r7), _mm256_unpackhi_ps(r6, r7));
+        let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        let d = |i: usize| dst.add(i * dst_stride);
+        _mm256_storeu_ps(d(0), _mm256_permute2f128_ps::<0x20>(s0, s4));
+        _mm256_storeu_ps(d(1), _mm256_permute2f128_ps::<0x20>(s1, s5));
+        _mm256_storeu_ps(d(2), _mm256_permute2f128_ps::<0x20>(s2, s6));
+        _mm256_storeu_ps(d(3), _mm256_permute2f128_ps::<0x20>(s3, s7));
+        _mm256_storeu_ps(d(4), _mm256_permute2f128_ps::<0x31>(s0, s4));
+        _mm256_storeu_ps(d(5), _mm256_permute2f128_ps::<0x31>(s1, s5));
+        _mm256_storeu_ps(d(6), _mm256_permute2f128_ps::<0x31>(s2, s6));
+        _mm256_storeu_ps(d(7), _mm256_permute2f128_ps::<0x31>(s3, s7));
+    }
+}
+
+/// `dst[q_of_l[li] · dst_stride + o] = src[o · l + li]` for `o < rows`, `li < l`: a `[rows, l]`
+/// block transposed onto grid rows. Eight outputs on eight consecutive grid positions go as
+/// 8×8 register transposes, the rest one element at a time.
+fn transpose_onto_grid(
+    k: Avx2,
+    src: &[f32],
+    rows: usize,
+    q_of_l: &[usize],
+    dst: &mut [f32],
+    dst_stride: usize,
+) {
+    let l = q_of_l.len();
+    assert!(src.len() >= rows * l && rows <= dst_stride);
+    assert!(q_of_l
+        .last()
+        .is_none_or(|&q| dst.len() >= (q + 1) * dst_stride));
+    let full = rows - rows % 8;
+    let mut li = 0;
+    while li < l {
+        let q = q_of_l[li];
+        let (step, blocks) = if li + 8 <= l && q_of_l[li + 7] == q + 7 {
+            (8, full)
+        } else {
+            (1, 0)
+        };
+        for o in (0..blocks).step_by(8) {
+            // SAFETY: rows o..o + 8 of src hold li..li + 8 (li + 8 ≤ l, o + 8 ≤ rows); grid
+            // rows q..q + 8 (q + 7 = q_of_l[li + 7]) of dst hold columns o..o + 8 ≤ dst_stride
+            // (the asserts above).
+            unsafe {
+                k.transpose8(
+                    src.as_ptr().add(o * l + li),
+                    l,
+                    dst.as_mut_ptr().add(q * dst_stride + o),
+                    dst_stride,
+                )
+            };
+        }
+        for j in 0..step {
+            for o in blocks..rows {
+                dst[(q + j) * dst_stride + o] = src[o * l + li + j];
+            }
+        }
+        li += step;
     }
 }
 
@@ -276,6 +378,33 @@ impl Grid {
     }
 }
 
+/// Tile columns `col..col + len` that land on the consecutive outputs `out..out + len`: a
+/// 16-position block of the padded grid spans a row end at most a few times, so its columns
+/// are written as a few contiguous (vectorised) copies rather than one checked store each.
+struct Run {
+    col: usize,
+    len: usize,
+    out: usize,
+}
+
+impl Run {
+    /// The runs of one block, given each grid position's output index (`usize::MAX` for a
+    /// padding position).
+    fn all(dests: &[usize]) -> Vec<Run> {
+        let mut runs: Vec<Run> = Vec::new();
+        for (col, &out) in dests.iter().enumerate() {
+            if out == usize::MAX {
+                continue;
+            }
+            match runs.last_mut() {
+                Some(r) if r.col + r.len == col && r.out + r.len == out => r.len += 1,
+                _ => runs.push(Run { col, len: 1, out }),
+            }
+        }
+        runs
+    }
+}
+
 /// `y = conv(x, w) (+ b)` for a stride-1 geometry (`None` for other strides). `x` is
 /// `[N, C, …]`, `w` `[O, C/groups, k…]`, `b` `[O]` or `[N, O]`.
 pub(crate) fn forward(
@@ -306,6 +435,7 @@ pub(crate) fn forward(
         l_of_q[q] = li;
     }
     let blocks = grid.qlen.div_ceil(NR);
+    let runs: Vec<Vec<Run>> = l_of_q.chunks(NR).map(Run::all).collect();
     let per_sample = blocks.div_ceil(BLOCKS_PER_TASK);
     // Not zeroed first: every output is written exactly once below (each output position
     // has one grid position, and the tiles cover every channel).
@@ -318,7 +448,6 @@ pub(crate) fn forward(
         let mut tile = [[0.0f32; NR]; MR];
         for blk in first..(first + BLOCKS_PER_TASK).min(blocks) {
             let q0 = blk * NR;
-            let dests = &l_of_q[q0..q0 + NR];
             for gi in 0..groups {
                 let rows = Tabled {
                     // In bounds: q0 + 15 + offsets ≤ span - 1 (see Grid::span).
@@ -337,11 +466,12 @@ pub(crate) fn forward(
                         let oc = gi * og + o0 + i;
                         let bias = b.map_or(0.0, |b| bias_row(b, n, out_channels)[oc]);
                         let row = (n * out_channels + oc) * l;
-                        for (&li, &v) in dests.iter().zip(t) {
-                            if li != usize::MAX {
-                                // SAFETY: output (n, oc, li) is written by this task alone:
-                                // tasks split the samples' grid positions.
-                                unsafe { *yp.at(row + li) = v + bias };
+                        for r in &runs[blk] {
+                            let dst = yp.at(row + r.out);
+                            for (j, &v) in t[r.col..r.col + r.len].iter().enumerate() {
+                                // SAFETY: outputs (n, oc, r.out + j) are written by this
+                                // task alone: tasks split the samples' grid positions.
+                                unsafe { *dst.add(j) = v + bias };
                             }
                         }
                     }
@@ -386,11 +516,7 @@ pub(crate) fn weight_grad(
             for gi in 0..groups {
                 // Contiguous writes; each cache line read serves sixteen positions.
                 let src = &dy[(n * out_channels + gi * og) * l..][..og * l];
-                for (li, &q) in grid.q_of_l.iter().enumerate() {
-                    for (oo, d) in dyq[q * opad..][..og].iter_mut().enumerate() {
-                        *d = src[oo * l + li];
-                    }
-                }
+                transpose_onto_grid(k, src, og, &grid.q_of_l, &mut dyq, opad);
                 for k0 in (0..kg).step_by(MR) {
                     let m = MR.min(kg - k0);
                     let base = gi * cg * grid.plane;
