@@ -446,7 +446,8 @@ pub(crate) fn forward(
         let (n, first) = (task / per_sample, (task % per_sample) * BLOCKS_PER_TASK);
         let sample = &xp[n * span..][..span];
         let mut tile = [[0.0f32; NR]; MR];
-        for blk in first..(first + BLOCKS_PER_TASK).min(blocks) {
+        let last = (first + BLOCKS_PER_TASK).min(blocks);
+        for (blk, block_runs) in runs.iter().enumerate().take(last).skip(first) {
             let q0 = blk * NR;
             for gi in 0..groups {
                 let rows = Tabled {
@@ -466,7 +467,7 @@ pub(crate) fn forward(
                         let oc = gi * og + o0 + i;
                         let bias = b.map_or(0.0, |b| bias_row(b, n, out_channels)[oc]);
                         let row = (n * out_channels + oc) * l;
-                        for r in &runs[blk] {
+                        for r in block_runs {
                             let dst = yp.at(row + r.out);
                             for (j, &v) in t[r.col..r.col + r.len].iter().enumerate() {
                                 // SAFETY: outputs (n, oc, r.out + j) are written by this
