@@ -75,22 +75,43 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     // The UNet's convolutions alone, to tell how far the time is convolution: a 3×3 conv of
-    // 16×C×S×S with C in and out channels is 2·16·C·S²·9C floating-point operations.
+    // 16×Cin×S×S to Cout channels is 2·16·Cout·S²·9·Cin floating-point operations forward,
+    // and twice that again for its two gradients (`/grad`: forward + backward).
     let mut g = c.benchmark_group("conv3x3");
     g.sample_size(20);
-    for (ch, side) in [(32usize, 32usize), (64, 16)] {
-        let x = Stream::new(4, "x")
-            .normal_tensor((16, ch, side, side), 0.0, 1.0, DType::F32, &dev)
-            .unwrap();
-        let w = Stream::new(5, "w")
-            .normal_tensor((ch, ch, 3, 3), 0.0, 0.1, DType::F32, &dev)
-            .unwrap();
+    for (cin, cout, side) in [
+        (32usize, 32usize, 32usize),
+        (64, 64, 16),
+        (64, 64, 32),
+        (128, 64, 8),
+    ] {
+        let x = candle_core::Var::from_tensor(
+            &Stream::new(4, "x")
+                .normal_tensor((16, cin, side, side), 0.0, 1.0, DType::F32, &dev)
+                .unwrap(),
+        )
+        .unwrap();
+        let w = candle_core::Var::from_tensor(
+            &Stream::new(5, "w")
+                .normal_tensor((cout, cin, 3, 3), 0.0, 0.1, DType::F32, &dev)
+                .unwrap(),
+        )
+        .unwrap();
         let opts = ConvOpts::<2>::default().padding(1);
-        g.bench_function(format!("16x{ch}x{side}x{side}"), |b| {
+        let name = format!("16x{cin}x{side}x{side}_to_{cout}");
+        g.bench_function(&name, |b| {
             b.iter(|| {
                 let y = ops::conv2d(&x, &w, None, &opts).unwrap();
                 dev.synchronize().unwrap();
                 y
+            })
+        });
+        g.bench_function(format!("{name}/grad"), |b| {
+            b.iter(|| {
+                let y = ops::conv2d(&x, &w, None, &opts).unwrap();
+                let grads = y.sum_all().unwrap().backward().unwrap();
+                dev.synchronize().unwrap();
+                grads
             })
         });
     }

@@ -13,9 +13,9 @@
 use super::channel::{channel_sum, sample_channel_sum};
 use super::direct;
 use super::im2col::{col2im_into, im2col_into, Geom};
+use super::par;
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 use gemm::{gemm, Parallelism};
-use rayon::prelude::*;
 use std::sync::Arc;
 
 /// A convolution's full shape: geometry (for all `N` samples), output channels, groups.
@@ -69,6 +69,9 @@ enum Kind {
     /// `(dy, x) -> dw`
     WeightGrad,
 }
+
+/// Samples summed into one partial weight gradient.
+const SAMPLES_PER_PARTIAL: usize = 2;
 
 struct ConvOp {
     spec: Arc<ConvSpec>,
@@ -127,34 +130,32 @@ impl ConvSpec {
         let (o, groups, l) = (self.out_channels, self.groups, one.out_len());
         let (og, kg) = (o / groups, one.rows() / groups);
         let mut y = vec![T::zero(); self.geom.n * o * l];
-        y.par_chunks_mut(o * l).enumerate().for_each_init(
-            || vec![T::zero(); one.rows() * l],
-            |cols, (n, yn)| {
-                im2col_into(
-                    &one,
-                    &x[n * one.c * one.in_len()..][..one.c * one.in_len()],
-                    cols,
-                    false,
-                );
-                if let Some(b) = b {
-                    yn.chunks_mut(l)
-                        .zip(bias_row(b, n, o))
-                        .for_each(|(row, &b)| row.fill(b));
+        par::chunks_mut(&mut y, o * l, |n, yn| {
+            let mut cols = vec![T::zero(); one.rows() * l];
+            im2col_into(
+                &one,
+                &x[n * one.c * one.in_len()..][..one.c * one.in_len()],
+                &mut cols,
+                false,
+            );
+            if let Some(b) = b {
+                yn.chunks_mut(l)
+                    .zip(bias_row(b, n, o))
+                    .for_each(|(row, &b)| row.fill(b));
+            }
+            for gi in 0..groups {
+                // SAFETY: yn holds o·l, w holds o·kg, cols holds groups·kg·l elements.
+                unsafe {
+                    mm(
+                        (og, l, kg),
+                        (yn.as_mut_ptr().add(gi * og * l), l as isize, 1),
+                        b.is_some(),
+                        (w.as_ptr().add(gi * og * kg), kg as isize, 1),
+                        (cols.as_ptr().add(gi * kg * l), l as isize, 1),
+                    )
                 }
-                for gi in 0..groups {
-                    // SAFETY: yn holds o·l, w holds o·kg, cols holds groups·kg·l elements.
-                    unsafe {
-                        mm(
-                            (og, l, kg),
-                            (yn.as_mut_ptr().add(gi * og * l), l as isize, 1),
-                            b.is_some(),
-                            (w.as_ptr().add(gi * og * kg), kg as isize, 1),
-                            (cols.as_ptr().add(gi * kg * l), l as isize, 1),
-                        )
-                    }
-                }
-            },
-        );
+            }
+        });
         y
     }
 
@@ -213,26 +214,22 @@ impl ConvSpec {
         let wf = self.flipped_kernel(w);
         let yn_len = self.out_channels * l_out;
         let mut dx = vec![T::zero(); self.geom.n * self.geom.c * l_in];
-        dx.par_chunks_mut(self.geom.c * l_in)
-            .enumerate()
-            .for_each_init(
-                || vec![T::zero(); fg.rows() * l_in],
-                |cols, (n, dxn)| {
-                    im2col_into(fg, &dy[n * yn_len..][..yn_len], cols, false);
-                    for gi in 0..groups {
-                        // SAFETY: dxn holds c·l_in, wf holds c·kg, cols holds groups·kg·l_in.
-                        unsafe {
-                            mm(
-                                (cg, l_in, kg),
-                                (dxn.as_mut_ptr().add(gi * cg * l_in), l_in as isize, 1),
-                                false,
-                                (wf.as_ptr().add(gi * cg * kg), kg as isize, 1),
-                                (cols.as_ptr().add(gi * kg * l_in), l_in as isize, 1),
-                            )
-                        }
-                    }
-                },
-            );
+        par::chunks_mut(&mut dx, self.geom.c * l_in, |n, dxn| {
+            let mut cols = vec![T::zero(); fg.rows() * l_in];
+            im2col_into(fg, &dy[n * yn_len..][..yn_len], &mut cols, false);
+            for gi in 0..groups {
+                // SAFETY: dxn holds c·l_in, wf holds c·kg, cols holds groups·kg·l_in.
+                unsafe {
+                    mm(
+                        (cg, l_in, kg),
+                        (dxn.as_mut_ptr().add(gi * cg * l_in), l_in as isize, 1),
+                        false,
+                        (wf.as_ptr().add(gi * cg * kg), kg as isize, 1),
+                        (cols.as_ptr().add(gi * kg * l_in), l_in as isize, 1),
+                    )
+                }
+            }
+        });
         dx
     }
 
@@ -246,62 +243,59 @@ impl ConvSpec {
         let (og, kg) = (o / groups, one.rows() / groups);
         let xn_len = one.c * one.in_len();
         let mut dx = vec![T::zero(); self.geom.n * xn_len];
-        dx.par_chunks_mut(xn_len).enumerate().for_each_init(
-            || vec![T::zero(); one.rows() * l],
-            |cols, (n, dxn)| {
-                let dyn_ = &dy[n * o * l..][..o * l];
-                for gi in 0..groups {
-                    // SAFETY: cols holds groups·kg·l, w holds o·kg, dyn_ holds o·l elements.
-                    unsafe {
-                        mm(
-                            (kg, l, og),
-                            (cols.as_mut_ptr().add(gi * kg * l), l as isize, 1),
-                            false,
-                            (w.as_ptr().add(gi * og * kg), 1, kg as isize),
-                            (dyn_.as_ptr().add(gi * og * l), l as isize, 1),
-                        )
-                    }
+        par::chunks_mut(&mut dx, xn_len, |n, dxn| {
+            let mut cols = vec![T::zero(); one.rows() * l];
+            let dyn_ = &dy[n * o * l..][..o * l];
+            for gi in 0..groups {
+                // SAFETY: cols holds groups·kg·l, w holds o·kg, dyn_ holds o·l elements.
+                unsafe {
+                    mm(
+                        (kg, l, og),
+                        (cols.as_mut_ptr().add(gi * kg * l), l as isize, 1),
+                        false,
+                        (w.as_ptr().add(gi * og * kg), 1, kg as isize),
+                        (dyn_.as_ptr().add(gi * og * l), l as isize, 1),
+                    )
                 }
-                col2im_into(&one, cols, dxn, false);
-            },
-        );
+            }
+            col2im_into(&one, &cols, dxn, false);
+        });
         dx
     }
 
-    /// `dW_g = Σ_n dy_g[n] · cols_g(x[n])ᵀ`, one partial sum per worker, then added.
+    /// `dW_g = Σ_n dy_g[n] · cols_g(x[n])ᵀ`: fixed groups of samples each summed into a
+    /// partial gradient, the partials then added in order (the same result on any number of
+    /// threads).
     fn weight_grad<T: WithDType>(&self, dy: &[T], x: &[T]) -> Vec<T> {
         let one = self.one();
         let (o, groups, l) = (self.out_channels, self.groups, one.out_len());
         let (og, kg) = (o / groups, one.rows() / groups);
         let xn_len = one.c * one.in_len();
-        let (dw, _) = (0..self.geom.n)
-            .into_par_iter()
-            .fold(
-                || (vec![T::zero(); o * kg], vec![T::zero(); one.rows() * l]),
-                |(mut dw, mut cols), n| {
-                    im2col_into(&one, &x[n * xn_len..][..xn_len], &mut cols, false);
-                    for gi in 0..groups {
-                        // SAFETY: dw holds o·kg, dy holds n·o·l, cols holds groups·kg·l.
-                        unsafe {
-                            mm(
-                                (og, kg, l),
-                                (dw.as_mut_ptr().add(gi * og * kg), kg as isize, 1),
-                                true,
-                                (dy.as_ptr().add(n * o * l + gi * og * l), l as isize, 1),
-                                (cols.as_ptr().add(gi * kg * l), 1, l as isize),
-                            )
-                        }
+        let parts = par::map(self.geom.n.div_ceil(SAMPLES_PER_PARTIAL), |part| {
+            let mut dw = vec![T::zero(); o * kg];
+            let mut cols = vec![T::zero(); one.rows() * l];
+            let first = part * SAMPLES_PER_PARTIAL;
+            for n in first..(first + SAMPLES_PER_PARTIAL).min(self.geom.n) {
+                im2col_into(&one, &x[n * xn_len..][..xn_len], &mut cols, false);
+                for gi in 0..groups {
+                    // SAFETY: dw holds o·kg, dy holds n·o·l, cols holds groups·kg·l.
+                    unsafe {
+                        mm(
+                            (og, kg, l),
+                            (dw.as_mut_ptr().add(gi * og * kg), kg as isize, 1),
+                            true,
+                            (dy.as_ptr().add(n * o * l + gi * og * l), l as isize, 1),
+                            (cols.as_ptr().add(gi * kg * l), 1, l as isize),
+                        )
                     }
-                    (dw, cols)
-                },
-            )
-            .reduce(
-                || (vec![T::zero(); o * kg], vec![]),
-                |(mut a, c), (b, _)| {
-                    a.iter_mut().zip(&b).for_each(|(a, &b)| *a += b);
-                    (a, c)
-                },
-            );
+                }
+            }
+            dw
+        });
+        let mut dw = vec![T::zero(); o * kg];
+        for part in &parts {
+            dw.iter_mut().zip(part).for_each(|(a, &b)| *a += b);
+        }
         dw
     }
 }
@@ -597,6 +591,9 @@ mod tests {
             (1, 1, 1, 1, [1, 4, 4], [1, 3, 3], [0, 1, 1], [1; 3]),
             // Rows of 16 outputs and 11 output channels: 8×8 transposes and a tail.
             (2, 3, 11, 1, [1, 4, 16], [1, 3, 3], [0, 1, 1], [1; 3]),
+            // More kernel rows than one packed panel (direct::KC) and more grid positions
+            // than one stretch of the weight gradient.
+            (2, 40, 20, 1, [1, 12, 20], [1, 3, 3], [0, 1, 1], [1; 3]),
         ];
         for (i, &(n, c, o, groups, input, kernel, pad, dil)) in cases.iter().enumerate() {
             let output = std::array::from_fn(|a| input[a] + 2 * pad[a] - dil[a] * (kernel[a] - 1));

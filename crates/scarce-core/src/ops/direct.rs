@@ -28,6 +28,11 @@ const NR: usize = 16;
 const SAMPLES_PER_PARTIAL: usize = 2;
 /// Position blocks of one parallel task in the forward pass.
 const BLOCKS_PER_TASK: usize = 4;
+/// Kernel rows packed at a time in the forward pass: 256 rows of 16 floats, 16 KiB, stay
+/// in L1 while every output channel's tile reads them.
+const KC: usize = 256;
+/// Bytes of `dy` on the grid that one stretch of the weight gradient reads (as [`KC`]).
+const DY_CHUNK_BYTES: usize = 16 << 10;
 
 /// Proof that this CPU has AVX2 and FMA; only [`Avx2::detect`] makes one.
 #[derive(Debug, Clone, Copy)]
@@ -56,28 +61,33 @@ impl Avx2 {
         None
     }
 
-    /// `out[i][j] = Σ_{p < k} A_i[p] · B_p[j]` for `i < m ≤ MR`, `j < NR`, where row `i` of A
-    /// is `k` consecutive floats from `a[i]` and `B_p` is 16 consecutive floats at `b.row(p)`.
+    /// `out_i[j] (+)= Σ_{p < k} A[i, p] · B_p[j]` for `i < m ≤ MR`, `j < NR`, where `B_p` is
+    /// 16 consecutive floats at `b.row(p)` and `out_i` the 16 at `out + i · out_stride`;
+    /// `accumulate` adds to what `out` holds instead of overwriting it.
     ///
     /// # Safety
-    /// `a[i]` must be readable for `k` floats (`i < m`) and `b.row(p)` for 16 (`p < k`).
+    /// `a.at(i, p)` must be readable (`i < m`, `p < k`), `b.row(p)` for 16 floats (`p < k`),
+    /// and `out_i` readable and writable for 16 (`i < m`).
+    #[allow(clippy::too_many_arguments)] // one tile's whole description; kept in registers
     #[inline]
     unsafe fn tile(
         self,
         m: usize,
         k: usize,
-        a: &[*const f32; MR],
+        a: impl RowsA,
         b: impl RowsB,
-        out: &mut [[f32; NR]; MR],
+        out: *mut f32,
+        out_stride: usize,
+        accumulate: bool,
     ) {
         #[cfg(target_arch = "x86_64")]
         match m {
-            1 => avx2::tile::<1>(k, a, b, out),
-            2 => avx2::tile::<2>(k, a, b, out),
-            3 => avx2::tile::<3>(k, a, b, out),
-            4 => avx2::tile::<4>(k, a, b, out),
-            5 => avx2::tile::<5>(k, a, b, out),
-            _ => avx2::tile::<6>(k, a, b, out),
+            1 => avx2::tile::<1>(k, a, b, out, out_stride, accumulate),
+            2 => avx2::tile::<2>(k, a, b, out, out_stride, accumulate),
+            3 => avx2::tile::<3>(k, a, b, out, out_stride, accumulate),
+            4 => avx2::tile::<4>(k, a, b, out, out_stride, accumulate),
+            5 => avx2::tile::<5>(k, a, b, out, out_stride, accumulate),
+            _ => avx2::tile::<6>(k, a, b, out, out_stride, accumulate),
         }
         #[cfg(not(target_arch = "x86_64"))]
         match self.0 {}
@@ -121,25 +131,44 @@ pub(crate) fn vectorised<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Where row `p` of a tile's right-hand side starts.
+/// Where element `(i, p)` of a tile's left-hand side is.
+trait RowsA: Copy {
+    /// # Safety
+    /// `(i, p)` must be an element the caller vouches for (see [`Avx2::tile`]).
+    unsafe fn at(self, i: usize, p: usize) -> *const f32;
+}
+
+/// Rows packed as `[p][MR]`: the six elements one step reads are adjacent.
+#[derive(Clone, Copy)]
+struct Packed {
+    base: *const f32,
+}
+
+impl RowsA for Packed {
+    #[inline(always)]
+    unsafe fn at(self, i: usize, p: usize) -> *const f32 {
+        self.base.add(p * MR + i)
+    }
+}
+
+/// Rows where they lie, each its own run of consecutive floats.
+#[derive(Clone, Copy)]
+struct Runs {
+    rows: [*const f32; MR],
+}
+
+impl RowsA for Runs {
+    #[inline(always)]
+    unsafe fn at(self, i: usize, p: usize) -> *const f32 {
+        self.rows[i].add(p)
+    }
+}
+
+/// Where row `p` of a tile's right-hand side starts: rows at a fixed stride.
 trait RowsB: Copy {
     /// # Safety
     /// `p` must be a row the caller vouches for (see [`Avx2::tile`]).
     unsafe fn row(self, p: usize) -> *const f32;
-}
-
-/// Rows at a base plus a tabled offset: the kernel rows of the padded input.
-#[derive(Clone, Copy)]
-struct Tabled {
-    base: *const f32,
-    offsets: *const usize,
-}
-
-impl RowsB for Tabled {
-    #[inline(always)]
-    unsafe fn row(self, p: usize) -> *const f32 {
-        self.base.add(*self.offsets.add(p))
-    }
 }
 
 /// Rows at a fixed stride.
@@ -158,30 +187,40 @@ impl RowsB for Strided {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{RowsB, MR, NR};
+    use super::{RowsA, RowsB, MR, NR};
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn tile<const M: usize>(
         k: usize,
-        a: &[*const f32; MR],
+        a: impl RowsA,
         b: impl RowsB,
-        out: &mut [[f32; NR]; MR],
+        out: *mut f32,
+        out_stride: usize,
+        accumulate: bool,
     ) {
+        debug_assert!(M <= MR);
         let mut acc = [[_mm256_setzero_ps(); 2]; M];
+        if accumulate {
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let o = out.add(i * out_stride);
+                *acc = [_mm256_loadu_ps(o), _mm256_loadu_ps(o.add(8))];
+            }
+        }
         for p in 0..k {
             let row = b.row(p);
             let b0 = _mm256_loadu_ps(row);
             let b1 = _mm256_loadu_ps(row.add(8));
-            for i in 0..M {
-                let av = _mm256_broadcast_ss(&*a[i].add(p));
-                acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
-                acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let av = _mm256_broadcast_ss(&*a.at(i, p));
+                acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
+                acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
             }
         }
-        for i in 0..M {
-            _mm256_storeu_ps(out[i].as_mut_ptr(), acc[i][0]);
-            _mm256_storeu_ps(out[i].as_mut_ptr().add(8), acc[i][1]);
+        for (i, acc) in acc.iter().enumerate() {
+            let o = out.add(i * out_stride);
+            _mm256_storeu_ps(o, acc[0]);
+            _mm256_storeu_ps(o.add(NR / 2), acc[1]);
         }
     }
 
@@ -405,6 +444,23 @@ impl Run {
     }
 }
 
+/// The weights `[groups · og, kg]` as the tiles read them: per group, per block of `MR`
+/// output channels, `[kg][MR]` (a short last block padded with zeros).
+fn pack_weights(w: &[f32], groups: usize, og: usize, kg: usize) -> Vec<f32> {
+    let oblocks = og.div_ceil(MR);
+    let mut wp = vec![0.0f32; groups * oblocks * kg * MR];
+    for (gb, block) in wp.chunks_exact_mut(kg * MR).enumerate() {
+        let (gi, ob) = (gb / oblocks, gb % oblocks);
+        for i in 0..MR.min(og - ob * MR) {
+            let row = &w[(gi * og + ob * MR + i) * kg..][..kg];
+            for (p, &v) in row.iter().enumerate() {
+                block[p * MR + i] = v;
+            }
+        }
+    }
+    wp
+}
+
 /// `y = conv(x, w) (+ b)` for a stride-1 geometry (`None` for other strides). `x` is
 /// `[N, C, …]`, `w` `[O, C/groups, k…]`, `b` `[O]` or `[N, O]`.
 pub(crate) fn forward(
@@ -437,6 +493,8 @@ pub(crate) fn forward(
     let blocks = grid.qlen.div_ceil(NR);
     let runs: Vec<Vec<Run>> = l_of_q.chunks(NR).map(Run::all).collect();
     let per_sample = blocks.div_ceil(BLOCKS_PER_TASK);
+    let oblocks = og.div_ceil(MR);
+    let wp = pack_weights(w, groups, og, kg);
     // Not zeroed first: every output is written exactly once below (each output position
     // has one grid position, and the tiles cover every channel).
     let total = g.n * out_channels * l;
@@ -445,35 +503,50 @@ pub(crate) fn forward(
     par::for_each(g.n * per_sample, |task| {
         let (n, first) = (task / per_sample, (task % per_sample) * BLOCKS_PER_TASK);
         let sample = &xp[n * span..][..span];
-        let mut tile = [[0.0f32; NR]; MR];
+        // One block's kernel rows, packed; its outputs for every channel of a group.
+        let mut panel = vec![0.0f32; KC.min(kg) * NR];
+        let mut acc = vec![0.0f32; oblocks * MR * NR];
         let last = (first + BLOCKS_PER_TASK).min(blocks);
         for (blk, block_runs) in runs.iter().enumerate().take(last).skip(first) {
             let q0 = blk * NR;
             for gi in 0..groups {
-                let rows = Tabled {
-                    // In bounds: q0 + 15 + offsets ≤ span - 1 (see Grid::span).
-                    base: sample[gi * cg * grid.plane + q0..].as_ptr(),
-                    offsets: grid.offsets.as_ptr(),
-                };
-                for o0 in (0..og).step_by(MR) {
-                    let m = MR.min(og - o0);
-                    let first_w = (gi * og + o0) * kg;
-                    let a: [*const f32; MR] =
-                        std::array::from_fn(|i| w[first_w + i.min(m - 1) * kg..].as_ptr());
-                    // SAFETY: rows i < m of w hold kg floats; every tabled row has 16
-                    // readable floats within `sample` (Grid::span).
-                    unsafe { k.tile(m, kg, &a, rows, &mut tile) };
-                    for (i, t) in tile.iter().enumerate().take(m) {
-                        let oc = gi * og + o0 + i;
-                        let bias = b.map_or(0.0, |b| bias_row(b, n, out_channels)[oc]);
-                        let row = (n * out_channels + oc) * l;
-                        for r in block_runs {
-                            let dst = yp.at(row + r.out);
-                            for (j, &v) in t[r.col..r.col + r.len].iter().enumerate() {
-                                // SAFETY: outputs (n, oc, r.out + j) are written by this
-                                // task alone: tasks split the samples' grid positions.
-                                unsafe { *dst.add(j) = v + bias };
-                            }
+                let at = &sample[gi * cg * grid.plane + q0..];
+                for k0 in (0..kg).step_by(KC) {
+                    let kl = KC.min(kg - k0);
+                    vectorised(|| {
+                        for (dst, &off) in
+                            panel.chunks_exact_mut(NR).zip(&grid.offsets[k0..k0 + kl])
+                        {
+                            // In bounds: q0 + 15 + offsets ≤ span - 1 (see Grid::span).
+                            dst.copy_from_slice(&at[off..off + NR]);
+                        }
+                    });
+                    for ob in 0..oblocks {
+                        let m = MR.min(og - ob * MR);
+                        let a = Packed {
+                            base: wp[((gi * oblocks + ob) * kg + k0) * MR..].as_ptr(),
+                        };
+                        let b = Strided {
+                            base: panel.as_ptr(),
+                            stride: NR,
+                        };
+                        // SAFETY: the packed block holds (kg - k0) · MR ≥ kl · MR floats, the
+                        // panel kl rows of 16, and acc the rows of every block.
+                        unsafe {
+                            k.tile(m, kl, a, b, acc[ob * MR * NR..].as_mut_ptr(), NR, k0 > 0)
+                        };
+                    }
+                }
+                for (o, t) in acc.chunks_exact(NR).take(og).enumerate() {
+                    let oc = gi * og + o;
+                    let bias = b.map_or(0.0, |b| bias_row(b, n, out_channels)[oc]);
+                    let row = (n * out_channels + oc) * l;
+                    for r in block_runs {
+                        let dst = yp.at(row + r.out);
+                        for (j, &v) in t[r.col..r.col + r.len].iter().enumerate() {
+                            // SAFETY: outputs (n, oc, r.out + j) are written by this
+                            // task alone: tasks split the samples' grid positions.
+                            unsafe { *dst.add(j) = v + bias };
                         }
                     }
                 }
@@ -503,49 +576,61 @@ pub(crate) fn weight_grad(
     // padding columns stay zero, so products over the whole grid count outputs only.
     let opad = og.next_multiple_of(NR);
     let dyq_len = grid.qlen * opad + NR;
+    // Grid positions per stretch: the stretch of dyq stays in L1 while every kernel row's
+    // tiles read it.
+    let qc = (DY_CHUNK_BYTES / (4 * opad)).max(NR);
     // Fixed groups of samples, each summed into its own partial gradient, the partials then
     // added in order: the result does not depend on which thread ran what (a resumed run
-    // must reach bit-identical weights).
+    // must reach bit-identical weights). A partial is the transpose, [group][kg][opad], so a
+    // tile's rows (kernel rows) and columns (output channels) are its rows and columns.
     let parts = par::map(g.n.div_ceil(SAMPLES_PER_PARTIAL), |part| {
-        let mut dw = vec![0.0f32; out_channels * kg];
+        let mut dwt = vec![0.0f32; groups * kg * opad];
         let mut xp = vec![0.0f32; span];
         let mut dyq = vec![0.0f32; dyq_len];
         let first = part * SAMPLES_PER_PARTIAL;
         for n in first..(first + SAMPLES_PER_PARTIAL).min(g.n) {
             grid.pad(g, &x[n * xn..][..xn], &mut xp);
-            let mut tile = [[0.0f32; NR]; MR];
             for gi in 0..groups {
                 // Contiguous writes; each cache line read serves sixteen positions.
                 let src = &dy[(n * out_channels + gi * og) * l..][..og * l];
                 transpose_onto_grid(k, src, og, &grid.q_of_l, &mut dyq, opad);
-                for k0 in (0..kg).step_by(MR) {
-                    let m = MR.min(kg - k0);
-                    let base = gi * cg * grid.plane;
-                    let a: [*const f32; MR] = std::array::from_fn(|i| {
-                        xp[base + grid.offsets[k0 + i.min(m - 1)]..].as_ptr()
-                    });
-                    for o0 in (0..og).step_by(NR) {
-                        let rows = Strided {
-                            base: dyq[o0..].as_ptr(),
-                            stride: opad,
+                let base = gi * cg * grid.plane;
+                for q0 in (0..grid.qlen).step_by(qc) {
+                    let ql = qc.min(grid.qlen - q0);
+                    for k0 in (0..kg).step_by(MR) {
+                        let m = MR.min(kg - k0);
+                        let a = Runs {
+                            rows: std::array::from_fn(|i| {
+                                xp[base + grid.offsets[k0 + i.min(m - 1)] + q0..].as_ptr()
+                            }),
                         };
-                        // SAFETY: a kernel row's offset + qlen ≤ the padded sample's
-                        // channels (Grid::new); dyq holds qlen rows of opad ≥ o0 + 16.
-                        unsafe { k.tile(m, grid.qlen, &a, rows, &mut tile) };
-                        for (i, t) in tile.iter().enumerate().take(m) {
-                            for (j, &v) in t.iter().enumerate().take(NR.min(og - o0)) {
-                                dw[(gi * og + o0 + j) * kg + k0 + i] += v;
-                            }
+                        for o0 in (0..og).step_by(NR) {
+                            let b = Strided {
+                                base: dyq[q0 * opad + o0..].as_ptr(),
+                                stride: opad,
+                            };
+                            let out = dwt[(gi * kg + k0) * opad + o0..].as_mut_ptr();
+                            // SAFETY: a kernel row's offset + qlen ≤ the padded sample's
+                            // channels (Grid::new); dyq holds qlen rows of opad ≥ o0 + 16;
+                            // dwt rows k0..k0 + m hold opad ≥ o0 + 16 columns.
+                            unsafe { k.tile(m, ql, a, b, out, opad, true) };
                         }
                     }
                 }
             }
         }
-        dw
+        dwt
     });
-    let mut dw = vec![0.0f32; out_channels * kg];
+    let mut dwt = vec![0.0f32; groups * kg * opad];
     for part in &parts {
-        dw.iter_mut().zip(part).for_each(|(a, &b)| *a += b);
+        dwt.iter_mut().zip(part).for_each(|(a, &b)| *a += b);
+    }
+    let mut dw = vec![0.0f32; out_channels * kg];
+    for (gk, row) in dwt.chunks_exact(opad).enumerate() {
+        let (gi, kk) = (gk / kg, gk % kg);
+        for (o, &v) in row.iter().take(og).enumerate() {
+            dw[(gi * og + o) * kg + kk] = v;
+        }
     }
     Some(dw)
 }

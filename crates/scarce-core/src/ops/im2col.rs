@@ -5,9 +5,9 @@
 //! with precomputed indices (whose backward, `index_add`, has `index_select` as backward).
 
 use super::linear::{apply, apply_adjoint, LinearMap};
+use super::par;
 use crate::Result;
 use candle_core::{Shape, Tensor, WithDType};
-use rayon::prelude::*;
 use std::sync::Arc;
 
 /// Geometry of a convolution over three spatial axes; 2D convolutions use depth 1 with a
@@ -153,9 +153,7 @@ fn add_plane<T: WithDType>(g: &Geom, cols: &[T], n: usize, c: usize, plane: &mut
 /// `im2col` into `cols` (`rows × cols`), rows in parallel when `parallel`.
 pub(crate) fn im2col_into<T: WithDType>(g: &Geom, x: &[T], cols: &mut [T], parallel: bool) {
     if parallel {
-        cols.par_chunks_mut(g.cols())
-            .enumerate()
-            .for_each(|(r, row)| fill_row(g, x, r, row));
+        par::chunks_mut(cols, g.cols(), |r, row| fill_row(g, x, r, row));
     } else {
         cols.chunks_mut(g.cols())
             .enumerate()
@@ -167,7 +165,7 @@ pub(crate) fn im2col_into<T: WithDType>(g: &Geom, x: &[T], cols: &mut [T], paral
 pub(crate) fn col2im_into<T: WithDType>(g: &Geom, cols: &[T], x: &mut [T], parallel: bool) {
     let f = |(p, plane): (usize, &mut [T])| add_plane(g, cols, p / g.c, p % g.c, plane);
     if parallel {
-        x.par_chunks_mut(g.in_len()).enumerate().for_each(f);
+        par::chunks_mut(x, g.in_len(), |p, plane| f((p, plane)));
     } else {
         x.chunks_mut(g.in_len()).enumerate().for_each(f);
     }
