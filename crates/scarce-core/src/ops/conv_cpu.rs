@@ -14,6 +14,8 @@ use super::channel::{channel_sum, sample_channel_sum};
 use super::direct;
 use super::im2col::{col2im_into, im2col_into, Geom};
 use super::par;
+#[cfg(target_arch = "x86_64")]
+use super::winograd;
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 use gemm::{gemm, Parallelism};
 use std::sync::Arc;
@@ -300,20 +302,38 @@ impl ConvSpec {
     }
 }
 
+/// An f32 stride-1 convolution on the fastest kernel that takes it: Winograd F(2×2, 3×3)
+/// for 3×3 kernels on wide enough maps, else the direct kernel (`None` for other strides).
+fn fast_forward(
+    k: direct::Avx2,
+    g: &Geom,
+    out_channels: usize,
+    groups: usize,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+) -> Option<Vec<f32>> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(y) = winograd::forward(k, g, out_channels, groups, x, w, b) {
+        return Some(y);
+    }
+    direct::forward(k, g, out_channels, groups, x, w, b)
+}
+
 impl ConvOp {
     /// The f32 op on the direct stride-1 kernels, where the CPU and geometry allow.
     fn direct(&self, a: &[f32], b: &[f32]) -> Option<Vec<f32>> {
         let k = direct::Avx2::detect()?;
         let sp = &self.spec;
         match self.kind {
-            Kind::Forward => direct::forward(k, &sp.geom, sp.out_channels, sp.groups, a, b, None),
+            Kind::Forward => fast_forward(k, &sp.geom, sp.out_channels, sp.groups, a, b, None),
             Kind::InputGrad => {
                 let fg = Geom {
                     n: sp.geom.n,
                     ..sp.flipped_geom()?
                 };
                 let wf = sp.flipped_kernel(b);
-                direct::forward(k, &fg, sp.geom.c, sp.groups, a, &wf, None)
+                fast_forward(k, &fg, sp.geom.c, sp.groups, a, &wf, None)
             }
             Kind::WeightGrad => direct::weight_grad(k, &sp.geom, sp.out_channels, sp.groups, a, b),
         }
@@ -453,9 +473,8 @@ impl CustomOp3 for ConvBiasOp {
         let y = match (s1, s2, s3) {
             (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
                 let (x, w, b) = (&x[a0..a1], &w[b0..b1], Some(&b[c0..c1]));
-                let fast = direct::Avx2::detect().and_then(|k| {
-                    direct::forward(k, &sp.geom, sp.out_channels, sp.groups, x, w, b)
-                });
+                let fast = direct::Avx2::detect()
+                    .and_then(|k| fast_forward(k, &sp.geom, sp.out_channels, sp.groups, x, w, b));
                 CpuStorage::F32(fast.unwrap_or_else(|| sp.forward(x, w, b)))
             }
             (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
@@ -558,6 +577,72 @@ mod tests {
             .map(|(&g, &w)| (g as f64 - w).abs())
             .fold(0.0, f64::max)
             / scale
+    }
+
+    /// Winograd F(2×2, 3×3) against the f64 column-matrix path: odd and even sizes (a last
+    /// tile row or column half outside), paddings 0–2, channel counts off the tile's
+    /// multiples, shared and per-sample biases, and more tiles than one task holds.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn winograd_matches_the_column_path() {
+        let Some(k) = direct::Avx2::detect() else {
+            eprintln!("no AVX2 + FMA here: the Winograd kernel does not run");
+            return;
+        };
+        // (n, c, o, [h, w], pad)
+        let cases: &[(usize, usize, usize, [usize; 2], usize)] = &[
+            (2, 8, 8, [16, 16], 1),
+            (3, 13, 11, [9, 17], 1),
+            (1, 32, 20, [34, 18], 0),
+            (2, 9, 37, [7, 21], 2),
+            (2, 64, 64, [32, 32], 1),
+        ];
+        for (i, &(n, c, o, [h, w], pad)) in cases.iter().enumerate() {
+            let geom = Geom {
+                n,
+                c,
+                input: [1, h, w],
+                kernel: [1, 3, 3],
+                stride: [1; 3],
+                pad: [0, pad, pad],
+                dil: [1; 3],
+                output: [1, h + 2 * pad - 2, w + 2 * pad - 2],
+            };
+            assert!(
+                winograd::applies(&geom, o, 1),
+                "case {i} must take Winograd"
+            );
+            let spec = ConvSpec {
+                geom: geom.clone(),
+                out_channels: o,
+                groups: 1,
+            };
+            let x = values(n * c * h * w, 400 + i as u64);
+            let wt = values(o * c * 9, 500 + i as u64);
+            let b = values(if i % 2 == 1 { n * o } else { o }, 600 + i as u64);
+            let y = winograd::forward(k, &geom, o, 1, &f32s(&x), &f32s(&wt), Some(&f32s(&b)));
+            let e = rel_err(&y.unwrap(), &spec.forward(&x, &wt, Some(&b)));
+            eprintln!("winograd case {i}: {e:e}");
+            assert!(e < 1e-5, "case {i}: Winograd forward off by {e:e}");
+        }
+        // Grouped, strided, dilated, 3D and narrow convolutions are not its to take.
+        let mut g = Geom {
+            n: 1,
+            c: 8,
+            input: [1, 16, 16],
+            kernel: [1, 3, 3],
+            stride: [1; 3],
+            pad: [0, 1, 1],
+            dil: [1; 3],
+            output: [1, 16, 16],
+        };
+        assert!(!winograd::applies(&g, 8, 2));
+        assert!(!winograd::applies(&g, 4, 1));
+        g.dil = [1, 2, 2];
+        assert!(!winograd::applies(&g, 8, 1));
+        g.dil = [1; 3];
+        g.output = [1, 16, 8];
+        assert!(!winograd::applies(&g, 8, 1));
     }
 
     /// The direct f32 kernels against the f64 column-matrix path (itself checked against

@@ -21,9 +21,9 @@ use super::im2col::Geom;
 use super::par::{self, SharedMut};
 
 /// Rows of a register tile.
-const MR: usize = 6;
+pub(super) const MR: usize = 6;
 /// Columns of a register tile (two ymm vectors).
-const NR: usize = 16;
+pub(super) const NR: usize = 16;
 /// Samples summed into one partial weight gradient.
 const SAMPLES_PER_PARTIAL: usize = 2;
 /// Position blocks of one parallel task in the forward pass.
@@ -70,7 +70,7 @@ impl Avx2 {
     /// and `out_i` readable and writable for 16 (`i < m`).
     #[allow(clippy::too_many_arguments)] // one tile's whole description; kept in registers
     #[inline]
-    unsafe fn tile(
+    pub(super) unsafe fn tile(
         self,
         m: usize,
         k: usize,
@@ -132,7 +132,7 @@ pub(crate) fn vectorised<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// Where element `(i, p)` of a tile's left-hand side is.
-trait RowsA: Copy {
+pub(super) trait RowsA: Copy {
     /// # Safety
     /// `(i, p)` must be an element the caller vouches for (see [`Avx2::tile`]).
     unsafe fn at(self, i: usize, p: usize) -> *const f32;
@@ -140,8 +140,8 @@ trait RowsA: Copy {
 
 /// Rows packed as `[p][MR]`: the six elements one step reads are adjacent.
 #[derive(Clone, Copy)]
-struct Packed {
-    base: *const f32,
+pub(super) struct Packed {
+    pub base: *const f32,
 }
 
 impl RowsA for Packed {
@@ -165,7 +165,7 @@ impl RowsA for Runs {
 }
 
 /// Where row `p` of a tile's right-hand side starts: rows at a fixed stride.
-trait RowsB: Copy {
+pub(super) trait RowsB: Copy {
     /// # Safety
     /// `p` must be a row the caller vouches for (see [`Avx2::tile`]).
     unsafe fn row(self, p: usize) -> *const f32;
@@ -173,9 +173,9 @@ trait RowsB: Copy {
 
 /// Rows at a fixed stride.
 #[derive(Clone, Copy)]
-struct Strided {
-    base: *const f32,
-    stride: usize,
+pub(super) struct Strided {
+    pub base: *const f32,
+    pub stride: usize,
 }
 
 impl RowsB for Strided {

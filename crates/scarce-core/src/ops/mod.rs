@@ -25,6 +25,8 @@ mod pool;
 mod repeat;
 mod softmax;
 mod taps;
+#[cfg(target_arch = "x86_64")]
+mod winograd;
 
 pub use channel::{channel_expand, channel_sum, sample_channel_sum};
 pub use conv::{
