@@ -335,7 +335,15 @@ impl ConvOp {
                 let wf = sp.flipped_kernel(b);
                 fast_forward(k, &fg, sp.geom.c, sp.groups, a, &wf, None)
             }
-            Kind::WeightGrad => direct::weight_grad(k, &sp.geom, sp.out_channels, sp.groups, a, b),
+            Kind::WeightGrad => {
+                #[cfg(target_arch = "x86_64")]
+                if let Some(dw) =
+                    winograd::weight_grad(k, &sp.geom, sp.out_channels, sp.groups, a, b)
+                {
+                    return Some(dw);
+                }
+                direct::weight_grad(k, &sp.geom, sp.out_channels, sp.groups, a, b)
+            }
         }
     }
 }
@@ -579,7 +587,8 @@ mod tests {
             / scale
     }
 
-    /// Winograd F(2×2, 3×3) against the f64 column-matrix path: odd and even sizes (a last
+    /// Winograd F(2×2, 3×3), forward and weight gradient, against the f64 column-matrix
+    /// path: odd and even sizes (a last
     /// tile row or column half outside), paddings 0–2, channel counts off the tile's
     /// multiples, shared and per-sample biases, and more tiles than one task holds.
     #[test]
@@ -622,8 +631,15 @@ mod tests {
             let b = values(if i % 2 == 1 { n * o } else { o }, 600 + i as u64);
             let y = winograd::forward(k, &geom, o, 1, &f32s(&x), &f32s(&wt), Some(&f32s(&b)));
             let e = rel_err(&y.unwrap(), &spec.forward(&x, &wt, Some(&b)));
-            eprintln!("winograd case {i}: {e:e}");
+            let dy = values(n * o * geom.out_len(), 700 + i as u64);
+            let dw = winograd::weight_grad(k, &geom, o, 1, &f32s(&dy), &f32s(&x));
+            let ew = rel_err(&dw.unwrap(), &spec.weight_grad(&dy, &x));
+            eprintln!("winograd case {i}: forward {e:e}, weight gradient {ew:e}");
             assert!(e < 1e-5, "case {i}: Winograd forward off by {e:e}");
+            assert!(
+                ew < 1e-5,
+                "case {i}: Winograd weight gradient off by {ew:e}"
+            );
         }
         // Grouped, strided, dilated, 3D and narrow convolutions are not its to take.
         let mut g = Geom {

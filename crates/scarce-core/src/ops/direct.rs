@@ -99,7 +99,7 @@ impl Avx2 {
     /// # Safety
     /// Eight rows of eight floats must be readable at `src` and writable at `dst`.
     #[inline]
-    unsafe fn transpose8(
+    pub(super) unsafe fn transpose8(
         self,
         src: *const f32,
         src_stride: usize,
@@ -153,8 +153,8 @@ impl RowsA for Packed {
 
 /// Rows where they lie, each its own run of consecutive floats.
 #[derive(Clone, Copy)]
-struct Runs {
-    rows: [*const f32; MR],
+pub(super) struct Runs {
+    pub rows: [*const f32; MR],
 }
 
 impl RowsA for Runs {

@@ -13,7 +13,7 @@
 #![allow(unsafe_code)] // the register tile's raw pointers and disjoint output writes.
 
 use super::conv_cpu::bias_row;
-use super::direct::{Avx2, Packed, Strided, MR, NR};
+use super::direct::{Avx2, Packed, Runs, Strided, MR, NR};
 use super::im2col::Geom;
 use super::par::{self, SharedMut};
 
@@ -30,7 +30,10 @@ const MIN_WIDTH: usize = 16;
 /// rows.
 const MIN_CHANNELS: usize = 8;
 
-/// Whether [`forward`] takes this convolution: 2D, 3×3, stride and dilation 1, one group,
+/// Tasks (tile-row chunks) summed into one partial weight gradient, at most: two samples'.
+const MAX_SAMPLES_PER_PARTIAL: usize = 2;
+
+/// Whether [`forward`] and [`weight_grad`] take this convolution: 2D, 3×3, stride and dilation 1, one group,
 /// outputs at least [`MIN_WIDTH`] wide, at least [`MIN_CHANNELS`] in and out.
 pub(crate) fn applies(g: &Geom, out_channels: usize, groups: usize) -> bool {
     g.kernel == [1, 3, 3]
@@ -46,9 +49,10 @@ pub(crate) fn applies(g: &Geom, out_channels: usize, groups: usize) -> bool {
 }
 
 thread_local! {
-    /// Each thread's `V` and `M` of its current task, kept between tasks and calls.
-    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const {
-        std::cell::RefCell::new((Vec::new(), Vec::new()))
+    /// Each thread's buffers for its current task (`V`, `M` or the transformed `dy`, and
+    /// `dy` by position), kept between tasks and calls.
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> = const {
+        std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new()))
     };
 }
 
@@ -89,6 +93,139 @@ fn transform_weights(w: &[f32], o: usize, c: usize) -> Vec<f32> {
     u
 }
 
+/// How a convolution's outputs split into 2×2 tiles, and the tiles into tasks.
+struct Tiling {
+    /// Tile rows and columns: `⌈OH/2⌉`, `⌈OW/2⌉`.
+    th: usize,
+    tw: usize,
+    /// Tile rows per task, and tasks per sample.
+    rows_per_task: usize,
+    chunks: usize,
+    /// A task's tiles, padded to whole 16-column blocks of the products.
+    tp: usize,
+    /// A padded row, even and odd columns apart: the four columns under tile j are
+    /// even[j], odd[j], even[j + 1], odd[j + 1], so eight tiles read four contiguous runs.
+    half: usize,
+    /// Rows of a padded plane (`2·th + 2`) and its floats in `even` (and in `odd`).
+    prows: usize,
+    plane: usize,
+}
+
+impl Tiling {
+    fn new(g: &Geom) -> Tiling {
+        let [_, oh, ow] = g.output;
+        let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
+        let rows_per_task = TILES_PER_TASK.div_ceil(tw).clamp(1, th);
+        let (half, prows) = (tw + 1, 2 * th + 2);
+        Tiling {
+            th,
+            tw,
+            rows_per_task,
+            chunks: th.div_ceil(rows_per_task),
+            tp: (rows_per_task * tw).next_multiple_of(NR),
+            half,
+            prows,
+            plane: prows * half,
+        }
+    }
+
+    /// Floats from one transform position's `V` to the next: `C·tp` and a cache line more,
+    /// so the sixteen positions a transform writes at once do not fall 4 KiB apart (where
+    /// they would share L1 sets).
+    fn v_stride(&self, c: usize) -> usize {
+        c * self.tp + NR
+    }
+
+    /// The first tile row of task `chunk` and its number of tile rows.
+    fn rows(&self, chunk: usize) -> (usize, usize) {
+        let i0 = chunk * self.rows_per_task;
+        (i0, self.rows_per_task.min(self.th - i0))
+    }
+
+    /// Every padded plane of `x` (`[N·C][H][W]`) deinterleaved once, `[N·C][prows][half]`
+    /// for even and odd columns (tasks share the rows between their tile rows).
+    fn deinterleave(&self, g: &Geom, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let [_, ih, iw] = g.input;
+        let [_, ph, pw] = g.pad;
+        let (half, plane, planes) = (self.half, self.plane, g.n * g.c);
+        let mut even: Vec<f32> = Vec::with_capacity(planes * plane);
+        let mut odd: Vec<f32> = Vec::with_capacity(planes * plane);
+        let (ep, op) = (SharedMut(even.as_mut_ptr()), SharedMut(odd.as_mut_ptr()));
+        par::for_each(planes, |pi| {
+            let src = &x[pi * ih * iw..][..ih * iw];
+            let mut padded = vec![0.0f32; 2 * half];
+            for rr in 0..self.prows {
+                let (e, od) = (ep.at(pi * plane + rr * half), op.at(pi * plane + rr * half));
+                match rr.checked_sub(ph).filter(|&h| h < ih) {
+                    Some(h) => {
+                        // Input column wi is padded column wi + pw < 2·half: the outputs
+                        // span ow = iw + 2·pw − 2 ≤ 2·tw columns.
+                        padded[pw..pw + iw].copy_from_slice(&src[h * iw..][..iw]);
+                        // SAFETY: padded holds 2·half floats; row rr of plane pi (half
+                        // floats each of even and odd) is written by this call alone.
+                        unsafe { avx2::deinterleave(padded.as_ptr(), half, e, od) };
+                    }
+                    // SAFETY: as above.
+                    None => unsafe {
+                        e.write_bytes(0, half);
+                        od.write_bytes(0, half);
+                    },
+                }
+            }
+        });
+        // SAFETY: every row of every plane was written above.
+        unsafe {
+            even.set_len(planes * plane);
+            odd.set_len(planes * plane);
+        }
+        (even, odd)
+    }
+
+    /// `V_ξ[c][tile] = (Bᵀ d B)_ξ` of sample `n`'s tile rows `i0 .. i0 + rows` into `v`
+    /// (`[ξ][C][tp]`, positions [`Self::v_stride`] apart); the columns of a last block past the task's tiles are zero.
+    #[allow(clippy::too_many_arguments)]
+    fn input_transform(
+        &self,
+        c: usize,
+        even: &[f32],
+        odd: &[f32],
+        n: usize,
+        i0: usize,
+        rows: usize,
+        v: &mut Vec<f32>,
+    ) {
+        let (tw, tp, half) = (self.tw, self.tp, self.half);
+        let tiles = rows * tw;
+        let vs = self.v_stride(c);
+        grow(v, XI * vs);
+        if tiles < tp {
+            for xi in 0..XI {
+                for ci in 0..c {
+                    v[xi * vs + ci * tp..][tiles..tp].fill(0.0);
+                }
+            }
+        }
+        for ci in 0..c {
+            let base = (n * c + ci) * self.plane;
+            for ii in 0..rows {
+                let at = base + 2 * (i0 + ii) * half;
+                // SAFETY: rows 2·(i0 + ii) .. + 4 ≤ prows of the plane exist; V_ξ's tiles
+                // ii·tw .. ii·tw + tw of channel ci lie within its c·tp ≤ vs.
+                unsafe {
+                    avx2::input_row(
+                        even[at..][..4 * half].as_ptr(),
+                        odd[at..][..4 * half].as_ptr(),
+                        half,
+                        tw,
+                        v[ci * tp + ii * tw..].as_mut_ptr(),
+                        vs,
+                    )
+                };
+            }
+        }
+    }
+}
+
 /// `y = conv(x, w) (+ b)` for a geometry [`applies`] accepts (`None` otherwise). `x` is
 /// `[N, C, H, W]`, `w` `[O, C, 3, 3]`, `b` `[O]` or `[N, O]`.
 pub(crate) fn forward(
@@ -104,95 +241,30 @@ pub(crate) fn forward(
         return None;
     }
     let c = g.c;
-    let [_, ih, iw] = g.input;
     let [_, oh, ow] = g.output;
-    let [_, ph, pw] = g.pad;
-    let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
-    let rows_per_task = TILES_PER_TASK.div_ceil(tw).clamp(1, th);
-    let chunks = th.div_ceil(rows_per_task);
-    // Tiles of one task, padded to whole 16-column blocks of the product.
-    let tp = (rows_per_task * tw).next_multiple_of(NR);
+    let t = Tiling::new(g);
+    let (tw, tp) = (t.tw, t.tp);
     let obs = o.div_ceil(MR);
+    let vs = t.v_stride(c);
     let u = transform_weights(w, o, c);
-    // A padded row, even and odd columns apart: the four columns under tile j are
-    // even[j], odd[j], even[j + 1], odd[j + 1], so eight tiles read four contiguous runs.
-    let half = tw + 1;
-    // Every padded plane deinterleaved once, [N·C][rows][half] for even and odd columns
-    // (tasks share the rows between their tile rows).
-    let prows = 2 * th + 2;
-    let plane = prows * half;
-    let planes = g.n * c;
-    let mut even: Vec<f32> = Vec::with_capacity(planes * plane);
-    let mut odd: Vec<f32> = Vec::with_capacity(planes * plane);
-    let (ep, op) = (SharedMut(even.as_mut_ptr()), SharedMut(odd.as_mut_ptr()));
-    par::for_each(planes, |pi| {
-        let src = &x[pi * ih * iw..][..ih * iw];
-        let mut padded = vec![0.0f32; 2 * half];
-        for rr in 0..prows {
-            let (e, od) = (ep.at(pi * plane + rr * half), op.at(pi * plane + rr * half));
-            match rr.checked_sub(ph).filter(|&h| h < ih) {
-                Some(h) => {
-                    // Input column wi is padded column wi + pw < 2·half (see `half`).
-                    padded[pw..pw + iw].copy_from_slice(&src[h * iw..][..iw]);
-                    // SAFETY: padded holds 2·half floats; row rr of plane pi (half floats
-                    // each of even and odd) is written by this call alone.
-                    unsafe { avx2::deinterleave(padded.as_ptr(), half, e, od) };
-                }
-                // SAFETY: as above.
-                None => unsafe {
-                    e.write_bytes(0, half);
-                    od.write_bytes(0, half);
-                },
-            }
-        }
-    });
-    // SAFETY: every row of every plane was written above.
-    unsafe {
-        even.set_len(planes * plane);
-        odd.set_len(planes * plane);
-    }
+    let (even, odd) = t.deinterleave(g, x);
 
     let total = g.n * o * oh * ow;
     let mut y: Vec<f32> = Vec::with_capacity(total);
     let yp = SharedMut(y.as_mut_ptr());
-    par::for_each(g.n * chunks, |task| {
-        let (n, chunk) = (task / chunks, task % chunks);
-        let i0 = chunk * rows_per_task;
-        let rows = rows_per_task.min(th - i0);
+    par::for_each(g.n * t.chunks, |task| {
+        let (n, chunk) = (task / t.chunks, task % t.chunks);
+        let (i0, rows) = t.rows(chunk);
         let tiles = rows * tw;
-        SCRATCH.with_borrow_mut(|(v, m)| {
-            // V_ξ[c][tile] = (Bᵀ d B)_ξ; the columns of a last block past `tiles` are zero.
-            grow(v, XI * c * tp);
-            if tiles < tp {
-                for row in v.chunks_exact_mut(tp).take(XI * c) {
-                    row[tiles..].fill(0.0);
-                }
-            }
-            for ci in 0..c {
-                let base = (n * c + ci) * plane;
-                for ii in 0..rows {
-                    let at = base + 2 * (i0 + ii) * half;
-                    // SAFETY: rows 2·(i0 + ii) .. + 4 ≤ prows of the plane exist; V_ξ's tiles
-                    // ii·tw .. ii·tw + tw of channel ci lie within its c·tp.
-                    unsafe {
-                        avx2::input_row(
-                            even[at..][..4 * half].as_ptr(),
-                            odd[at..][..4 * half].as_ptr(),
-                            half,
-                            tw,
-                            v[ci * tp + ii * tw..].as_mut_ptr(),
-                            c * tp,
-                        )
-                    };
-                }
-            }
+        SCRATCH.with_borrow_mut(|(v, m, _)| {
+            t.input_transform(c, &even, &odd, n, i0, rows, v);
 
             // M_ξ = U_ξ · V_ξ, [ξ][o (in whole blocks)][tile].
             grow(m, XI * obs * MR * tp);
             for xi in 0..XI {
                 for tb in 0..tiles.div_ceil(NR) {
                     let bv = Strided {
-                        base: v[xi * c * tp + tb * NR..].as_ptr(),
+                        base: v[xi * vs + tb * NR..].as_ptr(),
                         stride: tp,
                     };
                     for ob in 0..obs {
@@ -234,6 +306,143 @@ pub(crate) fn forward(
     // each tile row writes its two output rows (the second when inside), every column.
     unsafe { y.set_len(total) };
     Some(y)
+}
+
+/// `dW[o, c, 3×3] = Σ_n Σ_l dy[n, o, l] · x[n, c, l + k]` for a geometry [`applies`] accepts
+/// (`None` otherwise), as `Gᵀ [Σ_tiles (A dY Aᵀ) ⊙ (Bᵀ d B)] G`: the gradient of the
+/// forward's `U` is, per transform position, `dU_ξ [C × O] = V_ξ [C × tiles] · DY_ξᵀ`.
+pub(crate) fn weight_grad(
+    k: Avx2,
+    g: &Geom,
+    o: usize,
+    groups: usize,
+    dy: &[f32],
+    x: &[f32],
+) -> Option<Vec<f32>> {
+    if !applies(g, o, groups) {
+        return None;
+    }
+    let c = g.c;
+    let [_, oh, ow] = g.output;
+    let t = Tiling::new(g);
+    let (tw, tp) = (t.tw, t.tp);
+    let opad = o.next_multiple_of(NR);
+    let vs = t.v_stride(c);
+    // DY's positions apart, skewed as V's.
+    let ds = tp * opad + NR;
+    let (even, odd) = t.deinterleave(g, x);
+    // Fixed runs of tasks, each summed into its own partial dU, the partials then added in
+    // order: the result does not depend on which thread ran what. A run is at most two
+    // samples, fewer where that leaves under eight runs to share out.
+    let tasks = g.n * t.chunks;
+    let per_part = (MAX_SAMPLES_PER_PARTIAL * t.chunks)
+        .min(tasks.div_ceil(8))
+        .max(1);
+    let parts = par::map(tasks.div_ceil(per_part), |part| {
+        let mut du = vec![0.0f32; XI * c * opad];
+        SCRATCH.with_borrow_mut(|(v, dyt, dyp)| {
+            for task in part * per_part..((part + 1) * per_part).min(tasks) {
+                let (n, chunk) = (task / t.chunks, task % t.chunks);
+                let (i0, rows) = t.rows(chunk);
+                let tiles = rows * tw;
+                t.input_transform(c, &even, &odd, n, i0, rows, v);
+
+                // dy of the task's output rows by position, [pixel][opad].
+                let (r0, r1) = (2 * i0, (2 * (i0 + rows)).min(oh));
+                let npix = (r1 - r0) * ow;
+                grow(dyp, npix * opad);
+                let src = &dy[(n * o * oh + r0) * ow..];
+                let (o8, p8) = (o - o % 8, npix - npix % 8);
+                for oc in (0..o8).step_by(8) {
+                    for p in (0..p8).step_by(8) {
+                        // SAFETY: channels oc..oc + 8 ≤ o of sample n hold positions
+                        // r0·ow + p + 8 ≤ oh·ow; dyp holds npix rows of opad ≥ oc + 8.
+                        unsafe {
+                            k.transpose8(
+                                src[oc * oh * ow + p..].as_ptr(),
+                                oh * ow,
+                                dyp[p * opad + oc..].as_mut_ptr(),
+                                opad,
+                            )
+                        };
+                    }
+                }
+                for (p, row) in dyp.chunks_exact_mut(opad).take(npix).enumerate() {
+                    let first = if p < p8 { o8 } else { 0 };
+                    for (oc, d) in row.iter_mut().enumerate().take(o).skip(first) {
+                        *d = src[oc * oh * ow + p];
+                    }
+                    row[o..].fill(0.0);
+                }
+
+                // DY_ξ = (A dY Aᵀ)_ξ, [ξ][tile][opad].
+                grow(dyt, XI * ds);
+                for ii in 0..rows {
+                    let out_rows = (r1 - r0 - 2 * ii).min(2);
+                    // SAFETY: dyp holds rows 2·ii .. 2·ii + out_rows of ow positions; DY's
+                    // tiles ii·tw .. + tw hold opad each, per ξ within tp·opad.
+                    unsafe {
+                        avx2::grad_row(
+                            dyp[2 * ii * ow * opad..].as_ptr(),
+                            opad,
+                            ow,
+                            out_rows,
+                            tw,
+                            dyt[ii * tw * opad..].as_mut_ptr(),
+                            ds,
+                        )
+                    };
+                }
+
+                // dU_ξ += V_ξ · DY_ξ over the task's tiles, [ξ][c][opad].
+                for xi in 0..XI {
+                    for c0 in (0..c).step_by(MR) {
+                        let m = MR.min(c - c0);
+                        let a = Runs {
+                            rows: std::array::from_fn(|i| {
+                                v[xi * vs + (c0 + i.min(m - 1)) * tp..].as_ptr()
+                            }),
+                        };
+                        for o0 in (0..o).step_by(NR) {
+                            let b = Strided {
+                                base: dyt[xi * ds + o0..].as_ptr(),
+                                stride: opad,
+                            };
+                            let out = du[(xi * c + c0) * opad + o0..].as_mut_ptr();
+                            // SAFETY: V_ξ's rows hold tp ≥ tiles, DY_ξ tiles rows of opad ≥
+                            // o0 + 16, dU's rows c0..c0 + m opad ≥ o0 + 16 columns.
+                            unsafe { k.tile(m, tiles, a, b, out, opad, true) };
+                        }
+                    }
+                }
+            }
+        });
+        du
+    });
+    let mut du = vec![0.0f32; XI * c * opad];
+    for part in &parts {
+        du.iter_mut().zip(part).for_each(|(a, &b)| *a += b);
+    }
+    // dW = Gᵀ dU G for every (output, input) channel pair.
+    let mut dw = vec![0.0f32; o * c * 9];
+    for (pair, dst) in dw.chunks_exact_mut(9).enumerate() {
+        let (oc, ci) = (pair / c, pair % c);
+        let d = |xi: usize| du[(xi * c + ci) * opad + oc];
+        // Gᵀ: rows d₀ + (d₁ + d₂)/2, (d₁ − d₂)/2, (d₁ + d₂)/2 + d₃ of the patch's rows.
+        let mut gd = [[0.0f32; 4]; 3];
+        for s in 0..4 {
+            let (d0, d1, d2, d3) = (d(s), d(4 + s), d(8 + s), d(12 + s));
+            gd[0][s] = d0 + 0.5 * (d1 + d2);
+            gd[1][s] = 0.5 * (d1 - d2);
+            gd[2][s] = 0.5 * (d1 + d2) + d3;
+        }
+        for (kh, r) in gd.iter().enumerate() {
+            dst[kh * 3] = r[0] + 0.5 * (r[1] + r[2]);
+            dst[kh * 3 + 1] = 0.5 * (r[1] - r[2]);
+            dst[kh * 3 + 2] = 0.5 * (r[1] + r[2]) + r[3];
+        }
+    }
+    Some(dw)
 }
 
 /// The transforms, eight tiles to a vector.
@@ -400,6 +609,60 @@ mod avx2 {
                 }
             }
             j += 1;
+        }
+    }
+
+    /// `A dY Aᵀ` for the `tw` tiles of one tile row, eight output channels to a vector: the
+    /// tile's 2×2 of `dy` (`dy + (row·ow + col)·opad`, rows at or past `rows` and columns at
+    /// or past `ow` zero) goes to `dyt + ξ·xi_stride + j·opad`.
+    ///
+    /// # Safety
+    /// `rows` ≤ 2 rows of `ow` positions of `opad` floats readable at `dy`; `tw` tiles of
+    /// `opad` floats writable at `dyt + ξ·xi_stride` (ξ < 16); `opad` a multiple of 8; AVX2.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn grad_row(
+        dy: *const f32,
+        opad: usize,
+        ow: usize,
+        rows: usize,
+        tw: usize,
+        dyt: *mut f32,
+        xi_stride: usize,
+    ) {
+        let zero = _mm256_setzero_ps();
+        for j in 0..tw {
+            for o in (0..opad).step_by(8) {
+                let ld = |r: usize, col: usize| {
+                    if r < rows && col < ow {
+                        _mm256_loadu_ps(dy.add((r * ow + col) * opad + o))
+                    } else {
+                        zero
+                    }
+                };
+                let d = [
+                    [ld(0, 2 * j), ld(0, 2 * j + 1)],
+                    [ld(1, 2 * j), ld(1, 2 * j + 1)],
+                ];
+                // A·dY: rows d₀, d₀ + d₁, d₀ − d₁, −d₁ of the tile's two rows.
+                let mut ad = [[zero; 2]; 4];
+                for b in 0..2 {
+                    ad[0][b] = d[0][b];
+                    ad[1][b] = _mm256_add_ps(d[0][b], d[1][b]);
+                    ad[2][b] = _mm256_sub_ps(d[0][b], d[1][b]);
+                    ad[3][b] = _mm256_sub_ps(zero, d[1][b]);
+                }
+                for (r, row) in ad.iter().enumerate() {
+                    let cols = [
+                        row[0],
+                        _mm256_add_ps(row[0], row[1]),
+                        _mm256_sub_ps(row[0], row[1]),
+                        _mm256_sub_ps(zero, row[1]),
+                    ];
+                    for (s, &v) in cols.iter().enumerate() {
+                        _mm256_storeu_ps(dyt.add((4 * r + s) * xi_stride + j * opad + o), v);
+                    }
+                }
+            }
         }
     }
 }
