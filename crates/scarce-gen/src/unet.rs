@@ -404,11 +404,12 @@ impl UNet {
         )?)
     }
 
-    fn res_block(&self, p: &Params, name: &str, x: &Tensor, emb: &Tensor) -> Result<Tensor> {
+    /// A residual block; `emb_act` is `silu(time embedding)`, which every block projects.
+    fn res_block(&self, p: &Params, name: &str, x: &Tensor, emb_act: &Tensor) -> Result<Tensor> {
         let h = self.norm_silu(p, &format!("{name}.norm1"), x)?;
         // The time embedding's projection joins conv1's bias, one bias row per sample: the
         // same sum as adding it after the convolution, without a broadcast in the graph.
-        let t = self.linear(p, &format!("{name}.time_emb_proj"), &silu(emb)?)?;
+        let t = self.linear(p, &format!("{name}.time_emb_proj"), emb_act)?;
         let conv1 = format!("{name}.conv1");
         let bias = t.broadcast_add(p.require(&format!("{conv1}.bias"))?)?;
         let h = self.conv_biased(p, &conv1, &h, &bias, 1, 1)?;
@@ -505,6 +506,9 @@ impl UNet {
             (None, None) => {}
         }
 
+        // Each block applies SiLU to the embedding before its projection (as MONAI's do);
+        // one activation serves them all.
+        let emb = silu(&emb)?;
         let levels = c.channels.len();
         let mut h = self.conv(p, "conv_in", x, 1, 1)?;
         let mut skips = vec![h.clone()];
