@@ -429,13 +429,12 @@ pub(crate) fn weight_grad(
         let (oc, ci) = (pair / c, pair % c);
         let d = |xi: usize| du[(xi * c + ci) * opad + oc];
         // Gᵀ: rows d₀ + (d₁ + d₂)/2, (d₁ − d₂)/2, (d₁ + d₂)/2 + d₃ of the patch's rows.
-        let mut gd = [[0.0f32; 4]; 3];
-        for s in 0..4 {
+        let col = |s: usize| {
             let (d0, d1, d2, d3) = (d(s), d(4 + s), d(8 + s), d(12 + s));
-            gd[0][s] = d0 + 0.5 * (d1 + d2);
-            gd[1][s] = 0.5 * (d1 - d2);
-            gd[2][s] = 0.5 * (d1 + d2) + d3;
-        }
+            [d0 + 0.5 * (d1 + d2), 0.5 * (d1 - d2), 0.5 * (d1 + d2) + d3]
+        };
+        let cols = [col(0), col(1), col(2), col(3)];
+        let gd: [[f32; 4]; 3] = std::array::from_fn(|kh| std::array::from_fn(|s| cols[s][kh]));
         for (kh, r) in gd.iter().enumerate() {
             dst[kh * 3] = r[0] + 0.5 * (r[1] + r[2]);
             dst[kh * 3 + 1] = 0.5 * (r[1] - r[2]);
