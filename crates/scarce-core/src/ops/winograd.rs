@@ -30,8 +30,9 @@ const MIN_WIDTH: usize = 16;
 /// rows.
 const MIN_CHANNELS: usize = 8;
 
-/// Tasks (tile-row chunks) summed into one partial weight gradient, at most: two samples'.
-const MAX_SAMPLES_PER_PARTIAL: usize = 2;
+/// Partial sums of the weight gradient, at most: enough to share out among threads, few
+/// enough that their memory (16·C·O floats each) stays bounded for any batch.
+const MAX_PARTIALS: usize = 8;
 
 /// Whether [`forward`] and [`weight_grad`] take this convolution: 2D, 3×3, stride and dilation 1, one group,
 /// outputs at least [`MIN_WIDTH`] wide, at least [`MIN_CHANNELS`] in and out.
@@ -332,12 +333,9 @@ pub(crate) fn weight_grad(
     let ds = tp * opad + NR;
     let (even, odd) = t.deinterleave(g, x);
     // Fixed runs of tasks, each summed into its own partial dU, the partials then added in
-    // order: the result does not depend on which thread ran what. A run is at most two
-    // samples, fewer where that leaves under eight runs to share out.
+    // order: the result does not depend on which thread ran what.
     let tasks = g.n * t.chunks;
-    let per_part = (MAX_SAMPLES_PER_PARTIAL * t.chunks)
-        .min(tasks.div_ceil(8))
-        .max(1);
+    let per_part = tasks.div_ceil(MAX_PARTIALS);
     let parts = par::map(tasks.div_ceil(per_part), |part| {
         let mut du = vec![0.0f32; XI * c * opad];
         SCRATCH.with_borrow_mut(|(v, dyt, dyp)| {
