@@ -5,14 +5,17 @@
 //! flat index `q = (d·P₁ + h)·P₂ + w` on the padded grid, and kernel row `(c, kd, kh, kw)`
 //! reads the padded input at `q + off(c, kd, kh, kw)` with a constant offset. So sixteen
 //! consecutive `q` read sixteen consecutive inputs for every kernel row: the column matrix
-//! `im2col` would copy out is already there, a row at a time, and the multiply reads it in
-//! place. Positions of the grid outside the output (the padding columns between rows) are
-//! computed and discarded, a waste of `2·pad / P₂` of a row. The input gradient of a stride-1
+//! `im2col` would copy out is already there, a row at a time. The forward copies one block's
+//! rows (256 at a time) into an L1-sized panel that every output channel's tile reads.
+//! Positions of the grid outside the output (the padding columns between rows) are computed
+//! and discarded, a waste of `2·pad / P₂` of a row. The input gradient of a stride-1
 //! convolution is itself such a correlation (of `dy` with the flipped kernel), so the three
-//! products of a convolution layer all run here; other strides keep the `im2col` path.
+//! products of a convolution layer all run here (or in `winograd` for the 3×3 ones it
+//! takes); other strides keep the `im2col` path.
 //!
 //! The kernel holds a 6×16 tile of the product in twelve ymm registers (the usual AVX2
-//! shape: 12 FMAs for 2 loads and 6 broadcasts per step).
+//! shape: 12 FMAs for 2 loads and 6 broadcasts per step); `winograd` runs its channel sums
+//! on it too.
 
 #![allow(unsafe_code)] // SIMD intrinsics and raw tile pointers; each access is bounds-reasoned.
 
