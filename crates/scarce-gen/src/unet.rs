@@ -508,13 +508,13 @@ impl UNet {
 
         // Each block applies SiLU to the embedding before its projection (as MONAI's do);
         // one activation serves them all.
-        let emb = silu(&emb)?;
+        let emb_act = silu(&emb)?;
         let levels = c.channels.len();
         let mut h = self.conv(p, "conv_in", x, 1, 1)?;
         let mut skips = vec![h.clone()];
         for i in 0..levels {
             for j in 0..c.res_blocks {
-                h = self.res_block(p, &format!("down.{i}.res.{j}"), &h, &emb)?;
+                h = self.res_block(p, &format!("down.{i}.res.{j}"), &h, &emb_act)?;
                 if c.attention[i] {
                     h = self.attention(p, &format!("down.{i}.attn.{j}"), &h)?;
                 }
@@ -525,16 +525,16 @@ impl UNet {
                 skips.push(h.clone());
             }
         }
-        h = self.res_block(p, "mid.res.0", &h, &emb)?;
+        h = self.res_block(p, "mid.res.0", &h, &emb_act)?;
         h = self.attention(p, "mid.attn", &h)?;
-        h = self.res_block(p, "mid.res.1", &h, &emb)?;
+        h = self.res_block(p, "mid.res.1", &h, &emb_act)?;
         for i in (0..levels).rev() {
             for j in 0..=c.res_blocks {
                 let skip = skips
                     .pop()
                     .ok_or_else(|| Error::config("UNet", "skip stack exhausted"))?;
                 h = Tensor::cat(&[&h, &skip], 1)?;
-                h = self.res_block(p, &format!("up.{i}.res.{j}"), &h, &emb)?;
+                h = self.res_block(p, &format!("up.{i}.res.{j}"), &h, &emb_act)?;
                 if c.attention[i] {
                     h = self.attention(p, &format!("up.{i}.attn.{j}"), &h)?;
                 }

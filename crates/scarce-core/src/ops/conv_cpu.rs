@@ -72,9 +72,6 @@ enum Kind {
     WeightGrad,
 }
 
-/// Samples summed into one partial weight gradient.
-const SAMPLES_PER_PARTIAL: usize = 2;
-
 struct ConvOp {
     spec: Arc<ConvSpec>,
     kind: Kind,
@@ -265,40 +262,35 @@ impl ConvSpec {
         dx
     }
 
-    /// `dW_g = Σ_n dy_g[n] · cols_g(x[n])ᵀ`: fixed groups of samples each summed into a
-    /// partial gradient, the partials then added in order (the same result on any number of
-    /// threads).
+    /// `dW_g = Σ_n dy_g[n] · cols_g(x[n])ᵀ`, in fixed partial sums ([`par::partial_sums`]).
     fn weight_grad<T: WithDType>(&self, dy: &[T], x: &[T]) -> Vec<T> {
         let one = self.one();
         let (o, groups, l) = (self.out_channels, self.groups, one.out_len());
         let (og, kg) = (o / groups, one.rows() / groups);
         let xn_len = one.c * one.in_len();
-        let parts = par::map(self.geom.n.div_ceil(SAMPLES_PER_PARTIAL), |part| {
-            let mut dw = vec![T::zero(); o * kg];
-            let mut cols = vec![T::zero(); one.rows() * l];
-            let first = part * SAMPLES_PER_PARTIAL;
-            for n in first..(first + SAMPLES_PER_PARTIAL).min(self.geom.n) {
-                im2col_into(&one, &x[n * xn_len..][..xn_len], &mut cols, false);
-                for gi in 0..groups {
-                    // SAFETY: dw holds o·kg, dy holds n·o·l, cols holds groups·kg·l.
-                    unsafe {
-                        mm(
-                            (og, kg, l),
-                            (dw.as_mut_ptr().add(gi * og * kg), kg as isize, 1),
-                            true,
-                            (dy.as_ptr().add(n * o * l + gi * og * l), l as isize, 1),
-                            (cols.as_ptr().add(gi * kg * l), 1, l as isize),
-                        )
+        par::partial_sums(
+            self.geom.n,
+            par::SAMPLES_PER_PARTIAL,
+            o * kg,
+            |samples, dw: &mut [T]| {
+                let mut cols = vec![T::zero(); one.rows() * l];
+                for n in samples {
+                    im2col_into(&one, &x[n * xn_len..][..xn_len], &mut cols, false);
+                    for gi in 0..groups {
+                        // SAFETY: dw holds o·kg, dy holds n·o·l, cols holds groups·kg·l.
+                        unsafe {
+                            mm(
+                                (og, kg, l),
+                                (dw.as_mut_ptr().add(gi * og * kg), kg as isize, 1),
+                                true,
+                                (dy.as_ptr().add(n * o * l + gi * og * l), l as isize, 1),
+                                (cols.as_ptr().add(gi * kg * l), 1, l as isize),
+                            )
+                        }
                     }
                 }
-            }
-            dw
-        });
-        let mut dw = vec![T::zero(); o * kg];
-        for part in &parts {
-            dw.iter_mut().zip(part).for_each(|(a, &b)| *a += b);
-        }
-        dw
+            },
+        )
     }
 }
 

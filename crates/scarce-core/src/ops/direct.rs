@@ -27,8 +27,6 @@ use super::par::{self, SharedMut};
 pub(super) const MR: usize = 6;
 /// Columns of a register tile (two ymm vectors).
 pub(super) const NR: usize = 16;
-/// Samples summed into one partial weight gradient.
-const SAMPLES_PER_PARTIAL: usize = 2;
 /// Position blocks of one parallel task in the forward pass.
 const BLOCKS_PER_TASK: usize = 4;
 /// Kernel rows packed at a time in the forward pass: 256 rows of 16 floats, 16 KiB, stay
@@ -267,7 +265,7 @@ mod avx2 {
 /// `dst[q_of_l[li] · dst_stride + o] = src[o · l + li]` for `o < rows`, `li < l`: a `[rows, l]`
 /// block transposed onto grid rows. Eight outputs on eight consecutive grid positions go as
 /// 8×8 register transposes, the rest one element at a time.
-fn transpose_onto_grid(
+pub(super) fn transpose_onto_grid(
     k: Avx2,
     src: &[f32],
     rows: usize,
@@ -582,52 +580,49 @@ pub(crate) fn weight_grad(
     // Grid positions per stretch: the stretch of dyq stays in L1 while every kernel row's
     // tiles read it.
     let qc = (DY_CHUNK_BYTES / (4 * opad)).max(NR);
-    // Fixed groups of samples, each summed into its own partial gradient, the partials then
-    // added in order: the result does not depend on which thread ran what (a resumed run
-    // must reach bit-identical weights). A partial is the transpose, [group][kg][opad], so a
-    // tile's rows (kernel rows) and columns (output channels) are its rows and columns.
-    let parts = par::map(g.n.div_ceil(SAMPLES_PER_PARTIAL), |part| {
-        let mut dwt = vec![0.0f32; groups * kg * opad];
-        let mut xp = vec![0.0f32; span];
-        let mut dyq = vec![0.0f32; dyq_len];
-        let first = part * SAMPLES_PER_PARTIAL;
-        for n in first..(first + SAMPLES_PER_PARTIAL).min(g.n) {
-            grid.pad(g, &x[n * xn..][..xn], &mut xp);
-            for gi in 0..groups {
-                // Contiguous writes; each cache line read serves sixteen positions.
-                let src = &dy[(n * out_channels + gi * og) * l..][..og * l];
-                transpose_onto_grid(k, src, og, &grid.q_of_l, &mut dyq, opad);
-                let base = gi * cg * grid.plane;
-                for q0 in (0..grid.qlen).step_by(qc) {
-                    let ql = qc.min(grid.qlen - q0);
-                    for k0 in (0..kg).step_by(MR) {
-                        let m = MR.min(kg - k0);
-                        let a = Runs {
-                            rows: std::array::from_fn(|i| {
-                                xp[base + grid.offsets[k0 + i.min(m - 1)] + q0..].as_ptr()
-                            }),
-                        };
-                        for o0 in (0..og).step_by(NR) {
-                            let b = Strided {
-                                base: dyq[q0 * opad + o0..].as_ptr(),
-                                stride: opad,
+    // Fixed partial sums (par::partial_sums) of the transpose, [group][kg][opad], so a tile's
+    // rows (kernel rows) and columns (output channels) are its rows and columns.
+    let len = groups * kg * opad;
+    let dwt = par::partial_sums(
+        g.n,
+        par::SAMPLES_PER_PARTIAL,
+        len,
+        |samples, dwt: &mut [f32]| {
+            let mut xp = vec![0.0f32; span];
+            let mut dyq = vec![0.0f32; dyq_len];
+            for n in samples {
+                grid.pad(g, &x[n * xn..][..xn], &mut xp);
+                for gi in 0..groups {
+                    // Contiguous writes; each cache line read serves sixteen positions.
+                    let src = &dy[(n * out_channels + gi * og) * l..][..og * l];
+                    transpose_onto_grid(k, src, og, &grid.q_of_l, &mut dyq, opad);
+                    let base = gi * cg * grid.plane;
+                    for q0 in (0..grid.qlen).step_by(qc) {
+                        let ql = qc.min(grid.qlen - q0);
+                        for k0 in (0..kg).step_by(MR) {
+                            let m = MR.min(kg - k0);
+                            let a = Runs {
+                                rows: std::array::from_fn(|i| {
+                                    xp[base + grid.offsets[k0 + i.min(m - 1)] + q0..].as_ptr()
+                                }),
                             };
-                            let out = dwt[(gi * kg + k0) * opad + o0..].as_mut_ptr();
-                            // SAFETY: a kernel row's offset + qlen ≤ the padded sample's
-                            // channels (Grid::new); dyq holds qlen rows of opad ≥ o0 + 16;
-                            // dwt rows k0..k0 + m hold opad ≥ o0 + 16 columns.
-                            unsafe { k.tile(m, ql, a, b, out, opad, true) };
+                            for o0 in (0..og).step_by(NR) {
+                                let b = Strided {
+                                    base: dyq[q0 * opad + o0..].as_ptr(),
+                                    stride: opad,
+                                };
+                                let out = dwt[(gi * kg + k0) * opad + o0..].as_mut_ptr();
+                                // SAFETY: a kernel row's offset + qlen ≤ the padded sample's
+                                // channels (Grid::new); dyq holds qlen rows of opad ≥ o0 + 16;
+                                // dwt rows k0..k0 + m hold opad ≥ o0 + 16 columns.
+                                unsafe { k.tile(m, ql, a, b, out, opad, true) };
+                            }
                         }
                     }
                 }
             }
-        }
-        dwt
-    });
-    let mut dwt = vec![0.0f32; groups * kg * opad];
-    for part in &parts {
-        dwt.iter_mut().zip(part).for_each(|(a, &b)| *a += b);
-    }
+        },
+    );
     let mut dw = vec![0.0f32; out_channels * kg];
     for (gk, row) in dwt.chunks_exact(opad).enumerate() {
         let (gi, kk) = (gk / kg, gk % kg);

@@ -55,6 +55,35 @@ pub(crate) fn map<R: Send + Default + Clone>(n: usize, f: impl Fn(usize) -> R + 
     out
 }
 
+/// Samples a weight gradient sums into one partial (see [`partial_sums`]).
+pub(crate) const SAMPLES_PER_PARTIAL: usize = 2;
+
+/// `Σ` of `f` over `n` items in fixed runs of `per_part`: `f(run, partial)` adds the run's
+/// items into a zeroed partial of `len`, and the partials are then added in order. The
+/// result does not depend on which thread ran what, so a resumed run reaches bit-identical
+/// weights.
+pub(crate) fn partial_sums<T: candle_core::WithDType>(
+    n: usize,
+    per_part: usize,
+    len: usize,
+    f: impl Fn(std::ops::Range<usize>, &mut [T]) + Sync,
+) -> Vec<T> {
+    let per_part = per_part.max(1);
+    let parts = map(n.div_ceil(per_part), |part| {
+        let mut partial = vec![T::zero(); len];
+        f(
+            part * per_part..((part + 1) * per_part).min(n),
+            &mut partial,
+        );
+        partial
+    });
+    let mut sum = vec![T::zero(); len];
+    for part in &parts {
+        sum.iter_mut().zip(part).for_each(|(a, &b)| *a += b);
+    }
+    sum
+}
+
 /// `len` zeros, written by the pool's threads (`vec![0; len]` zeroes on the calling thread
 /// alone, while the pool waits).
 pub(crate) fn zeroed<T: candle_core::WithDType>(len: usize) -> Vec<T> {

@@ -13,7 +13,7 @@
 #![allow(unsafe_code)] // the register tile's raw pointers and disjoint output writes.
 
 use super::conv_cpu::bias_row;
-use super::direct::{Avx2, Packed, Runs, Strided, MR, NR};
+use super::direct::{transpose_onto_grid, Avx2, Packed, Runs, Strided, MR, NR};
 use super::im2col::Geom;
 use super::par::{self, SharedMut};
 
@@ -50,10 +50,10 @@ pub(crate) fn applies(g: &Geom, out_channels: usize, groups: usize) -> bool {
 }
 
 thread_local! {
-    /// Each thread's buffers for its current task (`V`, `M` or the transformed `dy`, and
-    /// `dy` by position), kept between tasks and calls.
-    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> = const {
-        std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new()))
+    /// Each thread's buffers for its current task (`V`, and `M` or the transformed `dy`),
+    /// kept between tasks and calls.
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const {
+        std::cell::RefCell::new((Vec::new(), Vec::new()))
     };
 }
 
@@ -113,12 +113,16 @@ struct Tiling {
 }
 
 impl Tiling {
-    fn new(g: &Geom) -> Tiling {
+    /// `None` where the convolution is not Winograd's to take ([`applies`]).
+    fn new(g: &Geom, out_channels: usize, groups: usize) -> Option<Tiling> {
+        if !applies(g, out_channels, groups) {
+            return None;
+        }
         let [_, oh, ow] = g.output;
         let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
         let rows_per_task = TILES_PER_TASK.div_ceil(tw).clamp(1, th);
         let (half, prows) = (tw + 1, 2 * th + 2);
-        Tiling {
+        Some(Tiling {
             th,
             tw,
             rows_per_task,
@@ -127,7 +131,7 @@ impl Tiling {
             half,
             prows,
             plane: prows * half,
-        }
+        })
     }
 
     /// Floats from one transform position's `V` to the next: `C·tp` and a cache line more,
@@ -238,12 +242,9 @@ pub(crate) fn forward(
     w: &[f32],
     b: Option<&[f32]>,
 ) -> Option<Vec<f32>> {
-    if !applies(g, o, groups) {
-        return None;
-    }
+    let t = Tiling::new(g, o, groups)?;
     let c = g.c;
     let [_, oh, ow] = g.output;
-    let t = Tiling::new(g);
     let (tw, tp) = (t.tw, t.tp);
     let obs = o.div_ceil(MR);
     let vs = t.v_stride(c);
@@ -257,7 +258,7 @@ pub(crate) fn forward(
         let (n, chunk) = (task / t.chunks, task % t.chunks);
         let (i0, rows) = t.rows(chunk);
         let tiles = rows * tw;
-        SCRATCH.with_borrow_mut(|(v, m, _)| {
+        SCRATCH.with_borrow_mut(|(v, m)| {
             t.input_transform(c, &even, &odd, n, i0, rows, v);
 
             // M_ξ = U_ξ · V_ξ, [ξ][o (in whole blocks)][tile].
@@ -320,68 +321,45 @@ pub(crate) fn weight_grad(
     dy: &[f32],
     x: &[f32],
 ) -> Option<Vec<f32>> {
-    if !applies(g, o, groups) {
-        return None;
-    }
+    let t = Tiling::new(g, o, groups)?;
     let c = g.c;
     let [_, oh, ow] = g.output;
-    let t = Tiling::new(g);
     let (tw, tp) = (t.tw, t.tp);
     let opad = o.next_multiple_of(NR);
     let vs = t.v_stride(c);
     // DY's positions apart, skewed as V's.
     let ds = tp * opad + NR;
     let (even, odd) = t.deinterleave(g, x);
-    // Fixed runs of tasks, each summed into its own partial dU, the partials then added in
-    // order: the result does not depend on which thread ran what.
+    // dy by position, [N][OH·OW][opad] (padding columns zero).
+    let ohw = oh * ow;
+    let every: Vec<usize> = (0..ohw).collect();
+    let mut dyp = par::zeroed::<f32>(g.n * ohw * opad);
+    par::chunks_mut(&mut dyp, ohw * opad, |n, dst| {
+        transpose_onto_grid(k, &dy[n * o * ohw..][..o * ohw], o, &every, dst, opad)
+    });
+    // Fixed runs of tasks (tile-row chunks), each a partial sum of dU.
     let tasks = g.n * t.chunks;
     let per_part = tasks.div_ceil(MAX_PARTIALS);
-    let parts = par::map(tasks.div_ceil(per_part), |part| {
-        let mut du = vec![0.0f32; XI * c * opad];
-        SCRATCH.with_borrow_mut(|(v, dyt, dyp)| {
-            for task in part * per_part..((part + 1) * per_part).min(tasks) {
+    let du = par::partial_sums(tasks, per_part, XI * c * opad, |run, du: &mut [f32]| {
+        SCRATCH.with_borrow_mut(|(v, dyt)| {
+            for task in run {
                 let (n, chunk) = (task / t.chunks, task % t.chunks);
                 let (i0, rows) = t.rows(chunk);
                 let tiles = rows * tw;
                 t.input_transform(c, &even, &odd, n, i0, rows, v);
-
-                // dy of the task's output rows by position, [pixel][opad].
+                // The task's output rows r0..r1 of sample n.
                 let (r0, r1) = (2 * i0, (2 * (i0 + rows)).min(oh));
-                let npix = (r1 - r0) * ow;
-                grow(dyp, npix * opad);
-                let src = &dy[(n * o * oh + r0) * ow..];
-                let (o8, p8) = (o - o % 8, npix - npix % 8);
-                for oc in (0..o8).step_by(8) {
-                    for p in (0..p8).step_by(8) {
-                        // SAFETY: channels oc..oc + 8 ≤ o of sample n hold positions
-                        // r0·ow + p + 8 ≤ oh·ow; dyp holds npix rows of opad ≥ oc + 8.
-                        unsafe {
-                            k.transpose8(
-                                src[oc * oh * ow + p..].as_ptr(),
-                                oh * ow,
-                                dyp[p * opad + oc..].as_mut_ptr(),
-                                opad,
-                            )
-                        };
-                    }
-                }
-                for (p, row) in dyp.chunks_exact_mut(opad).take(npix).enumerate() {
-                    let first = if p < p8 { o8 } else { 0 };
-                    for (oc, d) in row.iter_mut().enumerate().take(o).skip(first) {
-                        *d = src[oc * oh * ow + p];
-                    }
-                    row[o..].fill(0.0);
-                }
+                let px = &dyp[(n * ohw + r0 * ow) * opad..];
 
                 // DY_ξ = (A dY Aᵀ)_ξ, [ξ][tile][opad].
                 grow(dyt, XI * ds);
                 for ii in 0..rows {
                     let out_rows = (r1 - r0 - 2 * ii).min(2);
-                    // SAFETY: dyp holds rows 2·ii .. 2·ii + out_rows of ow positions; DY's
+                    // SAFETY: px holds rows 2·ii .. 2·ii + out_rows of ow positions; DY's
                     // tiles ii·tw .. + tw hold opad each, per ξ within tp·opad.
                     unsafe {
                         avx2::grad_row(
-                            dyp[2 * ii * ow * opad..].as_ptr(),
+                            px[2 * ii * ow * opad..].as_ptr(),
                             opad,
                             ow,
                             out_rows,
@@ -415,12 +393,7 @@ pub(crate) fn weight_grad(
                 }
             }
         });
-        du
     });
-    let mut du = vec![0.0f32; XI * c * opad];
-    for part in &parts {
-        du.iter_mut().zip(part).for_each(|(a, &b)| *a += b);
-    }
     // dW = Gᵀ dU G for every (output, input) channel pair.
     let mut dw = vec![0.0f32; o * c * 9];
     for (pair, dst) in dw.chunks_exact_mut(9).enumerate() {
