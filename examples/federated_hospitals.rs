@@ -56,7 +56,8 @@ static NORMALISE: std::sync::OnceLock<(f32, f32)> = std::sync::OnceLock::new();
 fn tensors(ds: &Dataset, idx: &[usize], dev: &Device) -> scarce::core::Result<(Tensor, Tensor)> {
     let mut v = vec![0f32; idx.len() * PIXELS];
     for (chunk, &i) in v.chunks_mut(PIXELS).zip(idx) {
-        ds.read(i, chunk);
+        ds.read(i, chunk)
+            .map_err(|e| scarce::core::Error::param("dataset", e.to_string()))?;
     }
     let (mean, std) = NORMALISE.get().copied().unwrap_or((0.0, 1.0));
     for p in &mut v {
@@ -173,10 +174,9 @@ impl Site {
             Local::DpSgd(sigma) => {
                 let q = BATCH as f64 / n as f64;
                 let mut dp = DpSgd::new(1.0, *sigma)?.poisson(BATCH as f64)?;
-                for step in 0..n / BATCH {
-                    let draw = stream.at(step as u64);
-                    let picked: Vec<usize> =
-                        (0..n).filter(|&i| draw.uniform(i as u64) < q).collect();
+                for _ in 0..n / BATCH {
+                    // The sample is secret (OS-seeded), as amplification by sampling assumes.
+                    let picked = dp.poisson_sample(n, q)?;
                     let out = dp.gradient(&p, picked.len(), |k| {
                         let (x, y) = self.batch(&picked[k..k + 1])?;
                         Ok(loss(&p, &x, &y)?)
@@ -263,7 +263,7 @@ impl Client for Site {
         let (trained, train_loss) = self.train(&start, round)?;
         let mut weights = Weights::from_params(&trained)?;
         if self.poisoned {
-            weights = global.zip_map(&weights, |g, w| g - POISON * (w - g));
+            weights = global.zip_map(&weights, |g, w| g - POISON * (w - g))?;
         }
         Ok(Fit {
             update: ClientUpdate {
@@ -441,7 +441,7 @@ fn main() -> Res<()> {
     let mut pixels = vec![0f32; PIXELS];
     let (mut sum, mut sq) = (0f64, 0f64);
     for i in 0..train.len() {
-        train.read(i, &mut pixels);
+        train.read(i, &mut pixels)?;
         sum += pixels.iter().map(|&p| p as f64).sum::<f64>();
         sq += pixels.iter().map(|&p| (p as f64).powi(2)).sum::<f64>();
     }

@@ -27,7 +27,7 @@ fn images(ds: &Dataset, dev: &Device) -> scarce::core::Result<Tensor> {
     let per = ds.sample_len();
     let mut v = vec![0f32; ds.len() * per];
     for (i, chunk) in v.chunks_mut(per).enumerate() {
-        ds.read(i, chunk);
+        ds.read(i, chunk).map_err(episodes_err)?;
     }
     let mut dims = vec![ds.len()];
     dims.extend_from_slice(ds.sample_shape());

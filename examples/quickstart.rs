@@ -108,18 +108,22 @@ fn explain_first_query(
     let zq = model.forward(&learner.backbone, &batch.query, &mut ctx)?;
     let labels = episode.support_labels();
     let why = scarce::metric::explain(&zq.get(0)?, &zs, &labels, 5, 3)?;
-    let image = |i: usize| -> Vec<f32> {
+    let image = |i: usize| -> Result<Vec<f32>, scarce::episodes::Error> {
         let mut v = vec![0f32; data.sample_len()];
-        data.read(i, &mut v);
-        v
+        data.read(i, &mut v)?;
+        Ok(v)
     };
-    let support: Vec<Vec<f32>> = episode.support.iter().map(|&i| image(i)).collect();
+    let support: Vec<Vec<f32>> = episode
+        .support
+        .iter()
+        .map(|&i| image(i))
+        .collect::<Result<_, _>>()?;
     let refs: Vec<&[f32]> = support.iter().map(Vec::as_slice).collect();
     let path = out.join("explanation.png");
     scarce::metric::explanation_png(
         &path,
         &why,
-        &image(episode.query[0]),
+        &image(episode.query[0])?,
         &refs,
         &labels,
         (28, 28),

@@ -20,7 +20,7 @@ pub fn tensor(ds: &Dataset, dev: &Device) -> Res<(Tensor, Vec<usize>)> {
     let len = ds.sample_len();
     let mut v = vec![0f32; ds.len() * len];
     for (i, chunk) in v.chunks_mut(len).enumerate() {
-        ds.read(i, chunk);
+        ds.read(i, chunk)?;
     }
     let mut shape = vec![ds.len()];
     shape.extend_from_slice(ds.sample_shape());

@@ -1,11 +1,11 @@
 //! scipy.ndimage oracles in `fixtures/resample`: every case file in the folder is checked
-//! (map_coordinates, affine_transform, gaussian_filter, zoom; 2D and 3D) to 1e-9 relative.
+//! (map_coordinates, affine_transform, gaussian_filter, zoom; 2D and 3D) to 1e-12 relative.
 //! Shapes and settings are read from each file. Needs `../shared` (or `SCARCE_FIXTURES`);
 //! skips with a line saying so when absent.
 
 use scarce_augment::filter::gaussian_filter;
 use scarce_augment::interp::{affine_transform, map_coordinates, zoom, zoom_shape, Mode, Order};
-use scarce_core::fixture::{check_family, Case};
+use scarce_core::fixture::{check_family, rel_err_slices, within, Case};
 use scarce_core::{Device, Error as CoreError, Result as CoreResult};
 
 fn values(case: &Case, name: &str) -> CoreResult<(Vec<f64>, Vec<usize>)> {
@@ -33,25 +33,14 @@ fn mode(case: &Case) -> CoreResult<Mode> {
     Mode::from_scipy(case.meta_str("mode")?, cval).map_err(|e| err(case, e))
 }
 
-/// Largest |got − want| relative to max |want|.
-fn compare(case: &Case, got: &[f64], want: &[f64]) -> CoreResult<f64> {
-    if got.len() != want.len() {
-        return Err(err(
-            case,
-            format!("{} values, expected {}", got.len(), want.len()),
-        ));
-    }
-    let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max).max(1e-300);
-    let e = got
-        .iter()
-        .zip(want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max)
-        / scale;
-    if e > 1e-9 {
-        return Err(err(case, format!("relative error {e:.2e} > 1e-9")));
-    }
-    Ok(e)
+/// The fixture README's tolerance: linear interpolation and filtering are exact up to
+/// rounding in f64.
+const TOL: f64 = 1e-12;
+
+/// Largest |got − want| relative to max |want| (NaN fails; a length mismatch fails).
+fn compare(case: &Case, what: &str, got: &[f64], want: &[f64]) -> CoreResult<f64> {
+    let e = rel_err_slices(got, want).map_err(|e| err(case, format!("{what}: {e}")))?;
+    within(what, e, TOL).map_err(|e| err(case, e))
 }
 
 fn check(case: &Case) -> CoreResult<f64> {
@@ -68,6 +57,10 @@ fn check(case: &Case) -> CoreResult<f64> {
         "scipy.ndimage.affine_transform" => {
             let (m, _) = values(case, "matrix")?;
             let (off, _) = values(case, "offset")?;
+            case.not_compared(
+                "homogeneous",
+                "the same mapping as `matrix` and `offset`, which are used",
+            );
             let out_shape: Vec<usize> = case.meta_json("output_shape")?;
             affine_transform(
                 &input,
@@ -93,6 +86,7 @@ fn check(case: &Case) -> CoreResult<f64> {
                     let (w, _) = values(case, &name)?;
                     compare(
                         case,
+                        &name,
                         &scarce_augment::filter::gaussian_kernel(s, truncate),
                         &w,
                     )?;
@@ -125,7 +119,7 @@ fn check(case: &Case) -> CoreResult<f64> {
         }
         other => return Err(err(case, format!("unknown function {other}"))),
     };
-    compare(case, &got, &want)
+    compare(case, "output", &got, &want)
 }
 
 #[test]

@@ -54,9 +54,10 @@ impl Pref {
 
 /// Returns the device for `pref`.
 ///
-/// `Pref::Auto` never fails: without the `cuda` feature, or when the driver or device is
-/// missing, it returns the CPU and says so on stderr (once per call). `Pref::Cuda(i)` fails
-/// with candle's error when device `i` cannot be opened.
+/// `Pref::Auto` never fails. Built without the `cuda` feature it returns the CPU, silently
+/// (the build asked for no GPU). Built with it, when the driver or device is missing, it
+/// returns the CPU and says so on stderr, once per call. `Pref::Cuda(i)` fails with
+/// candle's error when device `i` cannot be opened.
 pub fn device(pref: Pref) -> Result<Device> {
     match pref {
         Pref::Cpu => Ok(Device::Cpu),

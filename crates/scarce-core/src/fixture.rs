@@ -5,11 +5,22 @@
 //! the same format is checked without code changes. The root is the directory named by the
 //! environment variable `SCARCE_FIXTURES`, else the first `shared/fixtures` found beside the
 //! current directory or one of its ancestors.
+//!
+//! The harness is built so that a check cannot pass while checking nothing:
+//! - [`rel_err`] and [`rel_err_slices`] score any NaN as an infinite error, and
+//!   [`within`] fails on NaN (`!(err <= tol)`), so a NaN output or a NaN oracle value fails;
+//! - under CI (`CI=true`) or with `SCARCE_REQUIRE_FIXTURES=1` ([`required`]), a missing or
+//!   empty family folder is an error naming the folder; elsewhere it is skipped with a line
+//!   saying so;
+//! - every tensor of a case must be read by the check ([`Case::tensor`] and the accessors
+//!   record it) or named with the reason it is not compared ([`Case::not_compared`]); a case
+//!   with a tensor the check never looked at fails, naming the tensor.
 
 use crate::{Error, Result};
 use candle_core::{safetensors::Load, DType, Device, Tensor};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// One fixture case: its settings and tensors.
 #[derive(Debug)]
@@ -20,8 +31,11 @@ pub struct Case {
     pub name: String,
     /// Every scalar setting, as the strings stored in the header.
     pub meta: HashMap<String, String>,
-    /// The tensors, by name, on the CPU in their stored dtype.
+    /// The tensors, by name, on the CPU in their stored dtype. Read them through
+    /// [`Case::tensor`] (or [`Case::f64`]) so that the harness knows they were used.
     pub tensors: HashMap<String, Tensor>,
+    /// Names of the tensors read so far, or declared not compared.
+    used: Mutex<BTreeSet<String>>,
 }
 
 /// The fixture root: `$SCARCE_FIXTURES`, else `shared/fixtures` beside the current directory
@@ -36,22 +50,72 @@ pub fn root() -> Option<PathBuf> {
         .find(|p| p.is_dir())
 }
 
-/// The case files (`*.safetensors`, sorted) of a fixture family such as `"ops"`. `Ok(None)`
-/// when the family folder is absent (the caller skips and says so).
-pub fn case_files(family: &str) -> Result<Option<Vec<PathBuf>>> {
-    let Some(dir) = root().map(|r| r.join(family)).filter(|d| d.is_dir()) else {
-        return Ok(None);
+/// True when missing fixtures or data must fail a test instead of skipping it: under CI
+/// (`CI` set to anything but `false` or `0`) or with `SCARCE_REQUIRE_FIXTURES=1`.
+pub fn required() -> bool {
+    let on = |k: &str| {
+        std::env::var(k)
+            .map(|v| {
+                let v = v.trim();
+                !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false")
+            })
+            .unwrap_or(false)
     };
+    on("CI") || on("SCARCE_REQUIRE_FIXTURES")
+}
+
+/// What to do when a test's fixture or data folder is absent or empty: under [`required`],
+/// an error naming the folder; otherwise a printed `SKIP` line and `Ok(())`, so the caller
+/// skips. `what` says what the folder should hold.
+pub fn absent(folder: &Path, what: &str) -> Result<()> {
+    if required() {
+        return Err(Error::Format {
+            path: folder.into(),
+            reason: format!(
+                "{what}: missing or empty, and fixtures are required here (CI or \
+                 SCARCE_REQUIRE_FIXTURES=1); set SCARCE_FIXTURES / SCARCE_DATA or place \
+                 shared/ beside the repo"
+            ),
+        });
+    }
+    println!(
+        "SKIP {what}: {} is missing or empty (set SCARCE_FIXTURES or place shared/ beside the repo)",
+        folder.display()
+    );
+    Ok(())
+}
+
+/// The files ending in `.{ext}` (sorted) of fixture family `family`, such as `"ops"`.
+/// `Ok(None)`, after a `SKIP` line, when the folder is absent or holds no such file and
+/// fixtures are not [`required`]; an error naming the folder when they are.
+pub fn family_files(family: &str, ext: &str) -> Result<Option<Vec<PathBuf>>> {
+    let dir = root()
+        .unwrap_or_else(|| PathBuf::from("shared").join("fixtures"))
+        .join(family);
+    let what = format!("{family} fixtures (*.{ext})");
+    if !dir.is_dir() {
+        absent(&dir, &what)?;
+        return Ok(None);
+    }
     let rd = std::fs::read_dir(&dir).map_err(|source| Error::Io {
         path: dir.clone(),
         source,
     })?;
     let mut files: Vec<PathBuf> = rd
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
         .collect();
     files.sort();
+    if files.is_empty() {
+        absent(&dir, &what)?;
+        return Ok(None);
+    }
     Ok(Some(files))
+}
+
+/// The case files (`*.safetensors`, sorted) of a fixture family; see [`family_files`].
+pub fn case_files(family: &str) -> Result<Option<Vec<PathBuf>>> {
+    family_files(family, "safetensors")
 }
 
 impl Case {
@@ -79,6 +143,7 @@ impl Case {
                 .unwrap_or_default(),
             meta: header.metadata().clone().unwrap_or_default(),
             tensors,
+            used: Mutex::new(BTreeSet::new()),
         })
     }
 
@@ -89,13 +154,43 @@ impl Case {
         }
     }
 
-    /// The tensor `name` as f64 on `device`.
+    fn mark(&self, name: &str) {
+        self.used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string());
+    }
+
+    /// The tensor `name` on `device`, in its stored dtype; records it as used.
     pub fn tensor(&self, name: &str, device: &Device) -> Result<Tensor> {
         let t = self.tensors.get(name).ok_or_else(|| Error::Missing {
             name: name.into(),
             what: self.path.display().to_string(),
         })?;
+        self.mark(name);
         Ok(t.to_device(device)?)
+    }
+
+    /// Declares that tensor `name`, when the case holds it, is deliberately not compared;
+    /// `why` says why (the harness otherwise fails a case with a tensor nobody read).
+    pub fn not_compared(&self, name: &str, why: &str) {
+        debug_assert!(!why.is_empty(), "say why `{name}` is not compared");
+        if self.tensors.contains_key(name) {
+            self.mark(name);
+        }
+    }
+
+    /// The tensors of the case that were neither read nor declared not compared, sorted.
+    pub fn unused(&self) -> Vec<String> {
+        let used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        let mut names: Vec<String> = self
+            .tensors
+            .keys()
+            .filter(|n| !used.contains(*n))
+            .cloned()
+            .collect();
+        names.sort();
+        names
     }
 
     /// The tensor `name` converted to f64.
@@ -217,7 +312,6 @@ pub fn check_family_on(
     check: impl Fn(&Case, &Device) -> Result<f64>,
 ) -> Result<Option<FamilyReport>> {
     let Some(files) = case_files(family)? else {
-        println!("SKIP {family} fixtures: no fixtures/{family} folder (set SCARCE_FIXTURES or place shared/ beside the repo)");
         return Ok(None);
     };
     let mut report = FamilyReport::default();
@@ -230,6 +324,18 @@ pub fn check_family_on(
             } else {
                 check(&case, &target.device)
             };
+            // A tensor the check never read is a value nobody compared.
+            let result = result.and_then(|e| match case.unused() {
+                unused if unused.is_empty() => Ok(e),
+                unused => Err(Error::Format {
+                    path: case.path.clone(),
+                    reason: format!(
+                        "tensors never read by the check (compare them or name them with \
+                         Case::not_compared): {}",
+                        unused.join(", ")
+                    ),
+                }),
+            });
             match result {
                 Ok(e) => {
                     report.checked += 1;
@@ -250,17 +356,109 @@ pub fn check_family_on(
 }
 
 /// Relative error `max|a-b| / max(max|b|, 1e-300)` between two tensors of equal shape.
+/// Any NaN, in `a` or in `b`, makes the error infinite, as does an infinity in one that the
+/// other does not match; see [`rel_err_slices`].
 pub fn rel_err(a: &Tensor, b: &Tensor) -> Result<f64> {
     if a.dims() != b.dims() {
         return Err(Error::shape("a", format!("{:?}", b.dims()), a.dims()));
     }
     let a = a.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
     let b = b.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
-    let diff = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max);
-    let scale = b.iter().map(|y| y.abs()).fold(0.0, f64::max).max(1e-300);
+    rel_err_slices(&a, &b)
+}
+
+/// [`rel_err`] on slices: `max|a-b| / max(max|b|, 1e-300)`. A length mismatch is an error;
+/// a NaN anywhere scores `f64::INFINITY` (never a silent 0), equal infinities score 0.
+pub fn rel_err_slices(a: &[f64], b: &[f64]) -> Result<f64> {
+    if a.len() != b.len() {
+        return Err(Error::param(
+            "a",
+            format!("{} values where the reference has {}", a.len(), b.len()),
+        ));
+    }
+    let mut diff = 0.0f64;
+    let mut scale = 1e-300f64;
+    for (&x, &y) in a.iter().zip(b) {
+        if x.is_nan() || y.is_nan() {
+            return Ok(f64::INFINITY);
+        }
+        if x != y {
+            diff = diff.max((x - y).abs());
+        }
+        if y.is_finite() {
+            scale = scale.max(y.abs());
+        }
+    }
     Ok(diff / scale)
+}
+
+/// `Ok(err)` when `err <= tol`, else an error naming `what`. NaN fails.
+pub fn within(what: &str, err: f64, tol: f64) -> Result<f64> {
+    if err <= tol {
+        Ok(err)
+    } else {
+        Err(Error::param(
+            what,
+            format!("relative error {err:.3e} > tolerance {tol:e}"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rel_err_scores_nan_and_mismatched_infinities_as_infinite() {
+        let ok = rel_err_slices(&[1.0, 2.0], &[1.0, 2.0 + 2e-12]).unwrap();
+        assert!(ok > 0.0 && ok < 2e-12);
+        for (a, b) in [
+            (vec![f64::NAN, 2.0], vec![1.0, 2.0]),
+            (vec![1.0, 2.0], vec![1.0, f64::NAN]),
+            (vec![f64::NAN], vec![f64::NAN]),
+            (vec![f64::INFINITY], vec![1.0]),
+            (vec![1.0], vec![f64::NEG_INFINITY]),
+        ] {
+            assert_eq!(
+                rel_err_slices(&a, &b).unwrap(),
+                f64::INFINITY,
+                "{a:?} {b:?}"
+            );
+        }
+        assert_eq!(
+            rel_err_slices(&[f64::INFINITY], &[f64::INFINITY]).unwrap(),
+            0.0
+        );
+        assert!(rel_err_slices(&[1.0], &[1.0, 2.0]).is_err());
+        let t = Tensor::new(&[1.0f64, f64::NAN, 3.0], &Device::Cpu).unwrap();
+        let u = Tensor::new(&[1.0f64, 2.0, 3.0], &Device::Cpu).unwrap();
+        assert_eq!(rel_err(&t, &u).unwrap(), f64::INFINITY);
+        assert_eq!(rel_err(&u, &t).unwrap(), f64::INFINITY);
+    }
+
+    #[test]
+    fn within_fails_on_nan() {
+        assert!(within("x", 1e-13, 1e-12).is_ok());
+        assert!(within("x", 2e-12, 1e-12).is_err());
+        assert!(within("x", f64::NAN, 1e-12).is_err());
+        assert!(within("x", f64::INFINITY, 1e-12).is_err());
+    }
+
+    #[test]
+    fn a_tensor_nobody_read_is_reported() {
+        let t = Tensor::new(&[1.0f64], &Device::Cpu).unwrap();
+        let case = Case {
+            path: "x.safetensors".into(),
+            name: "x".into(),
+            meta: HashMap::new(),
+            tensors: [("a", &t), ("b", &t), ("c", &t)]
+                .into_iter()
+                .map(|(n, t)| (n.to_string(), t.clone()))
+                .collect(),
+            used: Mutex::new(BTreeSet::new()),
+        };
+        case.tensor("a", &Device::Cpu).unwrap();
+        case.not_compared("c", "an input the oracle also derived");
+        assert_eq!(case.unused(), vec!["b".to_string()]);
+    }
 }

@@ -97,7 +97,8 @@ where
             };
             let numeric = (eval(opts.eps)? - eval(-opts.eps)?) / (2.0 * opts.eps);
             let err = (a[j] - numeric).abs();
-            if err > opts.atol + opts.rtol * numeric.abs() {
+            // Written so that NaN (in either gradient) fails: every comparison with NaN is false.
+            if !(err <= opts.atol + opts.rtol * numeric.abs()) {
                 return Err(Error::param(
                     format!("inputs[{i}][{j}]"),
                     format!(
@@ -158,4 +159,29 @@ where
         Ok(acc)
     };
     gradcheck(h, inputs, opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn a_nan_autodiff_gradient_fails() {
+        let x = Tensor::new(&[0.5f64, 2.0], &Device::Cpu).unwrap();
+        // 0 · sqrt(x - x) is 0 everywhere (finite difference 0), but autodiff's chain rule
+        // gives 0 / (2 sqrt(0)) = NaN.
+        let f = |xs: &[Tensor]| -> Result<Tensor> {
+            let d = (&xs[0] - xs[0].detach())?;
+            Ok(d.sqrt()?.affine(0.0, 0.0)?.sum_all()?)
+        };
+        let g = autodiff(&f, std::slice::from_ref(&x)).unwrap();
+        let g = g[0].to_vec1::<f64>().unwrap();
+        assert!(
+            g.iter().all(|v| v.is_nan()),
+            "the test needs a NaN gradient: {g:?}"
+        );
+        let err = gradcheck(f, &[x], GradcheckOpts::default()).unwrap_err();
+        assert!(err.to_string().contains("inputs[0][0]"), "{err}");
+    }
 }

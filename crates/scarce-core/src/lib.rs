@@ -1,6 +1,9 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
-#![deny(unsafe_code)] // except ops::conv_cpu, which calls gemm with raw pointers
+// Denied except where a module allows it: ops::conv_cpu (gemm's raw pointers and strides),
+// ops::direct and ops::winograd (SIMD intrinsics, register-tile pointers, disjoint output
+// writes) and ops::par (disjoint writes through a shared pointer).
+#![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
 pub mod backbone;

@@ -1,5 +1,5 @@
 //! Every op against PyTorch: `shared/fixtures/ops` (forward, first-order gradients and the
-//! stored second-order products), to 1e-9 relative in f64 and 1e-4 in f32, on every device-parity target
+//! stored second-order products), to 1e-12 relative in f64 and 1e-4 in f32, on every device-parity target
 //! (`fixture::parity_targets`: the CPU with its kernels and with the portable ops CUDA runs,
 //! and CUDA when compiled in and a GPU answers). Cases are found by listing the folder;
 //! settings and shapes are read from each file.
@@ -12,7 +12,7 @@ use scarce_core::{second_order, DType, Device, Error, Result, Tensor};
 /// Relative tolerance per dtype, the same on every device: f64 reproduces PyTorch's f64 to
 /// rounding; f32 runs the same case from the f64 inputs rounded to f32 and is compared with
 /// the f64 reference, so its tolerance is f32 rounding through a few ops.
-const TOL_F64: f64 = 1e-9;
+const TOL_F64: f64 = 1e-12;
 const TOL_F32: f64 = 1e-4;
 
 fn arr<const D: usize>(c: &Case, key: &str) -> Result<[usize; D]> {

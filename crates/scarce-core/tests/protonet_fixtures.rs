@@ -8,7 +8,7 @@ use scarce_core::fixture::{check_family_on, rel_err, Case};
 use scarce_core::{ops, Ctx, DType, Device, Error, Model, Params, Result, Tensor};
 
 /// Relative tolerance in f64, the same on every device.
-const TOL: f64 = 1e-9;
+const TOL: f64 = 1e-10;
 
 fn episode_logits(
     c: &Case,
@@ -90,16 +90,22 @@ fn check(c: &Case, dev: &Device) -> Result<f64> {
     // to the tensor's own largest entry, floored at 1e-3 of the case's largest gradient entry.
     let floor = 1e-3
         * c.tensors
-            .keys()
-            .filter(|k| k.starts_with("grad."))
-            .map(|k| max_abs(&c.f64(k, dev)?))
+            .iter()
+            .filter(|(k, _)| k.starts_with("grad."))
+            .map(|(_, t)| max_abs(&t.to_dtype(DType::F64)?))
             .collect::<Result<Vec<f64>>>()?
             .into_iter()
             .fold(0.0, f64::max);
     let mut cmp = |name: &str, got: &Tensor, want: Tensor| -> Result<()> {
         let want = want.reshape(got.shape())?;
         let scale = max_abs(&want)?;
-        let e = rel_err(got, &want)? * scale.max(1e-300) / scale.max(floor);
+        // The floor only for the tensors that are zero in exact arithmetic.
+        let floor = if zero_in_exact_arithmetic(name) {
+            floor
+        } else {
+            0.0
+        };
+        let e = rel_err(got, &want)? * scale.max(1e-300) / scale.max(floor).max(1e-300);
         if e.is_nan() || e > TOL {
             return Err(Error::param(
                 name,
@@ -126,6 +132,12 @@ fn check(c: &Case, dev: &Device) -> Result<f64> {
         )?;
     }
     Ok(worst)
+}
+
+/// Conv4's convolution biases (`encoder.{i}.0.bias`) feed batch norm in train mode, which
+/// subtracts the batch mean: their gradient is 0 in exact arithmetic.
+fn zero_in_exact_arithmetic(name: &str) -> bool {
+    name.starts_with("grad.encoder.") && name.ends_with(".0.bias")
 }
 
 #[test]

@@ -296,10 +296,19 @@ impl Dataset {
         self.storage.masks.is_some()
     }
 
-    /// Writes sample `i` as `f32` into `out` (`sample_len()` values).
-    pub fn read(&self, i: usize, out: &mut [f32]) {
+    /// Writes sample `i` as `f32` into `out`, which must hold exactly `sample_len()` values
+    /// (an error naming both lengths otherwise, and for an `i` past the end).
+    pub fn read(&self, i: usize, out: &mut [f32]) -> Result<()> {
         let per = self.sample_len();
-        let row = self.rows[i];
+        if out.len() != per {
+            return Err(Error::param(
+                "out",
+                format!("{} values for a sample of {per}", out.len()),
+            ));
+        }
+        let row = *self.rows.get(i).ok_or_else(|| {
+            Error::param("i", format!("sample {i} of a data set of {}", self.len()))
+        })?;
         match &self.storage.pixels {
             Pixels::U8(v) => {
                 for (o, &p) in out.iter_mut().zip(&v[row * per..(row + 1) * per]) {
@@ -308,6 +317,7 @@ impl Dataset {
             }
             Pixels::F32(v) => out.copy_from_slice(&v[row * per..(row + 1) * per]),
         }
+        Ok(())
     }
 
     /// The label map of sample `i`, if masks are attached.
@@ -402,7 +412,7 @@ impl Dataset {
         let mut pixels = Vec::with_capacity(n * per);
         let mut buf = vec![0f32; per];
         for i in 0..self.len() {
-            self.read(i, &mut buf);
+            self.read(i, &mut buf)?;
             for (k, &r) in turns.iter().enumerate() {
                 for plane in buf.chunks(h * w) {
                     pixels.extend(rot90_square(plane, h, r));

@@ -131,7 +131,7 @@ impl Collator {
             .child(part);
         let work = |(slot, (out, mask)): (usize, (&mut [f32], Option<&mut [u8]>))| -> Result<()> {
             let i = samples[slot];
-            ds.read(i, out);
+            ds.read(i, out)?;
             let mut mask = mask;
             if let (Some(m), Some(src)) = (mask.as_deref_mut(), ds.mask(i)) {
                 m.copy_from_slice(src);

@@ -282,8 +282,15 @@ fn manifest_rows_and_missing_files() {
     );
     assert_eq!(ds.site(2), Some("b"));
     let mut px = vec![0f32; 12];
-    ds.read(1, &mut px);
+    ds.read(1, &mut px).unwrap();
     assert_eq!(px[0], 200.0 / 255.0);
+    // A buffer of the wrong length (8-bit storage) or a sample past the end: named errors.
+    let e = ds.read(1, &mut vec![0f32; 11]).unwrap_err();
+    assert!(
+        e.to_string().contains("11 values for a sample of 12"),
+        "{e}"
+    );
+    assert!(ds.read(3, &mut px).is_err());
 
     let bad = "path,label\nimg0.png,benign\nmissing.png,benign\n";
     std::fs::write(dir.join("bad.csv"), bad).unwrap();

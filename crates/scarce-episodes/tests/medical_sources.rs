@@ -40,7 +40,7 @@ fn manifest_of_dicom_files_with_patients() {
     assert_eq!(ds.sample_shape(), &[1, 64, 64]);
     let n = ds.sample_len();
     let mut first = vec![0f32; n];
-    ds.read(0, &mut first);
+    ds.read(0, &mut first).unwrap();
     // Signed 16-bit MR intensities, not 8-bit pixels scaled to [0, 1].
     assert!(first.iter().any(|&v| v > 255.0));
     let direct = scarce_io::DicomFile::open(src.join("MR_small.dcm"))
@@ -50,7 +50,7 @@ fn manifest_of_dicom_files_with_patients() {
     assert_eq!(first, direct.data);
     for i in 1..4 {
         let mut other = vec![0f32; n];
-        ds.read(i, &mut other);
+        ds.read(i, &mut other).unwrap();
         assert_eq!(
             other, first,
             "sample {i}: the same image in another encoding"
@@ -81,7 +81,7 @@ fn folder_of_nifti_volumes() {
     let ds = load_image_folder(&dir, ReadOptions::default()).expect("NIfTI folder loads");
     assert_eq!(ds.sample_shape(), &[1, 25, 41, 33], "[C, D, H, W]");
     let mut v = vec![0f32; ds.sample_len()];
-    ds.read(0, &mut v);
+    ds.read(0, &mut v).unwrap();
     let (min, max) = v
         .iter()
         .fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));

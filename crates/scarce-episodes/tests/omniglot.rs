@@ -61,7 +61,7 @@ fn counts_and_pillow_resize() {
         let mut differing = 0usize;
         for (k, img) in pil.data().chunks_exact(784).enumerate() {
             let i = chars_in_set[k] as usize * 20 + drawers[k] as usize;
-            ds.read(i, &mut ours);
+            ds.read(i, &mut ours).unwrap();
             for (&p, &o) in img.iter().zip(&ours) {
                 let d = (p as i32 - (o * 255.0).round() as i32).abs();
                 max_diff = max_diff.max(d);

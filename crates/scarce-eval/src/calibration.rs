@@ -190,6 +190,37 @@ mod tests {
         assert_eq!(c.get(100, 150), crate::plot::colours::WHITE);
     }
 
+    /// Two classes with logits `[ln p, ln(1 − p)]`: the softmax confidence is `max(p, 1 − p)`.
+    fn row(p: f64) -> Vec<f64> {
+        vec![p.ln(), (1.0 - p).ln()]
+    }
+
+    #[test]
+    fn ece_matches_a_hand_worked_case() {
+        // Guo et al. 2017: ECE = Σ_m |B_m|/n · |acc(B_m) − conf(B_m)|, five bins.
+        // conf 0.95 right, 0.85 wrong -> bin (0.8, 1]: acc 1/2, conf 0.90, weight 2/5 -> 0.16
+        // conf 0.55 right             -> bin (0.4, 0.6]: acc 1, conf 0.55, weight 1/5 -> 0.09
+        // conf 0.65 right, 0.75 wrong -> bin (0.6, 0.8]: acc 1/2, conf 0.70, weight 2/5 -> 0.08
+        let logits = vec![row(0.95), row(0.85), row(0.55), row(0.35), row(0.75)];
+        let labels = [0, 1, 0, 1, 1];
+        let (ece, bins) = expected_calibration_error(&logits, &labels, 5).unwrap();
+        assert!((ece - 0.33).abs() < 1e-12, "{ece}");
+        let counts: Vec<usize> = bins.iter().map(|b| b.count).collect();
+        assert_eq!(counts, [0, 0, 1, 2, 2]);
+        assert!((bins[4].confidence - 0.9).abs() < 1e-12 && bins[4].accuracy == 0.5);
+    }
+
+    #[test]
+    fn temperature_has_its_closed_form() {
+        // Every sample has logits [2, 0] and three in four are class 0: the NLL of
+        // softmax(z / t) is minimised where σ(2 / t) = 3/4, i.e. t = 2 / ln 3.
+        let logits = vec![vec![2.0, 0.0]; 8];
+        let labels = [0, 0, 0, 1, 0, 0, 0, 1];
+        let t = fit_temperature(&logits, &labels).unwrap();
+        let want = 2.0 / 3f64.ln();
+        assert!((t / want - 1.0).abs() < 1e-5, "{t} vs {want}");
+    }
+
     #[test]
     fn temperature_recovers_the_generating_one() {
         // Labels drawn (deterministically, by quantiles) from softmax(z / 2): the NLL

@@ -6,8 +6,10 @@
 //! one-vs-rest, one-vs-one); expected calibration error and temperature scaling; the
 //! Fréchet distance between feature sets (FID's formula); reliability diagrams and line
 //! charts as PNG.
-//! The definitions follow scikit-learn's and are checked against it
-//! (`shared/fixtures/metrics`).
+//! AUROC, the confusion matrix, recall and balanced accuracy are checked against
+//! scikit-learn's values and the Fréchet distance against scipy's (`shared/fixtures/metrics`);
+//! accuracy and specificity against their definitions evaluated on scikit-learn's matrix;
+//! ECE (Guo et al. 2017) and temperature scaling against hand-worked closed forms.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 

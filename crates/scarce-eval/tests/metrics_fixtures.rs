@@ -3,7 +3,7 @@
 //! accuracy, and the Fréchet distance. Every case in the folder is checked; the count is
 //! printed.
 
-use scarce_core::fixture::{check_family, Case};
+use scarce_core::fixture::{check_family, rel_err_slices, within, Case};
 use scarce_core::{DType, Device, Error, Result};
 
 /// Counting metrics are exact (the README asks for 1e-14); the Fréchet distance goes through
@@ -31,14 +31,14 @@ fn close(name: &str, got: f64, want: f64) -> Result<f64> {
 }
 
 fn close_within(name: &str, got: f64, want: f64, tol: f64) -> Result<f64> {
-    let e = (got - want).abs() / want.abs().max(1e-300);
-    if e.is_nan() || e > tol {
-        return Err(Error::param(
-            name,
-            format!("got {got}, want {want} (rel err {e:e})"),
-        ));
-    }
-    Ok(e)
+    within(name, rel_err_slices(&[got], &[want])?, tol)
+        .map_err(|e| Error::param(name, format!("got {got}, want {want}: {e}")))
+}
+
+/// A per-class vector against the case's tensor `name`: lengths must agree.
+fn close_vec(c: &Case, name: &str, got: &[f64], tol: f64) -> Result<f64> {
+    let want = vec_f64(c, name)?;
+    within(name, rel_err_slices(got, &want)?, tol)
 }
 
 fn scalar(c: &Case, name: &str) -> Result<f64> {
@@ -51,6 +51,18 @@ fn eval_err(e: scarce_eval::Error) -> Error {
 
 fn check(c: &Case) -> Result<f64> {
     let mut worst: f64 = 0.0;
+    let kinds = [
+        "auc",
+        "auc_per_class_ovr",
+        "confusion_matrix",
+        "frechet_distance",
+    ];
+    if !kinds.iter().any(|k| c.has(k)) {
+        return Err(Error::param(
+            c.name.clone(),
+            format!("no result tensor this test knows (one of {kinds:?})"),
+        ));
+    }
     if c.has("auc") {
         let y = vec_usize(c, "y_true")?;
         let s = vec_f64(c, "y_score")?;
@@ -65,14 +77,7 @@ fn check(c: &Case) -> Result<f64> {
         let y = vec_usize(c, "y_true")?;
         let scores = c.f64("y_score", &Device::Cpu)?.to_vec2::<f64>()?;
         let ovr = scarce_eval::auroc_ovr(&y, &scores).map_err(eval_err)?;
-        for (k, (&g, w)) in ovr
-            .per_class
-            .iter()
-            .zip(vec_f64(c, "auc_per_class_ovr")?)
-            .enumerate()
-        {
-            worst = worst.max(close(&format!("auc_per_class_ovr[{k}]"), g, w)?);
-        }
+        worst = worst.max(close_vec(c, "auc_per_class_ovr", &ovr.per_class, TOL)?);
         worst = worst.max(close(
             "auc_ovr_macro",
             ovr.macro_avg,
@@ -109,14 +114,38 @@ fn check(c: &Case) -> Result<f64> {
                 format!("got {got:?}, want {want:?}"),
             ));
         }
-        for (k, (g, w)) in cm
-            .sensitivity()
-            .into_iter()
-            .zip(vec_f64(c, "recall_per_class")?)
-            .enumerate()
-        {
-            worst = worst.max(close(&format!("recall_per_class[{k}]"), g, w)?);
-        }
+        worst = worst.max(close_vec(c, "recall_per_class", &cm.sensitivity(), TOL)?);
+        // Accuracy and specificity are not stored by the generator; their definitions are
+        // evaluated here on its labels and on scikit-learn's matrix, element by element:
+        // accuracy_score = mean(y_true == y_pred); specificity of class i = TN / (TN + FP),
+        // with the negatives the samples whose true class is not i.
+        let (yt, yp) = (vec_usize(c, "y_true")?, vec_usize(c, "y_pred")?);
+        let agree = yt.iter().zip(&yp).filter(|(a, b)| a == b).count();
+        worst = worst.max(close(
+            "accuracy",
+            cm.accuracy(),
+            agree as f64 / yt.len() as f64,
+        )?);
+        let spec: Vec<f64> = (0..k)
+            .map(|i| {
+                let (mut tn, mut neg) = (0i64, 0i64);
+                for (_, row) in want.iter().enumerate().filter(|(t, _)| *t != i) {
+                    neg += row.iter().sum::<i64>();
+                    tn += row
+                        .iter()
+                        .enumerate()
+                        .filter(|(p, _)| *p != i)
+                        .map(|(_, v)| v)
+                        .sum::<i64>();
+                }
+                tn as f64 / neg as f64
+            })
+            .collect();
+        worst = worst.max(within(
+            "specificity",
+            rel_err_slices(&cm.specificity(), &spec)?,
+            TOL,
+        )?);
         worst = worst.max(close(
             "balanced_accuracy",
             cm.balanced_accuracy(false),
@@ -131,8 +160,19 @@ fn check(c: &Case) -> Result<f64> {
     if c.has("frechet_distance") {
         let a = c.f64("features_a", &Device::Cpu)?.to_vec2::<f64>()?;
         let b = c.f64("features_b", &Device::Cpu)?.to_vec2::<f64>()?;
-        let (_, sa) = scarce_eval::frechet::mean_cov(&a).map_err(eval_err)?;
-        let (_, sb) = scarce_eval::frechet::mean_cov(&b).map_err(eval_err)?;
+        let (ma, sa) = scarce_eval::frechet::mean_cov(&a).map_err(eval_err)?;
+        let (mb, sb) = scarce_eval::frechet::mean_cov(&b).map_err(eval_err)?;
+        // Means and unbiased covariances (np.cov) are sums: exact up to rounding.
+        for (name, got) in [
+            ("mu_a", ma.clone()),
+            ("mu_b", mb.clone()),
+            ("sigma_a", sa.concat()),
+            ("sigma_b", sb.concat()),
+        ] {
+            if c.has(name) {
+                worst = worst.max(close_vec(c, name, &got, TOL_FRECHET)?);
+            }
+        }
         let tsp = scarce_eval::frechet::trace_sqrt_product(&sa, &sb);
         worst = worst.max(close_within(
             "trace_sqrt_product",

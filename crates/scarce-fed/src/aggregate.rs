@@ -116,16 +116,16 @@ pub fn trimmed_mean(results: &[ClientUpdate], proportion: f64) -> Result<Weights
 }
 
 /// Squared L2 distances between clients over all layers flattened (Flower's
-/// `_compute_distances`: the norm, squared).
-pub fn distance_matrix(weights: &[&Weights]) -> Vec<Vec<f64>> {
+/// `_compute_distances`: the norm, squared). An error when two clients' layouts differ.
+pub fn distance_matrix(weights: &[&Weights]) -> Result<Vec<Vec<f64>>> {
     let n = weights.len();
     let mut d = vec![vec![0.0; n]; n];
     for i in 0..n {
         for j in 0..n {
-            d[i][j] = weights[i].squared_distance(weights[j]).sqrt().powi(2);
+            d[i][j] = weights[i].squared_distance(weights[j])?.sqrt().powi(2);
         }
     }
-    d
+    Ok(d)
 }
 
 /// Krum scores: for each client, the sum of its `max(1, n − f − 2)` smallest distances to
@@ -169,7 +169,7 @@ pub fn krum(results: &[ClientUpdate], num_malicious: usize, to_keep: usize) -> R
         ));
     }
     let w: Vec<&Weights> = results.iter().map(|r| &r.weights).collect();
-    let distances = distance_matrix(&w);
+    let distances = distance_matrix(&w)?;
     let scores = krum_scores(&distances, num_malicious);
     let mut order: Vec<usize> = (0..results.len()).collect();
     order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
@@ -218,7 +218,7 @@ pub fn bulyan(results: &[ClientUpdate], num_malicious: usize) -> Result<(Weights
     let mut picked = Vec::with_capacity(theta);
     while picked.len() < theta {
         let w: Vec<&Weights> = remaining.iter().map(|&i| &results[i].weights).collect();
-        let scores = krum_scores(&distance_matrix(&w), f);
+        let scores = krum_scores(&distance_matrix(&w)?, f);
         let best = (0..remaining.len())
             .min_by(|&a, &b| scores[a].total_cmp(&scores[b]))
             .ok_or_else(|| Error::config("results", "no client left to pick"))?;

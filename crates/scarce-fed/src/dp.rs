@@ -34,10 +34,14 @@ impl SecureGaussian {
         }
     }
 
+    /// A uniform value in (0, 1), from 53 random bits.
+    pub fn uniform(&mut self) -> f64 {
+        ((self.rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
     /// A standard normal value (Box–Muller on 53-bit uniforms in (0, 1)).
     pub fn normal(&mut self) -> f64 {
-        let mut u = || ((self.rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-        let (a, b) = (u(), u());
+        let (a, b) = (self.uniform(), self.uniform());
         (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()
     }
 
@@ -53,19 +57,19 @@ impl SecureGaussian {
 
 /// The update norm `‖client − global‖₂` over all layers, the clipping factor
 /// `min(1, C / norm)`, and the clipped client `global + factor · (client − global)`
-/// (Flower's `compute_clip_model_update`).
-pub fn clip_update(client: &Weights, global: &Weights, clip: f64) -> (f64, f64, Weights) {
-    let norm = client.squared_distance(global).sqrt();
+/// (Flower's `compute_clip_model_update`). An error when the layouts differ.
+pub fn clip_update(client: &Weights, global: &Weights, clip: f64) -> Result<(f64, f64, Weights)> {
+    let norm = global.squared_distance(client)?.sqrt();
     let factor = if norm > 0.0 {
         (clip / norm).min(1.0)
     } else {
         1.0
     };
-    (
+    Ok((
         norm,
         factor,
-        global.zip_map(client, |g, c| g + factor * (c - g)),
-    )
+        global.zip_map(client, |g, c| g + factor * (c - g))?,
+    ))
 }
 
 /// Adaptive clipping (Andrew et al. 2021, "Differentially private learning with adaptive
@@ -106,7 +110,16 @@ pub enum ClipNorm {
 
 /// Client-level DP-FedAvg with server-side clipping (McMahan et al. 2018): each update is
 /// clipped around the current global model, the inner strategy aggregates, and Gaussian
-/// noise of standard deviation `z_Δ · C / n` is added to every coordinate. With a fixed norm
+/// noise of standard deviation `z_Δ · C · w_max` is added to every coordinate, where
+/// `w_max = max_i n_i / Σ n_i` is the largest share of the round's examples one client holds.
+///
+/// Why `w_max`: the guarantee is for one client's update, clipped to norm `C`; in an
+/// example-weighted mean (FedAvg) that client moves the result by up to `w_i · C`, so the
+/// sensitivity is `C · w_max`, not `C / n`. With equal example counts `w_max = 1 / n` and the
+/// noise is Flower's `z · C / n` exactly; with unequal counts it is larger, so the ε the
+/// accountant reports for `z` holds whatever the weighting. The bound assumes the inner
+/// strategy is a weighted or plain mean of the clipped updates (FedAvg, [`crate::aggregate::mean`]);
+/// for a plain mean `w_max` over-covers. With a fixed norm
 /// `z_Δ = z` (Flower's `DifferentialPrivacyServerSideFixedClipping`); with adaptive
 /// clipping part of the privacy budget goes to the count, so
 /// `z_Δ = (z⁻² − (2σ_b)⁻²)^(−1/2)` (Andrew et al., Theorem 1) and the pair of releases
@@ -183,6 +196,19 @@ impl<S: Strategy> DpFedAvg<S> {
         })
     }
 
+    /// The standard deviation of the noise added to every coordinate for a round with these
+    /// clients: `z_Δ · C · max_i n_i / Σ n_i` (see the type's docs).
+    pub fn noise_stddev(&self, results: &[ClientUpdate]) -> f64 {
+        let total: u64 = results.iter().map(|r| r.num_examples).sum();
+        let largest = results.iter().map(|r| r.num_examples).max().unwrap_or(0);
+        let share = if total == 0 {
+            1.0
+        } else {
+            largest as f64 / total as f64
+        };
+        self.update_noise_multiplier() * self.norm * share
+    }
+
     /// The multiplier of the noise on the update, `z_Δ`.
     pub fn update_noise_multiplier(&self) -> f64 {
         let z = self.noise_multiplier;
@@ -199,20 +225,20 @@ impl<S: Strategy> Strategy for DpFedAvg<S> {
     fn aggregate(&mut self, round: u64, results: &[ClientUpdate]) -> Result<Weights> {
         check_round(results)?;
         let norm = self.norm;
+        let std = self.noise_stddev(results);
         let mut unclipped = 0usize;
         let clipped: Vec<ClientUpdate> = results
             .iter()
             .map(|r| {
-                let (update_norm, _, weights) = clip_update(&r.weights, &self.global, norm);
+                let (update_norm, _, weights) = clip_update(&r.weights, &self.global, norm)?;
                 unclipped += usize::from(update_norm <= norm);
-                ClientUpdate {
+                Ok(ClientUpdate {
                     weights,
                     num_examples: r.num_examples,
-                }
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let mut out = self.inner.aggregate(round, &clipped)?;
-        let std = self.update_noise_multiplier() * norm / results.len() as f64;
         for layer in &mut out.layers {
             self.noise.perturb(layer, std);
         }
@@ -308,6 +334,20 @@ impl DpSgd {
         }
         self.expected_batch = Some(expected);
         Ok(self)
+    }
+
+    /// A Poisson sample of `0..n`: each index kept with probability `q`, independently, drawn
+    /// from the same OS-seeded secure generator as the noise. Amplification by sampling (the
+    /// accountant's rate `q`) assumes nobody can predict the sample, so it must not come from
+    /// a seeded, reproducible stream.
+    pub fn poisson_sample(&mut self, n: usize, q: f64) -> Result<Vec<usize>> {
+        if !(0.0..=1.0).contains(&q) {
+            return Err(Error::config(
+                "q",
+                format!("{q}: a sampling rate is in [0, 1]"),
+            ));
+        }
+        Ok((0..n).filter(|_| self.noise.uniform() < q).collect())
     }
 
     /// The private gradient of a batch of `batch` examples at `params` (candle `Var`s);

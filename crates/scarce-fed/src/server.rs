@@ -92,6 +92,9 @@ pub struct RoundReport {
     pub fit_metrics: BTreeMap<String, f64>,
     /// Evaluation of the new global model, when the transport ran one.
     pub evaluation: BTreeMap<String, f64>,
+    /// Clients whose evaluation failed, with what they reported (not in `evaluation`).
+    #[serde(default)]
+    pub evaluation_failed: Vec<(usize, String)>,
 }
 
 /// A federated server: the global model, the strategy, the round counter and the history.
@@ -237,6 +240,7 @@ impl<S: Strategy> Server<S> {
             rejected,
             fit_metrics,
             evaluation: BTreeMap::new(),
+            evaluation_failed: Vec::new(),
         });
         self.save()?;
         self.history
@@ -244,14 +248,19 @@ impl<S: Strategy> Server<S> {
             .ok_or_else(|| Error::config("history", "empty after a round"))
     }
 
-    /// Attaches an evaluation of the current global model to the last round's report (and
-    /// re-writes the checkpoint).
-    pub fn record_evaluation(&mut self, evaluation: BTreeMap<String, f64>) -> Result<()> {
+    /// Attaches an evaluation of the current global model to the last round's report, with
+    /// the clients whose evaluation failed (and re-writes the checkpoint).
+    pub fn record_evaluation(
+        &mut self,
+        evaluation: BTreeMap<String, f64>,
+        failed: Vec<(usize, String)>,
+    ) -> Result<()> {
         let last = self
             .history
             .last_mut()
             .ok_or_else(|| Error::config("round", "no round to attach an evaluation to"))?;
         last.evaluation = evaluation;
+        last.evaluation_failed = failed;
         self.save()
     }
 

@@ -37,17 +37,35 @@ fn guarded<T>(client: usize, f: impl FnOnce() -> Result<T>) -> Result<T> {
     })
 }
 
-/// Evaluates `global` on every client in parallel; the example-weighted mean of each
-/// metric over the clients that answered, plus `clients_evaluated`.
-pub fn evaluate<C: Client>(clients: &mut [C], global: &Weights) -> BTreeMap<String, f64> {
-    let answers: Vec<(u64, BTreeMap<String, f64>)> = clients
+/// What evaluating the global model on every client gave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// The example-weighted mean of each metric over the clients that answered, plus
+    /// `clients_evaluated`.
+    pub metrics: BTreeMap<String, f64>,
+    /// The clients whose evaluation failed, with what they reported; they are not in
+    /// `metrics`.
+    pub failed: Vec<(usize, String)>,
+}
+
+/// Evaluates `global` on every client in parallel. A client that fails is named in
+/// [`Evaluation::failed`], never dropped silently.
+pub fn evaluate<C: Client>(clients: &mut [C], global: &Weights) -> Evaluation {
+    let results: Vec<(usize, Result<(u64, BTreeMap<String, f64>)>)> = clients
         .par_iter_mut()
         .enumerate()
-        .filter_map(|(i, c)| guarded(i, || c.evaluate(global)).ok())
+        .map(|(i, c)| (i, guarded(i, || c.evaluate(global))))
         .collect();
-    let mut out = weighted_metrics(answers.iter().map(|(n, m)| (m, *n)));
-    out.insert("clients_evaluated".into(), answers.len() as f64);
-    out
+    let (mut answers, mut failed) = (Vec::new(), Vec::new());
+    for (i, r) in results {
+        match r {
+            Ok(a) => answers.push(a),
+            Err(e) => failed.push((i, e.to_string())),
+        }
+    }
+    let mut metrics = weighted_metrics(answers.iter().map(|(n, m)| (m, *n)));
+    metrics.insert("clients_evaluated".into(), answers.len() as f64);
+    Evaluation { metrics, failed }
 }
 
 /// Runs rounds until the server has completed `rounds` (a resumed server continues where
@@ -83,7 +101,7 @@ pub fn run<S: Strategy, C: Client>(
         server.complete_round(sampled, replies)?;
         if evaluate_each_round {
             let e = evaluate(clients, server.global());
-            server.record_evaluation(e)?;
+            server.record_evaluation(e.metrics, e.failed)?;
         }
         if let Some(report) = server.history().last() {
             on_round(report);

@@ -186,15 +186,15 @@ impl Strategy for FedAvgM {
             self.global = avg.clone();
             return Ok(avg);
         }
-        let mut pseudo = self.global.zip_map(&avg, |x, a| x - a);
+        let mut pseudo = self.global.zip_map(&avg, |x, a| x - a)?;
         if self.momentum > 0.0 {
             pseudo = match &self.buffer {
-                Some(m) => m.zip_map(&pseudo, |m, g| self.momentum * m + g),
+                Some(m) => m.zip_map(&pseudo, |m, g| self.momentum * m + g)?,
                 None => pseudo,
             };
             self.buffer = Some(pseudo.clone());
         }
-        self.global = self.global.zip_map(&pseudo, |x, m| x - self.lr * m);
+        self.global = self.global.zip_map(&pseudo, |x, m| x - self.lr * m)?;
         Ok(self.global.clone())
     }
 
@@ -278,21 +278,21 @@ impl Strategy for FedOpt {
     fn aggregate(&mut self, round: u64, results: &[ClientUpdate]) -> Result<Weights> {
         let avg = weighted_mean(results)?;
         self.global.check_same_layout(&avg, 0)?;
-        let delta = avg.zip_map(&self.global, |a, x| a - x);
+        let delta = avg.zip_map(&self.global, |a, x| a - x)?;
         let zeros = delta.zeros_like();
         let (b1, b2) = (self.beta_1, self.beta_2);
         let m = self
             .m
             .as_ref()
             .unwrap_or(&zeros)
-            .zip_map(&delta, |m, d| b1 * m + (1.0 - b1) * d);
+            .zip_map(&delta, |m, d| b1 * m + (1.0 - b1) * d)?;
         let v_old = self.v.as_ref().unwrap_or(&zeros);
         let v = match self.kind {
-            Adaptive::Adam => v_old.zip_map(&delta, |v, d| b2 * v + (1.0 - b2) * d * d),
+            Adaptive::Adam => v_old.zip_map(&delta, |v, d| b2 * v + (1.0 - b2) * d * d)?,
             Adaptive::Yogi => v_old.zip_map(&delta, |v, d| {
                 v - (1.0 - b2) * d * d * (v - d * d).signum_or_zero()
-            }),
-            Adaptive::Adagrad => v_old.zip_map(&delta, |v, d| v + d * d),
+            })?,
+            Adaptive::Adagrad => v_old.zip_map(&delta, |v, d| v + d * d)?,
         };
         let eta = match self.kind {
             Adaptive::Adam => {
@@ -301,8 +301,8 @@ impl Strategy for FedOpt {
             }
             _ => self.eta,
         };
-        let step = m.zip_map(&v, |m, v| eta * m / (v.sqrt() + self.tau));
-        self.global = self.global.zip_map(&step, |x, s| x + s);
+        let step = m.zip_map(&v, |m, v| eta * m / (v.sqrt() + self.tau))?;
+        self.global = self.global.zip_map(&step, |x, s| x + s)?;
         (self.m, self.v) = (Some(m), Some(v));
         Ok(self.global.clone())
     }

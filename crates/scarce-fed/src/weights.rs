@@ -81,17 +81,22 @@ impl Weights {
         self.layers.iter().flatten().copied()
     }
 
-    /// `‖self − other‖²` over all layers.
-    pub fn squared_distance(&self, other: &Weights) -> f64 {
-        self.values()
+    /// `‖self − other‖²` over all layers. An error naming the difference unless `other`
+    /// has this layout (names, shapes, value counts).
+    pub fn squared_distance(&self, other: &Weights) -> Result<f64> {
+        self.check_layout_of(other, "other")?;
+        Ok(self
+            .values()
             .zip(other.values())
             .map(|(a, b)| (a - b) * (a - b))
-            .sum()
+            .sum())
     }
 
-    /// A new set with `f(a, b)` applied to matching values.
-    pub fn zip_map(&self, other: &Weights, f: impl Fn(f64, f64) -> f64) -> Weights {
-        Weights {
+    /// A new set with `f(a, b)` applied to matching values. An error naming the difference
+    /// unless `other` has this layout (names, shapes, value counts).
+    pub fn zip_map(&self, other: &Weights, f: impl Fn(f64, f64) -> f64) -> Result<Weights> {
+        self.check_layout_of(other, "other")?;
+        Ok(Weights {
             names: self.names.clone(),
             shapes: self.shapes.clone(),
             layers: self
@@ -100,7 +105,28 @@ impl Weights {
                 .zip(&other.layers)
                 .map(|(a, b)| a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect())
                 .collect(),
+        })
+    }
+
+    /// Errors, naming `what`, unless `other` has the same names, shapes and value counts.
+    fn check_layout_of(&self, other: &Weights, what: &str) -> Result<()> {
+        let counts = |w: &Weights| w.layers.iter().map(Vec::len).collect::<Vec<_>>();
+        if self.names != other.names || self.shapes != other.shapes || counts(self) != counts(other)
+        {
+            return Err(Error::config(
+                what,
+                format!(
+                    "layout {:?} {:?} ({:?} values) differs from {:?} {:?} ({:?} values)",
+                    other.names,
+                    other.shapes,
+                    counts(other),
+                    self.names,
+                    self.shapes,
+                    counts(self)
+                ),
+            ));
         }
+        Ok(())
     }
 
     /// Errors unless `other` has this layout (names and shapes) and finite values; `client`

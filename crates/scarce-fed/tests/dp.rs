@@ -136,6 +136,57 @@ fn dp_sgd_refuses_what_would_go_silently_wrong() {
     }
 }
 
+#[test]
+fn dp_fedavg_noise_covers_the_largest_client_weight() {
+    // Four clients, all updates zero (inside any clip norm), example counts 1 : 1 : 2 : 6:
+    // the FedAvg mean is zero, so the output is the noise alone. One client holds 60% of the
+    // weight, so its clipped update moves the mean by up to 0.6·C, not C/4.
+    let n = 100_000;
+    let counts = [1u64, 1, 2, 6];
+    let round: Vec<ClientUpdate> = counts
+        .iter()
+        .map(|&c| ClientUpdate {
+            weights: weights(vec![0.0; n]),
+            num_examples: c,
+        })
+        .collect();
+    let (clip, z) = (0.8, 1.1);
+    let mut dp = DpFedAvg::new(FedAvg, weights(vec![0.0; n]), ClipNorm::Fixed(clip), z).unwrap();
+    let largest_share = 6.0 / 10.0;
+    let clients = counts.len() as f64;
+    // σ × (largest share × n) × C / n, the sensitivity bound written as the issue states it.
+    let want = z * (largest_share * clients) * clip / clients;
+    assert!((dp.noise_stddev(&round) - want).abs() < 1e-15);
+    let out = dp.aggregate(1, &round).unwrap();
+    let v = &out.layers[0];
+    let mean = v.iter().sum::<f64>() / n as f64;
+    let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
+    println!(
+        "DP-FedAvg noise std {std:.5}, z·C·w_max = {want:.5} (z·C/n would be {:.5})",
+        z * clip / clients
+    );
+    // The sample std of 10⁵ normals is within 1% of the true one with overwhelming odds.
+    assert!((std / want - 1.0).abs() < 0.01, "{std} vs {want}");
+    // The multiplier the accountant is given is the noise in units of the sensitivity.
+    let effective_z = std / (clip * largest_share);
+    assert!((effective_z / z - 1.0).abs() < 0.01);
+    let (eps_stated, _) = scarce_fed::accountant::epsilon(1.0, z, 10, 1e-5).unwrap();
+    let (eps_measured, _) = scarce_fed::accountant::epsilon(1.0, effective_z, 10, 1e-5).unwrap();
+    assert!(
+        (eps_measured / eps_stated - 1.0).abs() < 0.03,
+        "{eps_measured} vs {eps_stated}"
+    );
+    // Equal counts: Flower's z·C/n exactly.
+    let equal: Vec<ClientUpdate> = round
+        .iter()
+        .map(|u| ClientUpdate {
+            weights: u.weights.clone(),
+            num_examples: 5,
+        })
+        .collect();
+    assert!((dp.noise_stddev(&equal) - z * clip / clients).abs() < 1e-15);
+}
+
 fn weights(values: Vec<f64>) -> Weights {
     Weights {
         names: vec!["w".into()],

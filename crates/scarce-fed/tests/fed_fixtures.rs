@@ -3,14 +3,14 @@
 //! clipping. Layer count, client count and settings come from each file.
 
 use candle_core::{DType, Device, Tensor};
-use scarce_core::fixture::{check_family, Case};
+use scarce_core::fixture::{check_family, rel_err_slices, within, Case};
 use scarce_fed::aggregate::{bulyan, krum, mean, median, trimmed_mean, weighted_mean};
 use scarce_fed::dp::clip_update;
 use scarce_fed::{
     Adaptive, ClientUpdate, ClipNorm, DpFedAvg, FedAvg, FedAvgM, FedOpt, Strategy, Weights,
 };
 
-const TOL: f64 = 1e-12;
+const TOL: f64 = 1e-13;
 type R<T> = scarce_core::Result<T>;
 
 fn fail(what: &str, reason: String) -> scarce_core::Error {
@@ -80,13 +80,10 @@ fn clients(case: &Case, prefix: &str) -> R<Vec<ClientUpdate>> {
 }
 
 fn compare(ours: &Weights, want: &Weights, what: &str) -> R<f64> {
-    let scale = want.values().fold(1e-300f64, |m, v| m.max(v.abs()));
-    let err = ours
-        .values()
-        .zip(want.values())
-        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
-        / scale;
-    if ours.shapes != want.shapes || err.is_nan() || err > TOL {
+    let a: Vec<f64> = ours.values().collect();
+    let b: Vec<f64> = want.values().collect();
+    let err = rel_err_slices(&a, &b)?;
+    if ours.shapes != want.shapes || !(err <= TOL) {
         return Err(fail(
             what,
             format!(
@@ -117,16 +114,7 @@ fn vector(case: &Case, name: &str) -> R<Vec<f64>> {
 }
 
 fn close(a: &[f64], b: &[f64], what: &str) -> R<f64> {
-    let scale = b.iter().fold(1e-300f64, |m, v| m.max(v.abs()));
-    let err = a
-        .iter()
-        .zip(b)
-        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
-        / scale;
-    if a.len() != b.len() || err.is_nan() || err > TOL {
-        return Err(fail(what, format!("relative error {err:.2e}")));
-    }
-    Ok(err)
+    within(what, rel_err_slices(a, b)?, TOL)
 }
 
 fn check_case(case: &Case) -> R<f64> {
@@ -247,7 +235,7 @@ fn check_case(case: &Case) -> R<f64> {
             let clip = num(case, "clipping_norm")?;
             let (mut norms, mut factors, mut clipped) = (vec![], vec![], vec![]);
             for u in &c {
-                let (n, f, w) = clip_update(&u.weights, &global, clip);
+                let (n, f, w) = clip_update(&u.weights, &global, clip).map_err(fed)?;
                 norms.push(n);
                 factors.push(f);
                 clipped.push(ClientUpdate {

@@ -24,6 +24,7 @@ enum Fault {
     PanicInRound(u64),
     NanInRound(u64),
     WrongShape,
+    EvaluationError,
 }
 
 /// A client that moves the model half way to its own target.
@@ -71,6 +72,12 @@ impl Client for Toy {
     }
 
     fn evaluate(&mut self, global: &Weights) -> scarce_fed::Result<(u64, BTreeMap<String, f64>)> {
+        if self.fault == Fault::EvaluationError {
+            return Err(Error::config(
+                "test set",
+                format!("site {} cannot read it", self.id),
+            ));
+        }
         let d = global.layers[0]
             .iter()
             .zip(&self.target)
@@ -94,6 +101,23 @@ fn clients(faults: &[Fault]) -> Vec<Toy> {
             fault,
         })
         .collect()
+}
+
+#[test]
+fn a_failed_evaluation_is_named_not_dropped() {
+    let mut cs = clients(&[Fault::None, Fault::EvaluationError, Fault::None]);
+    let mut server = Server::new(FedAvg, weights(vec![0.0; 3]), ServerConfig::all(3)).unwrap();
+    let mut reports = Vec::new();
+    simulation::run(&mut server, &mut cs, 1, true, |r| reports.push(r.clone())).unwrap();
+    let r = &reports[0];
+    assert_eq!(r.evaluation["clients_evaluated"], 2.0);
+    assert_eq!(r.evaluation_failed.len(), 1);
+    assert_eq!(r.evaluation_failed[0].0, 1);
+    assert!(
+        r.evaluation_failed[0].1.contains("site 1 cannot read it"),
+        "{:?}",
+        r.evaluation_failed
+    );
 }
 
 #[test]

@@ -159,7 +159,7 @@ impl SyntheticDataset {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut buf = vec![0f32; len];
         for i in 0..real.len() {
-            real.read(i, &mut buf);
+            real.read(i, &mut buf)?;
             pixels.extend_from_slice(&buf);
             labels.push(real.labels()[i]);
             sites.push(real.site(i).unwrap_or("real").to_string());

@@ -77,13 +77,17 @@ fn dicom_matches_pydicom() {
         with_pixels += 1;
         let (f, px) = match result {
             Ok(r) => r,
-            // A codec this build lacks must say so, naming the syntax; it is counted as not
-            // decoded (the README gives the count), never as a wrong array.
+            // pydicom decoded this file, so it must decode here: a codec this build lacks, or
+            // one that broke, fails the test naming the file and the syntax.
             Err(
                 e @ (scarce_io::Error::Decode { .. }
                 | scarce_io::Error::UnsupportedTransferSyntax { .. }),
             ) => {
                 println!("{file}: NOT DECODED: {e}");
+                failures.push(format!(
+                    "{file}: pydicom decoded it ({}), ours: {e}",
+                    row["transfer_syntax_name"]
+                ));
                 undecoded.push(file.clone());
                 continue;
             }
@@ -262,6 +266,11 @@ fn dicom_matches_pydicom() {
         failures.len(),
         failures.join("\n")
     );
+    assert_eq!(
+        decoded, with_pixels,
+        "every file pydicom decoded must be reproduced"
+    );
+    assert!(with_pixels > 0, "the manifest lists no decodable file");
 }
 
 /// A file pydicom did not decode but we did: correct only if the array is one pydicom gave

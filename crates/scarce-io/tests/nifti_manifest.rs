@@ -139,8 +139,21 @@ fn nifti_matches_nibabel() {
         match write_nifti(&out, &image).and_then(|_| Nifti::open(&out)) {
             Ok(back) => {
                 let again = back.to_image();
-                if again.data != image.data || again.shape != image.shape {
-                    failures.push(format!("{file}: round trip changed the data"));
+                // Bit for bit: NaN voxels compare unequal to themselves as floats.
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+                if again.shape != image.shape {
+                    failures.push(format!(
+                        "{file}: round trip changed the shape {:?} -> {:?}",
+                        image.shape, again.shape
+                    ));
+                } else if bits(&again.data) != bits(&image.data) {
+                    let at = (0..image.data.len())
+                        .find(|&i| again.data[i].to_bits() != image.data[i].to_bits())
+                        .unwrap_or(0);
+                    failures.push(format!(
+                        "{file}: round trip changed the data (first at voxel {at}: {} -> {})",
+                        image.data[at], again.data[at]
+                    ));
                 }
                 let (a, b) = (image.affine(), back.header.affine());
                 let qa = back.header.qform();

@@ -326,8 +326,10 @@ impl<'a, M: Model> MetaLearner<'a, M> {
     }
 
     /// Adapts `state` to `task`'s support set with `steps` inner steps of `order` and returns
-    /// the whole adapted parameter set as new tensors (for ANIL the body is `state`'s own);
-    /// `state` is untouched. Second order: differentiable back to `state`.
+    /// the inner loop: `params` is the whole adapted parameter set as new tensors (for ANIL
+    /// the body is `state`'s own), with the trajectory of the adapted parameters and the
+    /// support loss before each step; `state` is untouched. Second order: differentiable back
+    /// to `state`.
     pub fn adapt(
         &self,
         state: &MetaState,
@@ -335,10 +337,13 @@ impl<'a, M: Model> MetaLearner<'a, M> {
         steps: usize,
         order: Order,
         ctx: &mut Ctx,
-    ) -> Result<Params> {
+    ) -> Result<Adapted> {
         task.check(self.loss, 0)?;
         let (frozen, adapted) = self.adapt_task(state, task, steps, order, ctx)?;
-        Ok(merge(&frozen, &adapted.params))
+        Ok(Adapted {
+            params: merge(&frozen, &adapted.params),
+            ..adapted
+        })
     }
 
     /// The meta-objective of one task (a scalar tensor whose gradient with respect to

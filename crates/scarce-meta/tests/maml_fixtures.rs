@@ -5,12 +5,12 @@
 
 use candle_core::{DType, Device, Tensor};
 use scarce_core::backbone::{Conv4, Conv4Config, Mlp, MlpConfig};
-use scarce_core::fixture::{check_family_on, Case};
+use scarce_core::fixture::{check_family_on, rel_err, rel_err_slices, within, Case};
 use scarce_core::{Ctx, Model, Params};
-use scarce_meta::{Algorithm, Loss, MetaLearner, MetaState, Order, Task, WithHead};
+use scarce_meta::{Adapted, Algorithm, Loss, MetaLearner, MetaState, Order, Task, WithHead};
 
 /// Relative tolerance in f64, the same on every device.
-const TOL: f64 = 1e-8;
+const TOL: f64 = 1e-10;
 
 type R<T> = scarce_core::Result<T>;
 
@@ -60,7 +60,7 @@ fn group(case: &Case, dev: &Device, prefix: &str, task: Option<usize>) -> R<Para
 fn largest_err(ours: &Params, want: &Params, what: &str) -> R<f64> {
     let mut scale = 1e-300f64;
     for (_, w) in want.iter() {
-        scale = scale.max(w.abs()?.max_all()?.to_scalar::<f64>()?);
+        scale = scale.max(max_abs(w)?);
     }
     let mut worst = 0.0f64;
     for (n, w) in want.iter() {
@@ -72,8 +72,8 @@ fn largest_err(ours: &Params, want: &Params, what: &str) -> R<f64> {
                 o.dims(),
             ));
         }
-        let e = (o - w)?.abs()?.max_all()?.to_scalar::<f64>()? / scale;
-        if e.is_nan() || e > TOL {
+        let e = rel_err(o, w)? * max_abs(w)?.max(1e-300) / scale;
+        if !(e <= TOL) {
             return Err(scarce_core::Error::param(
                 format!("{what}.{n}"),
                 format!("relative error {e:.3e} > {TOL:e}"),
@@ -82,6 +82,14 @@ fn largest_err(ours: &Params, want: &Params, what: &str) -> R<f64> {
         worst = worst.max(e);
     }
     Ok(worst)
+}
+
+/// The largest |entry| (NaN-blind; [`rel_err`] catches NaN).
+fn max_abs(t: &Tensor) -> R<f64> {
+    let v = t.flatten_all()?.to_vec1::<f64>()?;
+    Ok(v.iter()
+        .filter(|x| x.is_finite())
+        .fold(0.0, |m, x| m.max(x.abs())))
 }
 
 fn labels(t: Tensor) -> R<Tensor> {
@@ -199,6 +207,34 @@ fn check_case(case: &Case, dev: &Device) -> R<f64> {
     }
 }
 
+/// The tensor `name` flattened to values.
+fn values(case: &Case, dev: &Device, name: &str) -> R<Vec<f64>> {
+    Ok(case.f64(name, dev)?.flatten_all()?.to_vec1::<f64>()?)
+}
+
+/// `got` against the case's tensor `name` (flattened; a length mismatch fails).
+fn compare(case: &Case, dev: &Device, name: &str, got: &[f64]) -> R<f64> {
+    let e = rel_err_slices(got, &values(case, dev, name)?)?;
+    within(name, e, TOL)
+}
+
+/// The adapted parameters and inner losses of every task against `adapted.*` and
+/// `inner_losses` (`[steps]`, or `[B, steps]` in task order).
+fn compare_inner_loops(case: &Case, dev: &Device, adapted: &[Adapted], what: &str) -> R<f64> {
+    let mut worst = 0.0f64;
+    let batch = adapted.len() > 1;
+    for (i, a) in adapted.iter().enumerate() {
+        let want = group(case, dev, "adapted.", batch.then_some(i))?;
+        // ANIL's `adapted.*` holds the head only; every tensor it holds must match.
+        worst = worst.max(largest_err(&a.params, &want, what)?);
+    }
+    let losses: Vec<f64> = adapted
+        .iter()
+        .flat_map(|a| a.support_losses.iter().copied())
+        .collect();
+    Ok(worst.max(compare(case, dev, "inner_losses", &losses)?))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run<M: Model>(
     case: &Case,
@@ -212,59 +248,48 @@ fn run<M: Model>(
     tasks: &[Task],
 ) -> R<f64> {
     let learner = |alg: Algorithm| MetaLearner::new(model, loss, alg, steps, lr).map_err(meta_err);
+    // Task parameters of the sinusoid meta-batches: the task points themselves are stored.
+    case.not_compared(
+        "amplitude",
+        "sinusoid task parameter; the task points are given",
+    );
+    case.not_compared(
+        "phase",
+        "sinusoid task parameter; the task points are given",
+    );
     let mut worst = 0.0f64;
     let mut ctx = Ctx::transductive();
-    match algorithm {
-        "maml" | "anil" => {
-            for (order, key) in [(Order::Second, "metagrad."), (Order::First, "fo_metagrad.")] {
-                let alg = if algorithm == "maml" {
-                    Algorithm::Maml { order }
-                } else {
-                    Algorithm::Anil { order }
-                };
-                let l = learner(alg)?;
-                let state = MetaState {
-                    params: params.clone(),
-                    lrs: Params::new(),
-                }
-                .to_vars()
-                .map_err(meta_err)?;
-                let g = l
-                    .meta_gradient(&state, tasks, 0, &mut ctx)
-                    .map_err(meta_err)?;
-                worst = worst.max(largest_err(&g.params, &group(case, dev, key, None)?, key)?);
-                let want_loss = case.f64("meta_loss", dev)?.to_scalar::<f64>()?;
-                worst = worst.max(((g.loss - want_loss) / want_loss).abs());
-                for (i, t) in tasks.iter().enumerate() {
-                    let (_, adapted) =
-                        l.task_objective(&state, t, 0, &mut ctx).map_err(meta_err)?;
-                    let want = group(case, dev, "adapted.", (tasks.len() > 1).then_some(i))?;
-                    worst = worst.max(largest_err(&adapted.params, &want, "adapted")?);
-                }
-            }
-        }
-        "meta-sgd" => {
-            let l = learner(Algorithm::MetaSgd)?;
-            let state = MetaState {
-                params: params.clone(),
-                lrs: group(case, dev, "lr.", None)?,
-            }
-            .to_vars()
-            .map_err(meta_err)?;
-            let g = l
-                .meta_gradient(&state, tasks, 0, &mut ctx)
-                .map_err(meta_err)?;
-            worst = worst.max(largest_err(
-                &g.params,
-                &group(case, dev, "metagrad.", None)?,
-                "metagrad",
-            )?);
-            worst = worst.max(largest_err(
-                &g.lrs,
-                &group(case, dev, "metagrad_lr.", None)?,
-                "metagrad_lr",
-            )?);
-        }
+    // (algorithm, the fixture's meta-gradient prefix) for the learners with an objective.
+    let runs: Vec<(Algorithm, &str)> = match algorithm {
+        "maml" => vec![
+            (
+                Algorithm::Maml {
+                    order: Order::Second,
+                },
+                "metagrad.",
+            ),
+            (
+                Algorithm::Maml {
+                    order: Order::First,
+                },
+                "fo_metagrad.",
+            ),
+        ],
+        "anil" => vec![
+            (
+                Algorithm::Anil {
+                    order: Order::Second,
+                },
+                "metagrad.",
+            ),
+            (
+                Algorithm::Anil {
+                    order: Order::First,
+                },
+                "fo_metagrad.",
+            ),
+        ],
+        "meta-sgd" => vec![(Algorithm::MetaSgd, "metagrad.")],
         "reptile" => {
             let eps = num(case, "epsilon")?;
             let l = learner(Algorithm::Reptile)?;
@@ -272,16 +297,24 @@ fn run<M: Model>(
                 params: params.clone(),
                 lrs: Params::new(),
             };
+            let adapted = tasks
+                .iter()
+                .map(|t| {
+                    l.adapt(&state, t, steps, Order::First, &mut ctx)
+                        .map_err(meta_err)
+                })
+                .collect::<R<Vec<_>>>()?;
+            worst = worst.max(compare_inner_loops(case, dev, &adapted, "adapted")?);
             let g = l
                 .meta_gradient(&state, tasks, 0, &mut ctx)
                 .map_err(meta_err)?;
             // One outer SGD step of size ε on Reptile's direction.
             let updated = params.axpy(-eps, &g.params)?;
-            worst = worst.max(largest_err(
+            return Ok(worst.max(largest_err(
                 &updated,
                 &group(case, dev, "reptile.", None)?,
                 "reptile",
-            )?);
+            )?));
         }
         other => {
             return Err(scarce_core::Error::param(
@@ -289,6 +322,44 @@ fn run<M: Model>(
                 format!("{other}: not one this test knows"),
             ))
         }
+    };
+    let lrs = if algorithm == "meta-sgd" {
+        group(case, dev, "lr.", None)?
+    } else {
+        Params::new()
+    };
+    for (alg, key) in runs {
+        let l = learner(alg)?;
+        let state = MetaState {
+            params: params.clone(),
+            lrs: lrs.clone(),
+        }
+        .to_vars()
+        .map_err(meta_err)?;
+        let g = l
+            .meta_gradient(&state, tasks, 0, &mut ctx)
+            .map_err(meta_err)?;
+        worst = worst.max(largest_err(&g.params, &group(case, dev, key, None)?, key)?);
+        if algorithm == "meta-sgd" {
+            worst = worst.max(largest_err(
+                &g.lrs,
+                &group(case, dev, "metagrad_lr.", None)?,
+                "metagrad_lr",
+            )?);
+        }
+        worst = worst.max(compare(case, dev, "meta_loss", &[g.loss])?);
+        if case.has("query_losses") {
+            worst = worst.max(compare(case, dev, "query_losses", &g.task_losses)?);
+        }
+        let adapted = tasks
+            .iter()
+            .map(|t| {
+                l.task_objective(&state, t, 0, &mut ctx)
+                    .map(|(_, a)| a)
+                    .map_err(meta_err)
+            })
+            .collect::<R<Vec<_>>>()?;
+        worst = worst.max(compare_inner_loops(case, dev, &adapted, "adapted")?);
     }
     Ok(worst)
 }

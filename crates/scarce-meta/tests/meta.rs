@@ -551,7 +551,8 @@ fn adapt_returns_new_tensors_and_leaves_the_originals() {
         .unwrap();
         let a = l
             .adapt(&state, &task, 2, Order::Second, &mut Ctx::transductive())
-            .unwrap();
+            .unwrap()
+            .params;
         assert_eq!(a.len(), p.len());
         let changed = p
             .names()

@@ -477,14 +477,14 @@ pub(crate) fn forward(
     let grid = Grid::new(g, cg)?;
     let kg = cg * g.kernel_len();
     let (l, span, xn) = (g.out_len(), grid.span(g.c), g.c * g.in_len());
-    let mut xp: Vec<f32> = Vec::with_capacity(g.n * span);
+    let mut xp = par::unwritten_f32(g.n * span);
     let xpp = SharedMut(xp.as_mut_ptr());
     par::for_each(g.n, |n| {
         // SAFETY: sample n's span of xp's capacity is written by this call alone.
         unsafe { grid.pad_all(g, &x[n * xn..][..xn], xpp.at(n * span), span) };
     });
     // SAFETY: pad_all wrote every one of the n spans.
-    unsafe { xp.set_len(g.n * span) };
+    unsafe { par::finish_written(&mut xp, g.n * span, "direct conv: padded input") };
 
     // For each grid position, its output index (or none for a padding column).
     let mut l_of_q = vec![usize::MAX; grid.qlen.next_multiple_of(NR)];
@@ -499,7 +499,7 @@ pub(crate) fn forward(
     // Not zeroed first: every output is written exactly once below (each output position
     // has one grid position, and the tiles cover every channel).
     let total = g.n * out_channels * l;
-    let mut y: Vec<f32> = Vec::with_capacity(total);
+    let mut y = par::unwritten_f32(total);
     let yp = SharedMut(y.as_mut_ptr());
     par::for_each(g.n * per_sample, |task| {
         let (n, first) = (task / per_sample, (task % per_sample) * BLOCKS_PER_TASK);
@@ -555,7 +555,7 @@ pub(crate) fn forward(
         }
     });
     // SAFETY: all `total` elements were initialised above.
-    unsafe { y.set_len(total) };
+    unsafe { par::finish_written(&mut y, total, "direct conv: output") };
     Some(y)
 }
 

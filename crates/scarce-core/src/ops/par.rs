@@ -119,3 +119,39 @@ impl<T> SharedMut<T> {
         self.0.wrapping_add(i)
     }
 }
+
+/// A NaN whose payload no arithmetic produces (computed NaNs carry the canonical payload).
+#[cfg(debug_assertions)]
+const UNWRITTEN: u32 = 0x7fa5_c0de;
+
+/// An empty `Vec<f32>` with room for `len` values that the caller's parallel tasks write
+/// through raw pointers before [`finish_written`] sets the length. In debug builds (tests)
+/// the room is first filled with a marker so that `finish_written` can check that every
+/// value was written.
+pub(crate) fn unwritten_f32(len: usize) -> Vec<f32> {
+    #[allow(unused_mut)]
+    let mut v: Vec<f32> = Vec::with_capacity(len);
+    #[cfg(debug_assertions)]
+    {
+        v.resize(len, f32::from_bits(UNWRITTEN));
+        v.clear();
+    }
+    v
+}
+
+/// Sets the length of a vector from [`unwritten_f32`] to `len`, asserting in debug builds
+/// that every value was written (none still holds the marker).
+///
+/// # Safety
+/// The caller's tasks must have written all `len` values.
+pub(crate) unsafe fn finish_written(v: &mut Vec<f32>, len: usize, what: &str) {
+    debug_assert!(v.capacity() >= len);
+    // SAFETY: the caller guarantees all `len` values were written (debug builds check).
+    unsafe { v.set_len(len) };
+    #[cfg(debug_assertions)]
+    if let Some(i) = v.iter().position(|x| x.to_bits() == UNWRITTEN) {
+        panic!("{what}: value {i} of {len} was never written");
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = what;
+}

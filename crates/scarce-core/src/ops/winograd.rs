@@ -153,8 +153,8 @@ impl Tiling {
         let [_, ih, iw] = g.input;
         let [_, ph, pw] = g.pad;
         let (half, plane, planes) = (self.half, self.plane, g.n * g.c);
-        let mut even: Vec<f32> = Vec::with_capacity(planes * plane);
-        let mut odd: Vec<f32> = Vec::with_capacity(planes * plane);
+        let mut even = par::unwritten_f32(planes * plane);
+        let mut odd = par::unwritten_f32(planes * plane);
         let (ep, op) = (SharedMut(even.as_mut_ptr()), SharedMut(odd.as_mut_ptr()));
         par::for_each(planes, |pi| {
             let src = &x[pi * ih * iw..][..ih * iw];
@@ -180,8 +180,8 @@ impl Tiling {
         });
         // SAFETY: every row of every plane was written above.
         unsafe {
-            even.set_len(planes * plane);
-            odd.set_len(planes * plane);
+            par::finish_written(&mut even, planes * plane, "winograd: even columns");
+            par::finish_written(&mut odd, planes * plane, "winograd: odd columns");
         }
         (even, odd)
     }
@@ -252,7 +252,7 @@ pub(crate) fn forward(
     let (even, odd) = t.deinterleave(g, x);
 
     let total = g.n * o * oh * ow;
-    let mut y: Vec<f32> = Vec::with_capacity(total);
+    let mut y = par::unwritten_f32(total);
     let yp = SharedMut(y.as_mut_ptr());
     par::for_each(g.n * t.chunks, |task| {
         let (n, chunk) = (task / t.chunks, task % t.chunks);
@@ -306,7 +306,7 @@ pub(crate) fn forward(
     });
     // SAFETY: every output (n, oc, row, col) was written: the tasks cover every tile row,
     // each tile row writes its two output rows (the second when inside), every column.
-    unsafe { y.set_len(total) };
+    unsafe { par::finish_written(&mut y, total, "winograd: output") };
     Some(y)
 }
 

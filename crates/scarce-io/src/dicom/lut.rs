@@ -32,6 +32,26 @@ pub(crate) fn ybr_full_to_rgb(samples: &mut Samples) {
     }
 }
 
+/// Errors unless `px` holds exactly frames × rows × columns × channels samples, so no LUT
+/// silently skips samples past the last frame.
+fn check_sample_count(px: &PixelArray) -> Result<()> {
+    let want = px.frames * px.rows * px.columns * px.channels;
+    if px.samples.len() != want {
+        return Err(Error::InvalidParam {
+            name: "px",
+            reason: format!(
+                "{} samples for {} frames of {} x {} x {} channels ({want})",
+                px.samples.len(),
+                px.frames,
+                px.rows,
+                px.columns,
+                px.channels
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Where the Modality LUT comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LutScope {
@@ -161,6 +181,7 @@ impl DicomFile {
     /// uint16 (by the descriptor's bit depth), a rescale gives float64, and no transform
     /// returns the samples unchanged. Colour images are returned unchanged.
     pub fn modality_lut(&self, px: &PixelArray, scope: LutScope) -> Result<Samples> {
+        check_sample_count(px)?;
         if px.channels != 1 || px.photometric == "PALETTE COLOR" {
             return Ok(px.samples.clone());
         }
@@ -231,6 +252,17 @@ impl DicomFile {
             Some("SIGMOID") => WindowFunction::Sigmoid,
             _ => WindowFunction::Linear,
         };
+        if c.len() != w.len() {
+            return Err(Error::InvalidAttribute {
+                path: self.path.clone(),
+                name: "WindowWidth",
+                reason: format!(
+                    "{} widths for {} WindowCenter values: each window needs both",
+                    w.len(),
+                    c.len()
+                ),
+            });
+        }
         Ok(c.iter()
             .zip(&w)
             .map(|(&center, &width)| Window {
@@ -246,6 +278,16 @@ impl DicomFile {
     /// refused with an error.
     pub fn palette_to_rgb(&self, px: &PixelArray) -> Result<PixelArray> {
         let path = &self.path;
+        check_sample_count(px)?;
+        if px.channels != 1 {
+            return Err(Error::InvalidParam {
+                name: "px",
+                reason: format!(
+                    "{} samples per pixel: palette colour indexes one sample per pixel",
+                    px.channels
+                ),
+            });
+        }
         let mut luts = Vec::new();
         for (desc_tag, data_tag, name) in [
             (

@@ -285,7 +285,8 @@ impl DicomFile {
                 let big_endian = self.big_endian() && a.bits_allocated > 8;
                 let bytes = file_order_bytes(p, big_endian);
                 let s = native::unpack(&a, &bytes, big_endian).map_err(|e| self.native_error(e))?;
-                (s, a.planar)
+                // 4:2:2 data is interleaved by definition (PS3.3 C.7.6.3.1.3).
+                (s, a.planar && !native::subsampled_422(&a))
             }
             dicom_core::value::Value::PixelSequence(_) => {
                 let s = codec::decode(self, &a, &uid)?;

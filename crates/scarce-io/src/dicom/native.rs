@@ -2,7 +2,7 @@
 //! layout pydicom returns (frames, rows, columns, samples per pixel), interleaved.
 
 use super::attrs::{ImageAttributes, PixelKind};
-use crate::samples::Samples;
+use crate::samples::{each, Samples};
 
 /// Why native bytes could not be turned into samples.
 #[derive(Debug)]
@@ -13,9 +13,26 @@ pub(crate) enum NativeError {
     Unsupported(String),
 }
 
+/// Native YBR_FULL_422 (PS3.3 C.7.6.3.1.2): each horizontal pair of pixels shares one Cb
+/// and one Cr sample, stored `Y1 Y2 Cb Cr`, so the data holds two samples per pixel, not
+/// three. It is the only chroma-subsampled interpretation the standard allows in native
+/// data (YBR_PARTIAL_422 is retired; the 4:2:0 forms exist only inside compressed streams).
+pub(crate) fn subsampled_422(a: &ImageAttributes) -> bool {
+    a.samples_per_pixel == 3 && a.photometric == "YBR_FULL_422"
+}
+
+/// Number of samples the file stores for all frames.
+fn stored_samples(a: &ImageAttributes) -> u64 {
+    if subsampled_422(a) {
+        a.samples_total() / 3 * 2
+    } else {
+        a.samples_total()
+    }
+}
+
 /// Number of bytes the attributes declare for all frames of native data.
 pub(crate) fn expected_len(a: &ImageAttributes) -> u64 {
-    let samples = a.samples_total();
+    let samples = stored_samples(a);
     if a.bits_allocated == 1 {
         samples.div_ceil(8)
     } else {
@@ -23,8 +40,9 @@ pub(crate) fn expected_len(a: &ImageAttributes) -> u64 {
     }
 }
 
-/// Unpacks `bytes` (in the file's byte order) into samples. Extra trailing bytes (padding)
-/// are ignored; too few is an error.
+/// Unpacks `bytes` (in the file's byte order) into samples, three per pixel for colour
+/// (YBR_FULL_422 expanded to full-resolution YBR as pydicom does, before any conversion to
+/// RGB). Extra trailing bytes (padding) are ignored; too few is an error.
 pub(crate) fn unpack(
     a: &ImageAttributes,
     bytes: &[u8],
@@ -37,8 +55,14 @@ pub(crate) fn unpack(
             actual: bytes.len() as u64,
         });
     }
-    let n = a.samples_total() as usize;
-    let samples = match (a.bits_allocated, a.kind) {
+    if subsampled_422(a) && (a.rows as u64 * a.columns as u64) % 2 == 1 {
+        return Err(NativeError::Unsupported(format!(
+            "YBR_FULL_422 with an odd pixel count per frame ({} x {}): 4:2:2 pairs pixels",
+            a.rows, a.columns
+        )));
+    }
+    let n = stored_samples(a) as usize;
+    let mut samples = match (a.bits_allocated, a.kind) {
         // One bit per pixel, least significant bit first, frames packed back to back.
         (1, _) => Samples::U8((0..n).map(|i| (bytes[i / 8] >> (i % 8)) & 1).collect()),
         (8, PixelKind::Unsigned) => Samples::U8(bytes[..n].to_vec()),
@@ -105,7 +129,24 @@ pub(crate) fn unpack(
             )))
         }
     };
+    if subsampled_422(a) {
+        if a.bits_allocated == 1 {
+            return Err(NativeError::Unsupported(
+                "YBR_FULL_422 with BitsAllocated 1".into(),
+            ));
+        }
+        each!(&mut samples, v => *v = expand_422(v));
+    }
     Ok(samples)
+}
+
+/// `Y1 Y2 Cb Cr` groups -> `Y1 Cb Cr Y2 Cb Cr` (the chroma pair repeated for both pixels).
+fn expand_422<T: Copy>(v: &[T]) -> Vec<T> {
+    let mut out = Vec::with_capacity(v.len() / 2 * 3);
+    for g in v.chunks_exact(4) {
+        out.extend_from_slice(&[g[0], g[2], g[3], g[1], g[2], g[3]]);
+    }
+    out
 }
 
 /// Reads `n` fixed-size words in the given byte order.

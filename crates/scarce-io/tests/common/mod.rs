@@ -13,13 +13,32 @@ pub fn data_root() -> Option<PathBuf> {
         None => vec![here.join("../../../shared/data"), here.join("../../data")],
     };
     let found = candidates
-        .into_iter()
+        .iter()
         .find(|r| r.join("dicom/manifest.csv").is_file());
     match &found {
         Some(r) => println!("data root: {}", r.display()),
-        None => eprintln!("skipped: no data root with dicom/manifest.csv (set SCARCE_DATA)"),
+        None if required() => panic!(
+            "no data root with dicom/manifest.csv among {candidates:?}, and data is required \
+             here (CI or SCARCE_REQUIRE_FIXTURES=1): set SCARCE_DATA"
+        ),
+        None => println!(
+            "SKIP: no data root with dicom/manifest.csv among {candidates:?} (set SCARCE_DATA)"
+        ),
     }
-    found
+    found.cloned()
+}
+
+/// Whether missing data must fail instead of skipping: under CI (`CI` set to anything but
+/// `false` / `0`) or with `SCARCE_REQUIRE_FIXTURES=1`, the rule of
+/// `scarce_core::fixture::required` (scarce-io has no dependency on scarce-core).
+pub fn required() -> bool {
+    let on = |k: &str| {
+        std::env::var(k).is_ok_and(|v| {
+            let v = v.trim();
+            !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false")
+        })
+    };
+    on("CI") || on("SCARCE_REQUIRE_FIXTURES")
 }
 
 /// The vendored data (`data/` in the repository), always present.
