@@ -226,6 +226,18 @@ fn check_case(case: &Case) -> R<f64> {
                     &model(case, &format!("r{r}.global"))?,
                     &format!("round {r} global"),
                 )?);
+                // The server optimiser's state after the round (Flower's names -> ours).
+                let state = strategy.state();
+                for (flower, ours) in [("momentum", "momentum"), ("m_t", "m"), ("v_t", "v")] {
+                    if case.has(&format!("r{r}.{flower}.layer0")) {
+                        let got = state.weights(ours).map_err(fed)?;
+                        worst = worst.max(compare(
+                            got,
+                            &model(case, &format!("r{r}.{flower}"))?,
+                            &format!("round {r} {flower}"),
+                        )?);
+                    }
+                }
             }
             Ok(worst)
         }

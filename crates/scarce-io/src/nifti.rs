@@ -272,7 +272,9 @@ impl NiftiHeader {
             .fold(1u64, |n, &d| n.saturating_mul(d as u64))
     }
 
-    /// nibabel's slope and intercept: `None` when the slope is 0 or not finite (no scaling).
+    /// nibabel's slope and intercept: `None` when the slope is 0 or not finite, and for the
+    /// identity (1, 0), which nibabel does not apply either: `x · 1 + 0` would turn −0 into +0,
+    /// so a file would not read back bit for bit.
     pub fn slope_inter(&self) -> Option<(f64, f64)> {
         if self.scl_slope == 0.0 || !self.scl_slope.is_finite() {
             return None;
@@ -282,6 +284,9 @@ impl NiftiHeader {
         } else {
             0.0
         };
+        if self.scl_slope == 1.0 && inter == 0.0 {
+            return None;
+        }
         Some((self.scl_slope, inter))
     }
 
