@@ -46,7 +46,8 @@ for mode in nan scale missing empty; do
             echo "PASSED (wrong): $mode  $1 --test $2"
             passed=$((passed + 1))
         else
-            why=$(grep -m1 -E "relative error|tolerance|NaN|missing or empty|never read|failures|panicked|Error|error" "$log" | cut -c1-150)
+            # The panic message's first line that says what was wrong.
+            why=$(awk '/panicked at/{p=1; next} p && NF {print; exit}' "$log" | cut -c1-170)
             echo "failed (right): $mode  $1 --test $2: $why"
         fi
     done

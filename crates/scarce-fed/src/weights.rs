@@ -197,3 +197,38 @@ pub(crate) fn check_round(results: &[ClientUpdate]) -> Result<&Weights> {
     }
     Ok(first)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(names: &[&str], layers: Vec<Vec<f64>>) -> Weights {
+        Weights {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            shapes: layers.iter().map(|l| vec![l.len()]).collect(),
+            layers,
+        }
+    }
+
+    #[test]
+    fn layout_mismatches_are_errors_not_truncations() {
+        let a = w(&["x", "y"], vec![vec![1.0, 2.0], vec![3.0]]);
+        let b = w(&["x", "y"], vec![vec![0.0, 0.0], vec![1.0]]);
+        assert_eq!(a.squared_distance(&b).unwrap(), 1.0 + 4.0 + 4.0);
+        assert_eq!(a.zip_map(&b, |p, q| p - q).unwrap().layers[1], vec![2.0]);
+        // One value short, a missing layer, another name: each is refused by both.
+        for other in [
+            w(&["x", "y"], vec![vec![0.0], vec![1.0]]),
+            w(&["x"], vec![vec![0.0, 0.0]]),
+            w(&["x", "z"], vec![vec![0.0, 0.0], vec![1.0]]),
+        ] {
+            let e = a.squared_distance(&other).unwrap_err().to_string();
+            assert!(e.contains("differs"), "{e}");
+            assert!(a.zip_map(&other, |p, q| p + q).is_err());
+        }
+        // Shapes that agree but layers that hold fewer values than they claim.
+        let mut short = b.clone();
+        short.layers[0].pop();
+        assert!(a.squared_distance(&short).is_err());
+    }
+}
