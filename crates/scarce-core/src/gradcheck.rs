@@ -98,7 +98,8 @@ where
             let numeric = (eval(opts.eps)? - eval(-opts.eps)?) / (2.0 * opts.eps);
             let err = (a[j] - numeric).abs();
             // Written so that NaN (in either gradient) fails: every comparison with NaN is false.
-            if !(err <= opts.atol + opts.rtol * numeric.abs()) {
+            let agrees = err <= opts.atol + opts.rtol * numeric.abs();
+            if !agrees {
                 return Err(Error::param(
                     format!("inputs[{i}][{j}]"),
                     format!(

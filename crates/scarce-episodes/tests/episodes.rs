@@ -285,7 +285,7 @@ fn manifest_rows_and_missing_files() {
     ds.read(1, &mut px).unwrap();
     assert_eq!(px[0], 200.0 / 255.0);
     // A buffer of the wrong length (8-bit storage) or a sample past the end: named errors.
-    let e = ds.read(1, &mut vec![0f32; 11]).unwrap_err();
+    let e = ds.read(1, &mut [0f32; 11]).unwrap_err();
     assert!(
         e.to_string().contains("11 values for a sample of 12"),
         "{e}"

@@ -51,7 +51,7 @@ pub struct Evaluation {
 /// Evaluates `global` on every client in parallel. A client that fails is named in
 /// [`Evaluation::failed`], never dropped silently.
 pub fn evaluate<C: Client>(clients: &mut [C], global: &Weights) -> Evaluation {
-    let results: Vec<(usize, Result<(u64, BTreeMap<String, f64>)>)> = clients
+    let results: Vec<_> = clients
         .par_iter_mut()
         .enumerate()
         .map(|(i, c)| (i, guarded(i, || c.evaluate(global))))

@@ -83,7 +83,8 @@ fn compare(ours: &Weights, want: &Weights, what: &str) -> R<f64> {
     let a: Vec<f64> = ours.values().collect();
     let b: Vec<f64> = want.values().collect();
     let err = rel_err_slices(&a, &b)?;
-    if ours.shapes != want.shapes || !(err <= TOL) {
+    let agrees = err <= TOL; // false for NaN
+    if ours.shapes != want.shapes || !agrees {
         return Err(fail(
             what,
             format!(

@@ -73,12 +73,7 @@ fn largest_err(ours: &Params, want: &Params, what: &str) -> R<f64> {
             ));
         }
         let e = rel_err(o, w)? * max_abs(w)?.max(1e-300) / scale;
-        if !(e <= TOL) {
-            return Err(scarce_core::Error::param(
-                format!("{what}.{n}"),
-                format!("relative error {e:.3e} > {TOL:e}"),
-            ));
-        }
+        within(&format!("{what}.{n}"), e, TOL)?;
         worst = worst.max(e);
     }
     Ok(worst)
