@@ -17,10 +17,10 @@ start=$(date +%s)
 # shellcheck source=scripts/cuda-env.sh
 source scripts/cuda-env.sh
 
-cargo build --workspace --all-targets --features cuda
+cargo build --workspace --all-targets --features "cuda full"
 echo "cuda build: $(($(date +%s) - start)) s"
 if [ "$MODE" = test ]; then
     LD_LIBRARY_PATH="$SCARCE_CUDA_STUBS:$CUDA_HOME/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-        cargo test --workspace --features cuda
+        cargo test --workspace --features "cuda full"
     echo "cuda build and CPU tests: $(($(date +%s) - start)) s"
 fi

@@ -45,11 +45,11 @@ build() {
     source scripts/cuda-env.sh
     local args=()
     for t in $TESTS; do args+=(--test "$t"); done
-    cargo test --workspace --profile "$PROFILE" --features cuda --no-run --message-format=json "${args[@]}" |
+    cargo test --workspace --profile "$PROFILE" --features "cuda full" --no-run --message-format=json "${args[@]}" |
         executables | xargs -r -I{} cp {} "$DIR/tests/"
     args=()
     for b in $BENCHES; do args+=(--bench "$b"); done
-    cargo bench --workspace --profile "$PROFILE" --features cuda --no-run --message-format=json "${args[@]}" |
+    cargo bench --workspace --profile "$PROFILE" --features "cuda full" --no-run --message-format=json "${args[@]}" |
         executables | xargs -r -I{} cp {} "$DIR/benches/"
     ls -l "$DIR/tests" "$DIR/benches"
 }

@@ -100,20 +100,36 @@ fn read_image(
     }
 }
 
-/// DICOM / NIfTI through scarce-io, as float intensities after the modality LUT.
-fn read_medical(
-    path: &Path,
-    kind: Kind,
-    channels: Channels,
-    size: Option<(usize, usize)>,
-) -> Result<(Px, Vec<usize>)> {
+/// A DICOM / NIfTI file's float intensities after the modality LUT, `[C, D, H, W]`, through
+/// scarce-io.
+#[cfg(feature = "medical")]
+fn decode_medical(path: &Path, kind: Kind) -> Result<([usize; 4], Vec<f32>)> {
     let image = match kind {
         Kind::Nifti => scarce_io::Nifti::open(path).map(|n| n.to_image()),
         _ => scarce_io::DicomFile::open(path)
             .and_then(|f| f.to_image(&scarce_io::dicom::ImageOptions::default())),
     }
     .map_err(|e| Error::format(path, e.to_string()))?;
-    let [c, d, h, w] = image.shape;
+    Ok((image.shape, image.data))
+}
+
+/// Without the `medical` feature there is no DICOM / NIfTI reader: say which feature adds it.
+#[cfg(not(feature = "medical"))]
+fn decode_medical(path: &Path, _kind: Kind) -> Result<([usize; 4], Vec<f32>)> {
+    Err(Error::format(
+        path,
+        "DICOM and NIfTI files need scarce-episodes' `medical` feature (scarce-io)",
+    ))
+}
+
+/// DICOM / NIfTI as float intensities after the modality LUT.
+fn read_medical(
+    path: &Path,
+    kind: Kind,
+    channels: Channels,
+    size: Option<(usize, usize)>,
+) -> Result<(Px, Vec<usize>)> {
+    let ([c, d, h, w], data) = decode_medical(path, kind)?;
     if let Some((oh, ow)) = size.filter(|&s| s != (h, w)) {
         return Err(Error::format(
             path,
@@ -128,15 +144,11 @@ fn read_medical(
         (Channels::Grey, 3) => {
             // ITU-R 601 luma, as the PNG path converts colour to grey.
             (0..plane)
-                .map(|i| {
-                    0.299 * image.data[i]
-                        + 0.587 * image.data[plane + i]
-                        + 0.114 * image.data[2 * plane + i]
-                })
+                .map(|i| 0.299 * data[i] + 0.587 * data[plane + i] + 0.114 * data[2 * plane + i])
                 .collect()
         }
-        (Channels::Rgb, 1) => image.data.repeat(3),
-        _ => image.data,
+        (Channels::Rgb, 1) => data.repeat(3),
+        _ => data,
     };
     let c = data.len() / plane.max(1);
     let shape = if d == 1 {

@@ -51,6 +51,22 @@ pub enum Error {
         /// Its name, or "unknown".
         name: String,
     },
+    /// The transfer syntax's decoder is an optional feature of scarce-io that this build
+    /// left out (its C sources are built with CMake).
+    #[error(
+        "{path}: transfer syntax {uid} ({name}) needs scarce-io's `{feature}` feature \
+         (or `all-codecs`; its decoder is built from C sources with CMake)"
+    )]
+    CodecNotCompiled {
+        /// The file.
+        path: PathBuf,
+        /// The transfer syntax UID.
+        uid: String,
+        /// Its name.
+        name: String,
+        /// The cargo feature of scarce-io that enables the decoder.
+        feature: &'static str,
+    },
     /// A codec failed on the encapsulated pixel data.
     #[error("{path}: decoding {name} ({uid}) failed: {reason}")]
     Decode {

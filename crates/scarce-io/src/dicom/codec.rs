@@ -119,8 +119,36 @@ fn fragments_of(file: &DicomFile) -> (Vec<Vec<u8>>, Vec<u32>) {
     }
 }
 
-/// One JPEG frame through jpeg-decoder, or libjpeg-turbo for a 12-bit DCT frame (see
-/// [`super::jpeg12`]). Whether three components are converted from YCbCr follows the data
+/// True when `data` is a JPEG stream whose frame header (SOF1 extended or SOF2 progressive
+/// DCT) declares 12-bit samples: the streams libjpeg-turbo decodes
+/// (feature `jpeg-12bit`).
+pub(crate) fn is_12bit_dct(data: &[u8]) -> bool {
+    let mut i = 2; // after SOI
+    while i + 4 < data.len() {
+        if data[i] != 0xFF {
+            return false;
+        }
+        let marker = data[i + 1];
+        if marker == 0xFF {
+            i += 1; // fill byte
+            continue;
+        }
+        if matches!(marker, 0xC1 | 0xC2) {
+            return data[i + 4] == 12;
+        }
+        if marker == 0xDA
+            || (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC)
+        {
+            return false; // another frame type, or a scan before any frame header
+        }
+        let len = u16::from_be_bytes([data[i + 2], data[i + 3]]) as usize;
+        i += 2 + len;
+    }
+    false
+}
+
+/// One JPEG frame through jpeg-decoder, or libjpeg-turbo for a 12-bit DCT frame (feature
+/// `jpeg-12bit`). Whether three components are converted from YCbCr follows the data
 /// set's Photometric Interpretation, not the JPEG markers (as GDCM does): RGB is kept as
 /// stored, YBR_* is converted.
 fn decode_jpeg(
@@ -128,14 +156,18 @@ fn decode_jpeg(
     a: &ImageAttributes,
     out: &mut Vec<u8>,
 ) -> std::result::Result<(), String> {
-    if super::jpeg12::is_12bit_dct(data) {
+    if is_12bit_dct(data) {
         if a.bits_allocated != 16 {
             return Err(format!(
                 "12-bit JPEG frame, but BitsAllocated is {}",
                 a.bits_allocated
             ));
         }
+        #[cfg(feature = "jpeg-12bit")]
         return super::jpeg12::decode(data, a.rows, a.columns, out);
+        // `decode` refuses such files before any frame is decoded; this is the backstop.
+        #[cfg(not(feature = "jpeg-12bit"))]
+        return Err("12-bit JPEG needs scarce-io's `jpeg-12bit` feature".into());
     }
     let mut decoder = jpeg_decoder::Decoder::new(data);
     // jpeg-decoder's `RGB` is the identity that interleaves; its `None` leaves lines planar.
@@ -196,6 +228,15 @@ pub(crate) fn decode(file: &DicomFile, a: &ImageAttributes, uid: &str) -> Result
             | HTJ2K_RPCL
             | HTJ2K
     );
+    let not_compiled = |feature: &'static str| Error::CodecNotCompiled {
+        path: path.clone(),
+        uid: uid.to_string(),
+        name: name.clone(),
+        feature,
+    };
+    if uid.starts_with(JPEG_LS_PREFIX) && !cfg!(feature = "jpeg-ls") {
+        return Err(not_compiled("jpeg-ls"));
+    }
     let reader = match ts.codec() {
         Codec::EncapsulatedPixelData(Some(reader), _) => Some(reader),
         _ if own => None,
@@ -250,6 +291,13 @@ pub(crate) fn decode(file: &DicomFile, a: &ImageAttributes, uid: &str) -> Result
                 )));
             }
         }
+    }
+    let jpeg = matches!(
+        uid,
+        JPEG_BASELINE | JPEG_EXTENDED | JPEG_LOSSLESS | JPEG_LOSSLESS_SV1
+    );
+    if jpeg && !cfg!(feature = "jpeg-12bit") && frames.iter().any(|f| is_12bit_dct(f)) {
+        return Err(not_compiled("jpeg-12bit"));
     }
     let mut out = Vec::new();
     let decoded = catch_unwind(AssertUnwindSafe(|| -> std::result::Result<(), String> {

@@ -56,33 +56,6 @@ impl Decompressor {
     }
 }
 
-/// True when `data` is a JPEG stream whose frame header (SOF1 extended or SOF2 progressive
-/// DCT) declares 12-bit samples: the streams [`decode`] is for.
-pub(crate) fn is_12bit_dct(data: &[u8]) -> bool {
-    let mut i = 2; // after SOI
-    while i + 4 < data.len() {
-        if data[i] != 0xFF {
-            return false;
-        }
-        let marker = data[i + 1];
-        if marker == 0xFF {
-            i += 1; // fill byte
-            continue;
-        }
-        if matches!(marker, 0xC1 | 0xC2) {
-            return data[i + 4] == 12;
-        }
-        if marker == 0xDA
-            || (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC)
-        {
-            return false; // another frame type, or a scan before any frame header
-        }
-        let len = u16::from_be_bytes([data[i + 2], data[i + 3]]) as usize;
-        i += 2 + len;
-    }
-    false
-}
-
 /// Decodes one single-component 12-bit DCT frame of `rows` × `columns` and appends it to
 /// `out` as little-endian 16-bit samples (BitsAllocated 16).
 pub(crate) fn decode(

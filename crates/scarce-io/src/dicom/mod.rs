@@ -7,6 +7,7 @@ mod codec;
 mod frames;
 mod geometry;
 mod image;
+#[cfg(feature = "jpeg-12bit")]
 mod jpeg12;
 pub mod lut;
 mod native;
