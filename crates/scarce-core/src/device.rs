@@ -6,32 +6,37 @@ use candle_core::Device;
 /// Which device to run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Pref {
-    /// CUDA device 0 when the `cuda` feature is compiled in and a GPU answers; else the CPU.
+    /// CUDA device 0 when the `cuda` feature is compiled in and a GPU answers, else Metal
+    /// device 0 when the `metal` feature is compiled in and answers; else the CPU.
     #[default]
     Auto,
     /// The CPU.
     Cpu,
     /// The CUDA device with this ordinal; an error when it is not available.
     Cuda(usize),
+    /// The Metal (Apple GPU) device with this ordinal; an error when it is not available
+    /// (always without the `metal` feature).
+    Metal(usize),
 }
 
 impl std::str::FromStr for Pref {
     type Err = Error;
 
-    /// `auto`, `cpu`, `cuda` (device 0) or `cuda:N`.
+    /// `auto`, `cpu`, `cuda` (device 0), `cuda:N`, `metal` (device 0) or `metal:N`.
     fn from_str(s: &str) -> Result<Pref> {
+        let ordinal = |prefix: &str| s.strip_prefix(prefix).and_then(|i| i.parse().ok());
         match s {
             "auto" => Ok(Pref::Auto),
             "cpu" => Ok(Pref::Cpu),
             "cuda" => Ok(Pref::Cuda(0)),
-            _ => s
-                .strip_prefix("cuda:")
-                .and_then(|i| i.parse().ok())
+            "metal" => Ok(Pref::Metal(0)),
+            _ => ordinal("cuda:")
                 .map(Pref::Cuda)
+                .or_else(|| ordinal("metal:").map(Pref::Metal))
                 .ok_or_else(|| {
                     Error::param(
                         "device",
-                        format!("`{s}`: expected auto, cpu, cuda or cuda:N"),
+                        format!("`{s}`: expected auto, cpu, cuda, cuda:N, metal or metal:N"),
                     )
                 }),
         }
@@ -54,42 +59,54 @@ impl Pref {
 
 /// Returns the device for `pref`.
 ///
-/// `Pref::Auto` never fails. Built without the `cuda` feature it returns the CPU, silently
-/// (the build asked for no GPU). Built with it, when the driver or device is missing, it
-/// returns the CPU and says so on stderr, once per call. `Pref::Cuda(i)` fails with
-/// candle's error when device `i` cannot be opened.
+/// `Pref::Auto` never fails. Built without the `cuda` and `metal` features it returns the
+/// CPU, silently (the build asked for no GPU). Built with one, when the driver or device is
+/// missing, it returns the CPU and says so on stderr, once per call. `Pref::Cuda(i)` and
+/// `Pref::Metal(i)` fail with candle's error when device `i` cannot be opened.
 pub fn device(pref: Pref) -> Result<Device> {
     match pref {
         Pref::Cpu => Ok(Device::Cpu),
         Pref::Cuda(i) => Ok(Device::new_cuda(i)?),
+        Pref::Metal(i) => Ok(Device::new_metal(i)?),
         Pref::Auto => {
-            if cfg!(feature = "cuda") {
-                match Device::new_cuda(0) {
-                    Ok(d) => Ok(d),
-                    Err(e) => {
-                        eprintln!(
-                            "scarce: CUDA unavailable ({}); using the CPU",
-                            first_line(&e)
-                        );
-                        Ok(Device::Cpu)
-                    }
+            for (backend, open) in compiled_gpus() {
+                match open(0) {
+                    Ok(d) => return Ok(d),
+                    Err(e) => eprintln!(
+                        "scarce: {backend} unavailable ({}); trying the next device",
+                        first_line(&e)
+                    ),
                 }
-            } else {
-                Ok(Device::Cpu)
             }
+            Ok(Device::Cpu)
         }
     }
 }
 
+/// Opens device `i` of one backend.
+type Open = fn(usize) -> candle_core::Result<Device>;
+
+/// The GPU backends compiled into this build, in the order `Pref::Auto` tries them.
+fn compiled_gpus() -> impl Iterator<Item = (&'static str, Open)> {
+    [
+        ("CUDA", cfg!(feature = "cuda"), Device::new_cuda as Open),
+        ("Metal", cfg!(feature = "metal"), Device::new_metal as Open),
+    ]
+    .into_iter()
+    .filter(|(_, on, _)| *on)
+    .map(|(name, _, open)| (name, open))
+}
+
 /// Every device this process can run on: the CPU, then CUDA device 0 when the `cuda` feature
-/// is compiled in and a GPU answers. Device-parity tests run their checks on each.
+/// is compiled in and a GPU answers, and Metal device 0 likewise. Device-parity tests run
+/// their checks on each.
 pub fn available() -> Vec<Device> {
     let mut all = vec![Device::Cpu];
-    if cfg!(feature = "cuda") {
-        match Device::new_cuda(0) {
+    for (backend, open) in compiled_gpus() {
+        match open(0) {
             Ok(d) => all.push(d),
             Err(e) => eprintln!(
-                "scarce: CUDA compiled in but unavailable ({}); CPU only",
+                "scarce: {backend} compiled in but unavailable ({}); not tested on it",
                 first_line(&e)
             ),
         }
@@ -128,6 +145,11 @@ mod tests {
     fn names_parse() {
         assert_eq!("cpu".parse::<Pref>().unwrap(), Pref::Cpu);
         assert_eq!("auto".parse::<Pref>().unwrap(), Pref::Auto);
+        assert_eq!("metal".parse::<Pref>().unwrap(), Pref::Metal(0));
+        assert_eq!("metal:1".parse::<Pref>().unwrap(), Pref::Metal(1));
+        if !cfg!(feature = "metal") {
+            assert!(device(Pref::Metal(0)).is_err());
+        }
         assert_eq!("cuda".parse::<Pref>().unwrap(), Pref::Cuda(0));
         assert_eq!("cuda:3".parse::<Pref>().unwrap(), Pref::Cuda(3));
         let e = "gpu".parse::<Pref>().unwrap_err().to_string();
