@@ -9,6 +9,9 @@
 //!
 //!     cargo run --release --example augment_gallery [-- --out DIR]
 
+#[path = "common/cli.rs"]
+mod cli;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -245,13 +248,16 @@ fn draw(canvas: &mut Canvas, x0: i64, y0: i64, s: &Sample, scale: i64) {
     }
 }
 
-fn main() -> Res<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let out = args
-        .iter()
-        .position(|a| a == "--out")
-        .and_then(|i| args.get(i + 1))
-        .map_or(PathBuf::from("target/augment_gallery"), PathBuf::from);
+/// Every augmentation on a DICOM slice and a NIfTI volume, as one PNG grid.
+#[derive(clap::Parser)]
+struct Args {
+    /// Output folder.
+    #[arg(long, default_value = "target/augment_gallery")]
+    out: PathBuf,
+}
+
+fn run() -> Res<()> {
+    let Args { out } = clap::Parser::parse();
     std::fs::create_dir_all(&out)?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
     let dicom = DicomFile::open(root.join("dicom/pydicom_test_files/MR_small.dcm"))?
@@ -302,4 +308,9 @@ fn main() -> Res<()> {
     print!("{legend}");
     println!("wrote {}", out.join("gallery.png").display());
     Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    cli::init_logging();
+    cli::exit(run())
 }

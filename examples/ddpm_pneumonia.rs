@@ -24,6 +24,9 @@
 //!
 //! Data: `data/medmnist/pneumoniamnist.safetensors` (bundled, CC BY 4.0).
 
+#[path = "common/cli.rs"]
+mod cli;
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -51,13 +54,16 @@ fn k_shot(labels: &[usize], k: usize, trial: u64) -> Vec<usize> {
         .collect()
 }
 
-fn main() -> Res<()> {
-    let o = options(&[
+fn run() -> Res<()> {
+    let o = options(
+        "Class-conditional DDPM on PneumoniaMNIST: audits, and K-shot with / without synthetic images",
+        &[
         ("steps", "2400"),
         ("per-class", "200"),
         ("trials", "10"),
         ("out", "target/ddpm_pneumonia"),
-    ])?;
+    ],
+    )?;
     let (steps, per_class, trials): (usize, usize, usize) = (
         o["steps"].parse()?,
         o["per-class"].parse()?,
@@ -201,4 +207,9 @@ fn main() -> Res<()> {
     std::fs::write(out.join("results.md"), &md)?;
     println!("{md}");
     Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    cli::init_logging();
+    cli::exit(run())
 }

@@ -20,6 +20,9 @@
 //!
 //! Data: `data/medmnist/pneumoniamnist.safetensors` (bundled, CC BY 4.0).
 
+#[path = "common/cli.rs"]
+mod cli;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -385,10 +388,19 @@ fn federate<S: Strategy>(
     })
 }
 
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
+/// PneumoniaMNIST over 5 hospital sites: FedAvg / FedProx / FedAdam, DP-SGD, a poisoned
+/// site, Per-FedAvg.
+#[derive(clap::Parser)]
+struct Args {
+    /// Federated rounds per run.
+    #[arg(long, default_value_t = 30)]
+    rounds: u64,
+    /// The privacy budget ε of the DP-SGD run (δ = 1e-5).
+    #[arg(long, default_value_t = 4.0)]
+    epsilon: f64,
+    /// Output folder.
+    #[arg(long, default_value = "target/federated_hospitals")]
+    out: PathBuf,
 }
 
 fn plot(runs: &[Run], rounds: u64, path: &Path) -> Res<()> {
@@ -428,11 +440,12 @@ fn plot(runs: &[Run], rounds: u64, path: &Path) -> Res<()> {
     Ok(())
 }
 
-fn main() -> Res<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let rounds: u64 = arg(&args, "--rounds").map_or(Ok(30), |v| v.parse())?;
-    let epsilon: f64 = arg(&args, "--epsilon").map_or(Ok(4.0), |v| v.parse())?;
-    let out = PathBuf::from(arg(&args, "--out").unwrap_or("target/federated_hospitals".into()));
+fn run() -> Res<()> {
+    let Args {
+        rounds,
+        epsilon,
+        out,
+    } = clap::Parser::parse();
     std::fs::create_dir_all(&out)?;
     let dev = Device::Cpu;
     let file =
@@ -612,4 +625,9 @@ fn main() -> Res<()> {
     std::fs::write(out.join("results.md"), &md)?;
     println!("\n{md}\nwrote {}", out.display());
     Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    cli::init_logging();
+    cli::exit(run())
 }

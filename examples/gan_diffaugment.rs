@@ -10,6 +10,9 @@
 //! Results: `results.md` in the output folder (default `target/gan_diffaugment`), with one
 //! resumable run folder per setting. Data: `data/medmnist/breastmnist.safetensors` (CC BY 4.0).
 
+#[path = "common/cli.rs"]
+mod cli;
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -21,8 +24,11 @@ use scarce::gen::{train, Gan, GanConfig, ImageSet, TrainConfig};
 mod synthetic;
 use synthetic::{audit_tables, medmnist, options, sample_per_class, Classifier, Res};
 
-fn main() -> Res<()> {
-    let o = options(&[("steps", "2000"), ("out", "target/gan_diffaugment")])?;
+fn run() -> Res<()> {
+    let o = options(
+        "Conditional DCGAN on BreastMNIST with and without DiffAugment",
+        &[("steps", "2000"), ("out", "target/gan_diffaugment")],
+    )?;
     let out = PathBuf::from(&o["out"]);
     let ((train01, ytr), (test01, yte)) = medmnist("breastmnist.safetensors")?;
     let data = ImageSet::new(((&train01 * 2.0)? - 1.0)?, Some(ytr.clone()))?;
@@ -100,4 +106,9 @@ fn main() -> Res<()> {
     std::fs::write(out.join("results.md"), &md)?;
     println!("{md}");
     Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    cli::init_logging();
+    cli::exit(run())
 }

@@ -5,6 +5,9 @@
 //!
 //! `cargo run --release --example inspect -- FILE…`
 
+#[path = "common/cli.rs"]
+mod cli;
+
 use std::path::Path;
 
 use scarce::io::dicom::lut::LutScope;
@@ -92,29 +95,39 @@ fn inspect(path: &Path) -> scarce::io::Result<Value> {
     }))
 }
 
-fn main() {
-    let files: Vec<String> = std::env::args().skip(1).collect();
-    if files.is_empty() {
-        eprintln!(
-            "usage: inspect FILE…   (DICOM, NIfTI, or a folder / DICOMDIR of a DICOM series)"
-        );
-        std::process::exit(2);
-    }
-    let mut failed = false;
-    for file in &files {
+/// One JSON line per DICOM / NIfTI file or series folder: shape, dtype, geometry, modality.
+#[derive(clap::Parser)]
+struct Args {
+    /// DICOM files, NIfTI files, or folders / DICOMDIRs holding one DICOM series.
+    #[arg(required = true)]
+    files: Vec<String>,
+}
+
+fn main() -> std::process::ExitCode {
+    use clap::Parser;
+    cli::init_logging();
+    cli::exit(run(Args::parse()))
+}
+
+/// One JSON line per input (an unreadable one as `{"file", "error"}`); an error at the end
+/// when any could not be read.
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let mut failed = 0;
+    for file in &args.files {
         let out = match inspect(Path::new(file)) {
             Ok(mut v) => {
                 v["file"] = json!(file);
                 v
             }
             Err(e) => {
-                failed = true;
+                failed += 1;
                 json!({ "file": file, "error": e.to_string() })
             }
         };
         println!("{out}");
     }
-    if failed {
-        std::process::exit(1);
+    if failed > 0 {
+        return Err(format!("{failed} of {} inputs could not be read", args.files.len()).into());
     }
+    Ok(())
 }

@@ -7,6 +7,9 @@
 //! Run: `cargo run --release --example maml_memory -- [--meta-batch B]` (default 32)
 //! Prints the peak resident set size (VmHWM) of the process and the meta-step time.
 
+#[path = "common/cli.rs"]
+mod cli;
+
 use scarce::core::backbone::{Conv4, Conv4Config};
 use scarce::core::{second_order, Ctx, DType, Device, Model, Params, Stream, Tensor};
 use scarce::meta::{Algorithm, Loss, MetaLearner, MetaState, Order, Task, WithHead};
@@ -19,21 +22,17 @@ fn vm_hwm_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// Memory and time of one second-order MAML meta-step (Conv4-64, 5-way 1-shot, 15 queries).
+#[derive(clap::Parser)]
+struct Args {
+    /// Tasks in the meta-batch.
+    #[arg(long, default_value_t = 32)]
+    meta_batch: usize,
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     second_order::enable()?;
-    let mut meta_batch = 32usize;
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        match flag.as_str() {
-            "--meta-batch" => {
-                meta_batch = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .ok_or("--meta-batch needs a number")?
-            }
-            other => return Err(format!("unknown argument `{other}`").into()),
-        }
-    }
+    let Args { meta_batch } = clap::Parser::parse();
     let dev = Device::Cpu;
     let (n_way, k_shot, n_query) = (5, 1, 15);
     let model = WithHead::new(Conv4::new(Conv4Config::default())?, 64, n_way)?;
@@ -103,4 +102,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         times[1] * 1e3 / meta_batch as f64
     );
     Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    cli::init_logging();
+    cli::exit(run())
 }

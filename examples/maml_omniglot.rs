@@ -10,6 +10,9 @@
 //! Writes `DIR` (default `target/maml_omniglot`): checkpoints, `log.csv`,
 //! `learning_curve.png`, and `test.txt` with the test accuracies ± 95% CI.
 
+#[path = "common/cli.rs"]
+mod cli;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -25,48 +28,29 @@ use scarce::meta::{
     Order, Outer, TaskSource, WithHead,
 };
 
+/// Second-order MAML, 5-way 1-shot, on Omniglot (Conv4 with a linear head).
+#[derive(clap::Parser)]
 struct Args {
+    /// Meta-training steps.
+    #[arg(long, default_value_t = 3_000)]
     meta_steps: usize,
+    /// Tasks per meta-step.
+    #[arg(long, default_value_t = 32)]
     meta_batch: usize,
+    /// Output folder: checkpoints, log, results.
+    #[arg(long, default_value = "target/maml_omniglot")]
     out: PathBuf,
+    /// Continue an interrupted run from its last checkpoint.
+    #[arg(long)]
     resume: bool,
+    /// Skip training and test the saved best checkpoint.
+    #[arg(long)]
     test_only: bool,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        meta_steps: 3_000,
-        meta_batch: 32,
-        out: PathBuf::from("target/maml_omniglot"),
-        resume: false,
-        test_only: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-        match flag.as_str() {
-            "--meta-steps" => {
-                a.meta_steps = value("--meta-steps")?
-                    .parse()
-                    .map_err(|_| "--meta-steps: not a number")?
-            }
-            "--meta-batch" => {
-                a.meta_batch = value("--meta-batch")?
-                    .parse()
-                    .map_err(|_| "--meta-batch: not a number")?
-            }
-            "--out" => a.out = PathBuf::from(value("--out")?),
-            "--resume" => a.resume = true,
-            "--test-only" => a.test_only = true,
-            other => return Err(format!("unknown argument `{other}`")),
-        }
-    }
-    Ok(a)
-}
-
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     second_order::enable()?;
-    let args = parse_args()?;
+    let args = <Args as clap::Parser>::parse();
     let started = Instant::now();
     let dev = Device::Cpu;
     let dir = scarce::episodes::data_dir().join("omniglot");
@@ -171,4 +155,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(args.out.join("test.txt"), lines.join("\n") + "\n")?;
     println!("wrote {}", args.out.join("test.txt").display());
     Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    cli::init_logging();
+    cli::exit(run())
 }

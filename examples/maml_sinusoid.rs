@@ -10,6 +10,9 @@
 //! tasks: the true curve in black, the 10 support points in red, MAML after 10 steps in blue,
 //! the pretrained network after 10 steps in orange).
 
+#[path = "common/cli.rs"]
+mod cli;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -22,7 +25,18 @@ use scarce::meta::{
     adapt, Algorithm, InnerLoop, Loss, MetaLearner, MetaState, Order, Sinusoid, Task,
 };
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// MAML against a pretrained network on sinusoid regression (Finn et al. 2017, section 5.1).
+#[derive(clap::Parser)]
+struct Args {
+    /// Meta-training steps (25 tasks each).
+    #[arg(long, default_value_t = 10_000)]
+    meta_steps: usize,
+    /// Output folder: checkpoints, log, plots.
+    #[arg(long, default_value = "target/maml_sinusoid")]
+    out: PathBuf,
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     // A 1-40-40-1 network's ops are too small to split across threads: one thread is several
     // times faster than two here (the split costs more than it saves). Set before any thread
     // pool starts; an explicit RAYON_NUM_THREADS wins.
@@ -30,21 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::env::set_var("RAYON_NUM_THREADS", "1");
     }
     second_order::enable()?;
-    let mut meta_steps = 10_000usize;
-    let mut out = PathBuf::from("target/maml_sinusoid");
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        match flag.as_str() {
-            "--meta-steps" => {
-                meta_steps = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .ok_or("--meta-steps needs a number")?
-            }
-            "--out" => out = PathBuf::from(it.next().ok_or("--out needs a value")?),
-            other => return Err(format!("unknown argument `{other}`").into()),
-        }
-    }
+    let Args { meta_steps, out } = clap::Parser::parse();
     std::fs::create_dir_all(&out)?;
     let dev = Device::Cpu;
     let (k, meta_batch, inner_lr) = (10, 25, 0.01);
@@ -199,4 +199,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("fits.png").display()
     );
     Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    cli::init_logging();
+    cli::exit(run())
 }

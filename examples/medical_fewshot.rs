@@ -11,6 +11,9 @@
 //! Data: `data/medmnist/` (bundled, CC BY 4.0). Writes `results.md` and `results.json` under
 //! the output folder (default `target/medical_fewshot`).
 
+#[path = "common/cli.rs"]
+mod cli;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -111,20 +114,26 @@ fn scratch_scores(
     positive_scores(&logits)
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut backbone = PathBuf::from("target/quickstart/best.safetensors");
-    let mut sets = 100usize;
-    let mut out = PathBuf::from("target/medical_fewshot");
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--backbone" => backbone = PathBuf::from(value()?),
-            "--sets" => sets = value()?.parse()?,
-            "--out" => out = PathBuf::from(value()?),
-            other => return Err(format!("unknown argument `{other}`").into()),
-        }
-    }
+/// K-shot BreastMNIST / PneumoniaMNIST on the quickstart's Omniglot embedding.
+#[derive(clap::Parser)]
+struct Args {
+    /// The embedding checkpoint (the quickstart's best).
+    #[arg(long, default_value = "target/quickstart/best.safetensors")]
+    backbone: PathBuf,
+    /// Random support sets per K.
+    #[arg(long, default_value_t = 100)]
+    sets: usize,
+    /// Output folder.
+    #[arg(long, default_value = "target/medical_fewshot")]
+    out: PathBuf,
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let Args {
+        backbone,
+        sets,
+        out,
+    } = clap::Parser::parse();
     if !backbone.is_file() {
         return Err(format!(
             "no backbone checkpoint at {}: run `cargo run --release --example quickstart` first, or pass --backbone FILE",
@@ -215,4 +224,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     println!("{secs:.0} s; results in {}", out.display());
     Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    cli::init_logging();
+    cli::exit(run())
 }

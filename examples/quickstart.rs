@@ -18,6 +18,9 @@
 //! Everything is written under the output folder (default `target/quickstart`):
 //! `best.safetensors`, `last.safetensors`, `log.csv`, the episode sets, `results.json`.
 
+#[path = "common/cli.rs"]
+mod cli;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -35,61 +38,31 @@ use scarce::metric::{evaluate, train, FewShotClassifier, Learner, ProtoNet, Trai
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Conv4 Prototypical Network on Omniglot: train on the background alphabets, test on the
+/// evaluation alphabets (600 fixed 5-way 1-shot and 5-shot episodes).
+#[derive(clap::Parser)]
 struct Args {
+    /// Training episodes (default 3 000; 20 000 with --paper).
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
     steps: usize,
+    /// Classes per training episode (default 25; 60 with --paper).
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
     train_way: usize,
+    /// Support images per class in training (default 1; 5 with --paper).
+    #[arg(long)]
     train_shot: Option<usize>,
+    /// Query images per class in training (default 3; 5 with --paper).
+    #[arg(long)]
     train_query: Option<usize>,
+    /// Output folder: checkpoints, log, episode sets, results.
+    #[arg(long, default_value = "target/quickstart")]
     out: PathBuf,
+    /// Continue an interrupted run from its last checkpoint.
+    #[arg(long)]
     resume: bool,
+    /// The paper's schedule and test protocol (Snell et al. 2017).
+    #[arg(long)]
     paper: bool,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        steps: 0,
-        train_way: 0,
-        train_shot: None,
-        train_query: None,
-        out: PathBuf::from("target/quickstart"),
-        resume: false,
-        paper: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-        match flag.as_str() {
-            "--steps" => {
-                a.steps = value("--steps")?
-                    .parse()
-                    .map_err(|_| "--steps: not a number")?
-            }
-            "--train-way" => {
-                a.train_way = value("--train-way")?
-                    .parse()
-                    .map_err(|_| "--train-way: not a number")?
-            }
-            "--train-shot" => {
-                a.train_shot = Some(
-                    value("--train-shot")?
-                        .parse()
-                        .map_err(|_| "--train-shot: not a number")?,
-                )
-            }
-            "--train-query" => {
-                a.train_query = Some(
-                    value("--train-query")?
-                        .parse()
-                        .map_err(|_| "--train-query: not a number")?,
-                )
-            }
-            "--out" => a.out = PathBuf::from(value("--out")?),
-            "--resume" => a.resume = true,
-            "--paper" => a.paper = true,
-            other => return Err(format!("unknown argument `{other}`")),
-        }
-    }
-    Ok(a)
 }
 
 /// `explanation.png`: the first query of a 5-way 1-shot test episode, its distance to each
@@ -140,8 +113,14 @@ fn explain_first_query(
     Ok(())
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = parse_args()?;
+fn main() -> std::process::ExitCode {
+    use clap::Parser;
+    cli::init_logging();
+    let args = Args::parse();
+    cli::exit(run(args))
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let dev = Device::Cpu;
     let dir = scarce::episodes::data_dir().join("omniglot");

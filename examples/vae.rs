@@ -8,6 +8,9 @@
 //! Results: `results.md` in the output folder (default `target/vae`); training resumes from
 //! `checkpoint.safetensors` there. Data: `data/medmnist/breastmnist.safetensors` (CC BY 4.0).
 
+#[path = "common/cli.rs"]
+mod cli;
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -19,8 +22,11 @@ use scarce::gen::{train, ImageSet, TrainConfig, Vae, VaeConfig};
 mod synthetic;
 use synthetic::{audit_tables, medmnist, options, sample_per_class, Classifier, Res};
 
-fn main() -> Res<()> {
-    let o = options(&[("steps", "3000"), ("beta", "1"), ("out", "target/vae")])?;
+fn run() -> Res<()> {
+    let o = options(
+        "Conditional β-VAE on BreastMNIST with the synthetic-data audits",
+        &[("steps", "3000"), ("beta", "1"), ("out", "target/vae")],
+    )?;
     let out = PathBuf::from(&o["out"]);
     std::fs::create_dir_all(&out)?;
     let ((train01, ytr), (test01, yte)) = medmnist("breastmnist.safetensors")?;
@@ -86,4 +92,9 @@ fn main() -> Res<()> {
     std::fs::write(out.join("results.md"), &md)?;
     println!("{md}");
     Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    cli::init_logging();
+    cli::exit(run())
 }

@@ -10,12 +10,17 @@
 //! | `episodes` (default) | [`episodes`] = `scarce-episodes` | datasets (Omniglot, MedMNIST, folders, manifests), splits, N-way K-shot episodes, loaders |
 //! | `metric` (default) | [`metric`] = `scarce-metric` | ProtoNet, SimpleShot, the episodic trainer |
 //! | `eval` (default) | [`eval`] = `scarce-eval` | accuracy ± 95% CI, confusion matrix, AUROC, calibration, Fréchet distance |
-//! | `io` (default) | [`io`] = `scarce-io` | DICOM (every common transfer syntax, series -> volume) and NIfTI-1/2 read and write, no tensor library |
-//! | `meta` (default) | [`meta`] = `scarce-meta` | MAML (second order), first-order MAML, Meta-SGD, ANIL, Reptile, MAML++, iMAML, the meta-trainer, sinusoid tasks |
-//! | `fed` (default) | [`fed`] = `scarce-fed` | Flower-exact strategies, DP-FedAvg and DP-SGD, the Opacus-exact RDP accountant, secure aggregation, partitioners, a checkpointed server and simulation |
-//! | `augment` (default) | [`augment`] = `scarce-augment` | 2D/3D spatial and intensity augmentation of image and label map together, scipy-exact resampling, replayable and invertible, no tensor library |
-//! | `cuda` | | candle's CUDA backend for every crate with tensor code |
-//! | `full` | | every crate |
+//! | `io` | [`io`] = `scarce-io` | DICOM (every common transfer syntax, series -> volume) and NIfTI-1/2 read and write, no tensor library; with `episodes`, DICOM / NIfTI files in folders and manifests |
+//! | `meta` | [`meta`] = `scarce-meta` | MAML (second order), first-order MAML, Meta-SGD, ANIL, Reptile, MAML++, iMAML, the meta-trainer, sinusoid tasks |
+//! | `fed` | [`fed`] = `scarce-fed` | Flower-exact strategies, DP-FedAvg and DP-SGD, the Opacus-exact RDP accountant, secure aggregation, partitioners, a checkpointed server and simulation |
+//! | `augment` | [`augment`] = `scarce-augment` | 2D/3D spatial and intensity augmentation of image and label map together, scipy-exact resampling, replayable and invertible; DiffAugment on tensors |
+//! | `gen` | [`gen`] = `scarce-gen` | DDPM / DDIM, the UNet denoiser, conditional VAE and DCGAN, audits, synthetic data sets with provenance |
+//! | `full` | | every crate above |
+//! | `all-codecs` | | scarce-io's JPEG-LS and 12-bit JPEG decoders (built with CMake) |
+//! | `cuda`, `cudnn`, `metal`, `mkl`, `accelerate` | | candle's backends, under candle's names |
+//!
+//! [`prelude`] gathers the names most programs use, and [`candle_core`] is re-exported so a
+//! program uses the same candle as scarce.
 #![deny(missing_docs)]
 
 #[cfg(feature = "augment")]
@@ -36,3 +41,17 @@ pub use scarce_io as io;
 pub use scarce_meta as meta;
 #[cfg(feature = "metric")]
 pub use scarce_metric as metric;
+
+/// The candle version scarce is built on (its tensors are scarce's tensors).
+#[cfg(feature = "core")]
+pub use scarce_core::candle_core;
+
+/// The names most programs use: `use scarce::prelude::*;`.
+pub mod prelude {
+    #[cfg(feature = "core")]
+    pub use scarce_core::{device, Ctx, DType, Device, Model, Params, Pref, Stream, Tensor};
+    #[cfg(feature = "episodes")]
+    pub use scarce_episodes::{Dataset, EpisodeConfig, EpisodeSampler};
+    #[cfg(feature = "metric")]
+    pub use scarce_metric::{FewShotClassifier, ProtoNet};
+}

@@ -265,19 +265,22 @@ pub fn medmnist(file: &str) -> Res<(Labelled, Labelled)> {
     ))
 }
 
-/// `--name value` options of an example, with defaults; unknown options are an error.
-pub fn options(defaults: &[(&str, &str)]) -> Res<std::collections::BTreeMap<String, String>> {
-    let mut map: std::collections::BTreeMap<String, String> = defaults
+/// `--name value` options of an example, with their defaults, parsed by clap: `--help` lists
+/// them, and an unknown option or a missing value exits with clap's message.
+pub fn options(
+    about: &'static str,
+    defaults: &[(&'static str, &'static str)],
+) -> Res<std::collections::BTreeMap<String, String>> {
+    let command = defaults.iter().fold(
+        clap::Command::new(env!("CARGO_CRATE_NAME")).about(about),
+        |c, &(name, default)| c.arg(clap::Arg::new(name).long(name).default_value(default)),
+    );
+    let matches = command.get_matches();
+    Ok(defaults
         .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let v: Vec<String> = std::env::args().skip(1).collect();
-    for pair in v.chunks(2) {
-        let key = pair[0].trim_start_matches("--");
-        if !map.contains_key(key) || pair.len() < 2 {
-            return Err(format!("unknown option or missing value: {}", pair[0]).into());
-        }
-        map.insert(key.to_string(), pair[1].clone());
-    }
-    Ok(map)
+        .map(|&(name, _)| {
+            let v = matches.get_one::<String>(name).cloned().unwrap_or_default();
+            (name.to_string(), v)
+        })
+        .collect())
 }

@@ -24,9 +24,10 @@ pub enum Error {
         got: Vec<usize>,
     },
 
-    /// From the tensor side (candle, scarce-core).
+    /// From the tensor side (candle, through scarce-core's error), with its source kept.
+    #[cfg(feature = "tensor")]
     #[error("tensor: {0}")]
-    Tensor(String),
+    Tensor(#[from] scarce_core::Error),
 }
 
 impl Error {

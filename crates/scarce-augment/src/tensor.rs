@@ -11,11 +11,11 @@ use scarce_core::rng::Stream;
 use crate::{Error, Result};
 
 fn core(e: scarce_core::Error) -> Error {
-    Error::Tensor(e.to_string())
+    Error::Tensor(e)
 }
 
 fn candle(e: candle_core::Error) -> Error {
-    Error::Tensor(e.to_string())
+    Error::Tensor(e.into())
 }
 
 /// `n` uniform draws on `[lo, hi)` as a `[n, 1, 1, 1]` tensor like `x`.

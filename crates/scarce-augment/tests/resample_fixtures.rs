@@ -5,8 +5,8 @@
 
 use scarce_augment::filter::gaussian_filter;
 use scarce_augment::interp::{affine_transform, map_coordinates, zoom, zoom_shape, Mode, Order};
-use scarce_core::fixture::{check_family, rel_err_slices, within, Case};
 use scarce_core::{Device, Error as CoreError, Result as CoreResult};
+use scarce_fixtures::{check_family, rel_err_slices, within, Case};
 
 fn values(case: &Case, name: &str) -> CoreResult<(Vec<f64>, Vec<usize>)> {
     let t = case.f64(name, &Device::Cpu)?;

@@ -61,8 +61,9 @@ impl Pref {
 ///
 /// `Pref::Auto` never fails. Built without the `cuda` and `metal` features it returns the
 /// CPU, silently (the build asked for no GPU). Built with one, when the driver or device is
-/// missing, it returns the CPU and says so on stderr, once per call. `Pref::Cuda(i)` and
-/// `Pref::Metal(i)` fail with candle's error when device `i` cannot be opened.
+/// missing, it returns the CPU and says so, once per call. `Pref::Cuda(i)` and
+/// `Pref::Metal(i)` fail with candle's error when device `i` cannot be opened. The notice is
+/// a `tracing` warning (shown by whatever subscriber the program installs).
 pub fn device(pref: Pref) -> Result<Device> {
     match pref {
         Pref::Cpu => Ok(Device::Cpu),
@@ -72,8 +73,8 @@ pub fn device(pref: Pref) -> Result<Device> {
             for (backend, open) in compiled_gpus() {
                 match open(0) {
                     Ok(d) => return Ok(d),
-                    Err(e) => eprintln!(
-                        "scarce: {backend} unavailable ({}); trying the next device",
+                    Err(e) => tracing::warn!(
+                        "{backend} unavailable ({}); trying the next device",
                         first_line(&e)
                     ),
                 }
@@ -105,8 +106,8 @@ pub fn available() -> Vec<Device> {
     for (backend, open) in compiled_gpus() {
         match open(0) {
             Ok(d) => all.push(d),
-            Err(e) => eprintln!(
-                "scarce: {backend} compiled in but unavailable ({}); not tested on it",
+            Err(e) => tracing::warn!(
+                "{backend} compiled in but unavailable ({}); not tested on it",
                 first_line(&e)
             ),
         }

@@ -10,7 +10,6 @@ pub mod backbone;
 pub mod checkpoint;
 pub mod device;
 pub mod error;
-pub mod fixture;
 pub mod gradcheck;
 pub mod model;
 pub mod ops;
@@ -20,6 +19,9 @@ pub mod rng;
 pub mod runlog;
 pub mod second_order;
 
+/// The candle scarce-core is built on, for programs that need more of it than the
+/// re-exported `Tensor`, `Device` and `DType`.
+pub use candle_core;
 pub use candle_core::{DType, Device, Tensor};
 pub use device::{device, Pref};
 pub use error::{Error, Result};

@@ -203,7 +203,7 @@ fn norms_softmax_losses() {
             .0;
         let (bn, _) = ops::batch_norm_train(&x, Some(&wneg), Some(&b), 1e-5).unwrap();
         let composed = ops::max_pool2d(&bn, &opts).unwrap();
-        assert!(scarce_core::fixture::rel_err(&fused, &composed).unwrap() < 1e-14);
+        assert!(scarce_fixtures::rel_err(&fused, &composed).unwrap() < 1e-14);
     }
     both(
         "group_norm",
@@ -226,7 +226,7 @@ fn norms_softmax_losses() {
         };
         let fused = run().unwrap();
         let composed = ops::with_portable_ops(run).unwrap();
-        assert!(scarce_core::fixture::rel_err(&fused, &composed).unwrap() < 1e-14);
+        assert!(scarce_fixtures::rel_err(&fused, &composed).unwrap() < 1e-14);
     }
     let lw = rand(23, &[2, 2]);
     both(

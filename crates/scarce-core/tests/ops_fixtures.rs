@@ -5,9 +5,9 @@
 //! settings and shapes are read from each file.
 
 use candle_core::Var;
-use scarce_core::fixture::{check_family_on, rel_err, Case};
 use scarce_core::ops::{self, ConvOpts, InterpMode, Padding, PoolOpts, Resize, SampleMode};
 use scarce_core::{second_order, DType, Device, Error, Result, Tensor};
+use scarce_fixtures::{check_family_on, rel_err, Case};
 
 /// Relative tolerance per dtype, the same on every device: f64 reproduces PyTorch's f64 to
 /// rounding; f32 runs the same case from the f64 inputs rounded to f32 and is compared with
@@ -237,7 +237,7 @@ fn check(c: &Case, dev: &Device, dtype: DType, tol: f64) -> Result<f64> {
 fn ops_match_pytorch() {
     second_order::ensure()
         .expect("second order must be live for the fixture's second-order products");
-    let targets = scarce_core::fixture::parity_targets();
+    let targets = scarce_fixtures::parity_targets();
     for (dtype, tol) in [(DType::F64, TOL_F64), (DType::F32, TOL_F32)] {
         println!("-- {dtype:?}, relative tolerance {tol:e}");
         let Some(report) =

@@ -4,8 +4,8 @@
 //! learner itself belongs to scarce-metric.
 
 use scarce_core::backbone::{Conv4, Conv4Config};
-use scarce_core::fixture::{check_family_on, rel_err, Case};
 use scarce_core::{ops, Ctx, DType, Device, Error, Model, Params, Result, Tensor};
+use scarce_fixtures::{check_family_on, rel_err, Case};
 
 /// Relative tolerance in f64, the same on every device.
 const TOL: f64 = 1e-10;
@@ -142,7 +142,7 @@ fn zero_in_exact_arithmetic(name: &str) -> bool {
 
 #[test]
 fn conv4_protonet_episode_matches_pytorch() {
-    let targets = scarce_core::fixture::parity_targets();
+    let targets = scarce_fixtures::parity_targets();
     let Some(report) = check_family_on("protonet", &targets, check).unwrap() else {
         return;
     };

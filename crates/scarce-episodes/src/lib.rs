@@ -46,9 +46,11 @@ pub use split::{group_split, ClassSplit};
 
 use std::path::PathBuf;
 
-/// The folder of bundled data (`data/` at the workspace root, holding `omniglot/`):
+/// The folder of bundled data (`data/` at the repository root, holding `omniglot/`):
 /// `SCARCE_DATA` when set, else `data/` in the current directory or an ancestor, else the
-/// workspace this crate was built in.
+/// repository this crate was built in when that has one (not a crates.io download, which
+/// ships no data), else `data` relative to the current directory, so that a loader's error
+/// names where it looked. A program using scarce from crates.io sets `SCARCE_DATA`.
 pub fn data_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("SCARCE_DATA") {
         return PathBuf::from(d);
@@ -60,5 +62,9 @@ pub fn data_dir() -> PathBuf {
             }
         }
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data")
+    let built_in = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data");
+    if built_in.join("omniglot").is_dir() {
+        return built_in;
+    }
+    PathBuf::from("data")
 }

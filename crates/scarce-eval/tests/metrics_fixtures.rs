@@ -3,8 +3,8 @@
 //! accuracy, and the Fréchet distance. Every case in the folder is checked; the count is
 //! printed.
 
-use scarce_core::fixture::{check_family, rel_err_slices, within, Case};
 use scarce_core::{DType, Device, Error, Result};
+use scarce_fixtures::{check_family, rel_err_slices, within, Case};
 
 /// Counting metrics are exact (the README asks for 1e-14); the Fréchet distance goes through
 /// a matrix square root (1e-8 relative).

@@ -20,7 +20,7 @@ fn rel(a: f64, b: f64) -> f64 {
 
 #[test]
 fn accountant_matches_opacus() {
-    let Some(files) = scarce_core::fixture::family_files("dp", "json").unwrap() else {
+    let Some(files) = scarce_fixtures::family_files("dp", "json").unwrap() else {
         return;
     };
     let (mut checked, mut skipped, mut worst) = (0usize, Vec::new(), 0.0f64);
@@ -73,7 +73,7 @@ fn accountant_matches_opacus() {
                     .filter(|(_, w)| !w.is_nan())
                     .map(|(a, b)| (*a, *b))
                     .unzip();
-                let err = scarce_core::fixture::rel_err_slices(&a, &b).unwrap_or(f64::INFINITY);
+                let err = scarce_fixtures::rel_err_slices(&a, &b).unwrap_or(f64::INFINITY);
                 check(format!("rdp one step, sigma {sigma}, q {q}"), err);
             }
             for row in doc["entries"].as_array().unwrap() {

@@ -3,12 +3,12 @@
 //! clipping. Layer count, client count and settings come from each file.
 
 use candle_core::{DType, Device, Tensor};
-use scarce_core::fixture::{check_family, rel_err_slices, within, Case};
 use scarce_fed::aggregate::{bulyan, krum, mean, median, trimmed_mean, weighted_mean};
 use scarce_fed::dp::clip_update;
 use scarce_fed::{
     Adaptive, ClientUpdate, ClipNorm, DpFedAvg, FedAvg, FedAvgM, FedOpt, Strategy, Weights,
 };
+use scarce_fixtures::{check_family, rel_err_slices, within, Case};
 
 const TOL: f64 = 1e-13;
 type R<T> = scarce_core::Result<T>;

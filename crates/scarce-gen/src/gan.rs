@@ -78,13 +78,13 @@ impl Gan {
     /// Checks the config (and, when `r1_gamma > 0`, that second-order gradients are live).
     pub fn new(config: GanConfig) -> Result<Self> {
         let c = &config;
-        if c.image_size == 0 || c.image_size % 4 != 0 {
+        if c.image_size == 0 || !c.image_size.is_multiple_of(4) {
             return Err(Error::config(
                 "image_size",
                 format!("{} is not divisible by 4", c.image_size),
             ));
         }
-        if c.latent == 0 || c.width == 0 || c.in_channels == 0 || c.width % 8 != 0 {
+        if c.latent == 0 || c.width == 0 || c.in_channels == 0 || !c.width.is_multiple_of(8) {
             return Err(Error::config(
                 "GanConfig",
                 "latent, in_channels positive; width a positive multiple of 8",

@@ -298,7 +298,7 @@ impl NoiseSchedule {
 /// Sinusoidal embedding of timesteps (as in MONAI / diffusers UNets): `[cos(t·f), sin(t·f)]`
 /// with `f_i = 10000^(−i/half)`, shape `[B, dim]`.
 pub fn timestep_embedding(t: &[f64], dim: usize, like: &Tensor) -> Result<Tensor> {
-    if dim < 2 || dim % 2 != 0 {
+    if dim < 2 || !dim.is_multiple_of(2) {
         return Err(Error::config(
             "time embedding dim",
             format!("{dim}: need an even dimension of at least 2"),

@@ -129,7 +129,7 @@ impl UNet {
                 "res_blocks, in_channels, out_channels and head_channels must be positive",
             ));
         }
-        if c.channels[0] % 2 != 0 {
+        if !c.channels[0].is_multiple_of(2) {
             return Err(Error::config(
                 "UNetConfig.channels",
                 "the first level's channel count sets the time embedding and must be even",

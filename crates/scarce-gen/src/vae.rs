@@ -61,7 +61,7 @@ impl Vae {
                 "channels, latent and in_channels must be positive",
             ));
         }
-        if c.image_size == 0 || c.image_size % m != 0 {
+        if c.image_size == 0 || !c.image_size.is_multiple_of(m) {
             return Err(Error::config(
                 "image_size",
                 format!(

@@ -3,8 +3,8 @@
 //! recall and memorisation against their closed-form extremes.
 
 use candle_core::Device;
-use scarce_core::fixture::{case_files, Case};
 use scarce_core::Stream;
+use scarce_fixtures::{case_files, Case};
 use scarce_gen::audit::{frechet_distance, kid, memorisation, precision_recall, rows};
 
 #[test]

@@ -4,7 +4,7 @@
 //! Needs `../shared` (or `SCARCE_FIXTURES`); skips with a printed reason when absent.
 
 use candle_core::{DType, Device, Tensor};
-use scarce_core::fixture::{check_family_on, rel_err, rel_err_slices, within, Case};
+use scarce_fixtures::{check_family_on, rel_err, rel_err_slices, within, Case};
 use scarce_gen::{BetaSchedule, Ddim, Ddpm, NoiseSchedule, Prediction, SamplerConfig, Spacing};
 
 /// Relative tolerance in f64, the same on every device.
@@ -246,7 +246,7 @@ fn check(c: &Case, dev: &Device) -> scarce_core::Result<f64> {
 
 #[test]
 fn diffusers_diffusion_fixtures() {
-    let targets = scarce_core::fixture::parity_targets();
+    let targets = scarce_fixtures::parity_targets();
     let Some(report) =
         check_family_on("diffusion", &targets, check).expect("fixture folder readable")
     else {

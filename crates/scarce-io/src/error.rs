@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
-/// Errors from reading or writing medical images.
+/// Errors from reading or writing medical images. Match on the variant, not on the text;
+/// new variants may be added.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The file could not be read or written.
     #[error("{path}: {source}")]

@@ -256,7 +256,7 @@ pub fn meta_train<M: Model>(
             best_step = num("best_step")? as usize;
         }
         last_good = Some(last_path.clone());
-        eprintln!("resuming from {} at meta-step {start}", last_path.display());
+        tracing::info!("resuming from {} at meta-step {start}", last_path.display());
     }
     let mut log = RunLog::open(
         &log_path,
@@ -386,7 +386,7 @@ pub fn meta_train<M: Model>(
             } else {
                 String::new()
             };
-            eprintln!(
+            tracing::info!(
                 "meta-step {done:>6}/{} loss {:.4}{val_shown} | {:.2} s/step, eta {eta:.0}s",
                 cfg.meta_steps,
                 loss_sum / since as f64,

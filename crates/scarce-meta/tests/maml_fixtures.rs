@@ -5,8 +5,8 @@
 
 use candle_core::{DType, Device, Tensor};
 use scarce_core::backbone::{Conv4, Conv4Config, Mlp, MlpConfig};
-use scarce_core::fixture::{check_family_on, rel_err, rel_err_slices, within, Case};
 use scarce_core::{Ctx, Model, Params};
+use scarce_fixtures::{check_family_on, rel_err, rel_err_slices, within, Case};
 use scarce_meta::{Adapted, Algorithm, Loss, MetaLearner, MetaState, Order, Task, WithHead};
 
 /// Relative tolerance in f64, the same on every device.
@@ -361,7 +361,7 @@ fn run<M: Model>(
 
 #[test]
 fn maml_family_matches_pytorch() {
-    let targets = scarce_core::fixture::parity_targets();
+    let targets = scarce_fixtures::parity_targets();
     let Some(report) = check_family_on("maml", &targets, check_case).unwrap() else {
         return;
     };

@@ -263,7 +263,7 @@ pub fn train<M: Model, C: FewShotClassifier>(
             best_val = num("best_val")?;
             best_step = num("best_step")? as usize;
         }
-        eprintln!("resuming from {} at step {start}", last.display());
+        tracing::info!("resuming from {} at step {start}", last.display());
     }
     let mut log = RunLog::open(
         &log_path,
@@ -368,7 +368,7 @@ pub fn train<M: Model, C: FewShotClassifier>(
         if cfg.log_every > 0 && (done % cfg.log_every == 0 || validate) {
             let rate = (k + 1) as f64 / clock.elapsed().as_secs_f64();
             let eta = (cfg.steps - done) as f64 / rate;
-            eprintln!(
+            tracing::info!(
                 "step {done:>6}/{} loss {:.4} train acc {:5.1}%{} best val {best_val:.2}% | {rate:.1} steps/s, eta {:.0}s",
                 cfg.steps,
                 loss_sum / since as f64,

@@ -5,8 +5,8 @@
 //! device-parity target (`fixture::parity_targets`).
 
 use scarce_core::backbone::{Conv4, Conv4Config};
-use scarce_core::fixture::{check_family_on, rel_err, Case};
 use scarce_core::{ops, Ctx, DType, Device, Error, Model, Params, Result, Tensor};
+use scarce_fixtures::{check_family_on, rel_err, Case};
 use scarce_metric::classifier::prototypes;
 use scarce_metric::{FewShotClassifier, Metric, ProtoNet};
 
@@ -125,7 +125,7 @@ fn zero_in_exact_arithmetic(name: &str) -> bool {
 
 #[test]
 fn protonet_learner_matches_pytorch() {
-    let targets = scarce_core::fixture::parity_targets();
+    let targets = scarce_fixtures::parity_targets();
     let Some(report) = check_family_on("protonet", &targets, check).unwrap() else {
         return;
     };

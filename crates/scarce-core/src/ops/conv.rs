@@ -365,7 +365,7 @@ mod tests {
             let portable =
                 super::super::with_portable_ops(|| conv(&x, &w, Some(&b), &opts)).unwrap();
             for y in [got, portable] {
-                let e = crate::fixture::rel_err(&y, &want).unwrap();
+                let e = scarce_fixtures::rel_err(&y, &want).unwrap();
                 assert!(e < tol, "{dtype:?} stride {stride}: off by {e:e}");
             }
             let bad = t(3, &[2, 5]).unwrap();
@@ -408,7 +408,7 @@ mod tests {
         };
         let fused = conv_forward(spec.clone(), &x, &w, None).unwrap();
         let cols = conv_by_columns(&x, &w, geom.clone(), 2).unwrap();
-        assert!(crate::fixture::rel_err(&fused, &cols).unwrap() < 1e-14);
+        assert!(scarce_fixtures::rel_err(&fused, &cols).unwrap() < 1e-14);
         let gy = s
             .at(2)
             .normal_tensor(fused.shape(), 0.0, 1.0, DType::F64, &Device::Cpu)
@@ -422,13 +422,13 @@ mod tests {
         let g2 = (cols * &gy).unwrap().sum_all().unwrap().backward().unwrap();
         for t in [&x, &w] {
             assert!(
-                crate::fixture::rel_err(g1.get(t).unwrap(), g2.get(t).unwrap()).unwrap() < 1e-13
+                scarce_fixtures::rel_err(g1.get(t).unwrap(), g2.get(t).unwrap()).unwrap() < 1e-13
             );
         }
         // Transposed: the fused input-gradient kernel against the column form.
         let yt = v(3, &[2, 6, 4, 3, 4]);
         let t1 = conv_input_grad(spec, &yt, &w).unwrap();
         let t2 = conv_transpose_by_columns(&yt, &w, geom, 2).unwrap();
-        assert!(crate::fixture::rel_err(&t1, &t2).unwrap() < 1e-14);
+        assert!(scarce_fixtures::rel_err(&t1, &t2).unwrap() < 1e-14);
     }
 }

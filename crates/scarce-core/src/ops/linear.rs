@@ -120,7 +120,7 @@ pub(crate) fn check_map<M: LinearMap>(map: M) {
         .unwrap();
     let ax = apply(&x, &map).unwrap();
     let aty = apply_adjoint(&y, &map).unwrap();
-    let close = |a: &Tensor, b: &Tensor| crate::fixture::rel_err(a, b).unwrap() < 1e-14;
+    let close = |a: &Tensor, b: &Tensor| scarce_fixtures::rel_err(a, b).unwrap() < 1e-14;
     assert!(
         close(&ax, &map.device(&x, false).unwrap()),
         "{}: forward differs from its candle form",

@@ -227,7 +227,7 @@ mod tests {
                 let t = super::super::pool::max_taps_for(&x, &opts, a).unwrap();
                 y = max(&y, a + 2, &t).unwrap();
             }
-            assert_eq!(crate::fixture::rel_err(&y, &cpu).unwrap(), 0.0);
+            assert_eq!(scarce_fixtures::rel_err(&y, &cpu).unwrap(), 0.0);
         }
     }
 }

@@ -190,7 +190,7 @@ impl Walker<'_> {
             // Binary values must be whole numbers of their unit: dicom-parser reads
             // `len / unit` values and would lose its place in the stream otherwise.
             let unit = value_unit(&vr);
-            if len != UNDEFINED && len as usize % unit != 0 {
+            if len != UNDEFINED && !(len as usize).is_multiple_of(unit) {
                 return Err(format!(
                     "element {tag} ({}) has length {len}, not a multiple of {unit}",
                     String::from_utf8_lossy(&vr)

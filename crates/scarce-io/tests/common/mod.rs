@@ -30,7 +30,7 @@ pub fn data_root() -> Option<PathBuf> {
 
 /// Whether missing data must fail instead of skipping: under CI (`CI` set to anything but
 /// `false` / `0`) or with `SCARCE_REQUIRE_FIXTURES=1`, the rule of
-/// `scarce_core::fixture::required` (scarce-io has no dependency on scarce-core).
+/// `scarce_fixtures::required` (scarce-io has no dependency on scarce-core).
 pub fn required() -> bool {
     let on = |k: &str| {
         std::env::var(k).is_ok_and(|v| {

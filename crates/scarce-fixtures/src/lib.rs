@@ -1,5 +1,7 @@
-//! Oracle fixtures: reference values from PyTorch and other libraries, stored as
-//! safetensors with a string metadata header (the format of `shared/fixtures/`).
+//! Oracle fixtures for scarce's tests: reference values from PyTorch and other libraries,
+//! stored as safetensors with a string metadata header (the format of `shared/fixtures/`).
+//! A test helper, not part of any published crate's API (`publish = false`; the crates take
+//! it as a path dev-dependency, which packaging drops).
 //!
 //! Fixture tests list a family's folder and check every case file they find, so a new case in
 //! the same format is checked without code changes. The root is the directory named by the
@@ -16,8 +18,10 @@
 //!   record it) or named with the reason it is not compared ([`Case::not_compared`]); a case
 //!   with a tensor the check never looked at fails, naming the tensor.
 
-use crate::{Error, Result};
+#![deny(missing_docs)]
+
 use candle_core::{safetensors::Load, DType, Device, Tensor};
+use scarce_core::{Error, Result};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -261,14 +265,14 @@ pub struct Target {
     /// The device the case's tensors are put on.
     pub device: Device,
     /// Ops take their portable form (candle ops, what CUDA runs) even on the CPU; see
-    /// [`crate::ops::with_portable_ops`].
+    /// [`scarce_core::ops::with_portable_ops`].
     pub portable: bool,
 }
 
 impl Target {
     /// `cpu`, `cpu-portable`, `cuda:0`, …
     pub fn name(&self) -> String {
-        let d = crate::device::name(&self.device);
+        let d = scarce_core::device::name(&self.device);
         if self.portable && self.device.is_cpu() {
             format!("{d}-portable")
         } else {
@@ -279,7 +283,7 @@ impl Target {
 
 /// The device-parity targets: the CPU with scarce-core's kernels, the CPU with the portable
 /// ops (the arithmetic and gradients of the GPU path, on a machine with no GPU), and every
-/// device of [`crate::device::available`] beyond the CPU.
+/// device of [`scarce_core::device::available`] beyond the CPU.
 pub fn parity_targets() -> Vec<Target> {
     let mut targets = vec![
         Target {
@@ -292,7 +296,7 @@ pub fn parity_targets() -> Vec<Target> {
         },
     ];
     targets.extend(
-        crate::device::available()
+        scarce_core::device::available()
             .into_iter()
             .filter(|d| !d.is_cpu())
             .map(|device| Target {
@@ -320,7 +324,7 @@ pub fn check_family_on(
         for target in targets {
             let name = target.name();
             let result = if target.portable {
-                crate::ops::with_portable_ops(|| check(&case, &target.device))
+                scarce_core::ops::with_portable_ops(|| check(&case, &target.device))
             } else {
                 check(&case, &target.device)
             };
