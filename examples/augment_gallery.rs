@@ -28,28 +28,21 @@ type Res<T> = Result<T, Box<dyn std::error::Error>>;
 /// scaled to [0, 1], with a made-up
 /// label map: 1 above the 60th percentile, 2 in a disc left of centre.
 fn sample(img: &scarce::io::Image) -> Res<Sample> {
-    let [c, d, h, w] = img.shape;
-    let (shape, spacing) = if d == 1 {
-        (vec![h, w], vec![img.spacing[1], img.spacing[0]])
-    } else {
-        (
-            vec![d, h, w],
-            vec![img.spacing[2], img.spacing[1], img.spacing[0]],
-        )
-    };
+    let [_, d, h, w] = img.shape;
+    // scarce-io's axes run width first, scarce-augment's depth first: the conversion turns
+    // the shape and spacing around.
+    let mut image = Image::try_from(img)?;
     // Intensities scaled to [0, 1], so noise levels read as fractions of the range.
-    let (lo, hi) = img
+    let (lo, hi) = image
         .data
         .iter()
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
             (a.min(v), b.max(v))
         });
-    let unit = img
+    image
         .data
-        .iter()
-        .map(|v| (v - lo) / (hi - lo).max(1e-12))
-        .collect();
-    let image = Image::with_spacing(unit, c, &shape, &spacing)?;
+        .iter_mut()
+        .for_each(|v| *v = (*v - lo) / (hi - lo).max(1e-12));
     let mut sorted = image.channel(0).to_vec();
     sorted.sort_by(f32::total_cmp);
     let cut = sorted[sorted.len() * 6 / 10];

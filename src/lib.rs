@@ -46,6 +46,12 @@ pub use scarce_metric as metric;
 #[cfg(feature = "core")]
 pub use scarce_core::candle_core;
 
+/// The guide from your own images to a trained classifier (`docs/getting-started.md`; its
+/// code is compiled as documentation tests).
+#[cfg(feature = "metric")]
+#[doc = include_str!("../docs/getting-started.md")]
+pub mod getting_started {}
+
 /// The names most programs use: `use scarce::prelude::*;`.
 pub mod prelude {
     #[cfg(feature = "core")]

@@ -73,6 +73,92 @@ impl Image {
     }
 }
 
+/// From scarce-io's image, whose layout is `[channels, depth, height, width]` with the spacing
+/// along (x, y, z), i.e. width first: here the spatial axes run depth first (`[d, h, w]`,
+/// or `[h, w]` for a single slice) and so does the spacing. The values keep their order (both
+/// are channel-major and C-ordered); origin, direction and metadata are not carried.
+#[cfg(feature = "io")]
+impl TryFrom<&scarce_io::Image> for Image {
+    type Error = Error;
+
+    fn try_from(img: &scarce_io::Image) -> Result<Image> {
+        let [c, d, h, w] = img.shape;
+        let [sx, sy, sz] = img.spacing;
+        if d == 1 {
+            Image::with_spacing(img.data.clone(), c, &[h, w], &[sy, sx])
+        } else {
+            Image::with_spacing(img.data.clone(), c, &[d, h, w], &[sz, sy, sx])
+        }
+    }
+}
+
+/// To scarce-io's layout (`[channels, depth, height, width]`, spacing along x, y, z; a 2D
+/// image is one slice of depth 1 and spacing 1 along z), with origin 0 and identity
+/// direction: this image has no world geometry beyond its spacing.
+#[cfg(feature = "io")]
+impl From<&Image> for scarce_io::Image {
+    fn from(img: &Image) -> scarce_io::Image {
+        let [d, h, w] = img.dims();
+        let spacing = match img.spacing[..] {
+            [sy, sx] => [sx, sy, 1.0],
+            [sz, sy, sx] => [sx, sy, sz],
+            _ => [1.0; 3], // `with_spacing` admits 2D and 3D only
+        };
+        scarce_io::Image {
+            data: img.data.clone(),
+            shape: [img.channels, d, h, w],
+            spacing,
+            origin: [0.0; 3],
+            direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+            meta: scarce_io::Metadata::default(),
+        }
+    }
+}
+
+#[cfg(all(test, feature = "io"))]
+mod io_tests {
+    use super::*;
+
+    #[test]
+    fn axes_and_spacing_are_reversed_and_values_kept() {
+        // 2 channels of 3 slices of 4 x 5, spacing x 0.5, y 0.7, z 2.0.
+        let data: Vec<f32> = (0..2 * 3 * 4 * 5).map(|v| v as f32).collect();
+        let io = scarce_io::Image {
+            data: data.clone(),
+            shape: [2, 3, 4, 5],
+            spacing: [0.5, 0.7, 2.0],
+            origin: [0.0; 3],
+            direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+            meta: scarce_io::Metadata::default(),
+        };
+        let a = Image::try_from(&io).unwrap();
+        assert_eq!((a.channels, a.shape.clone()), (2, vec![3, 4, 5]));
+        assert_eq!(a.spacing, vec![2.0, 0.7, 0.5]);
+        // Voxel (c 1, z 2, y 3, x 4) is the same value on both sides.
+        assert_eq!(
+            a.channel(1)[(2 * 4 + 3) * 5 + 4],
+            data[((3 + 2) * 4 + 3) * 5 + 4]
+        );
+        let back = scarce_io::Image::from(&a);
+        assert_eq!(
+            (back.shape, back.spacing, back.data),
+            (io.shape, io.spacing, data)
+        );
+        // A single slice becomes a 2D image.
+        let slice = scarce_io::Image {
+            shape: [1, 1, 4, 5],
+            data: vec![0.0; 20],
+            ..io
+        };
+        let a = Image::try_from(&slice).unwrap();
+        assert_eq!(
+            (a.shape.clone(), a.spacing.clone()),
+            (vec![4, 5], vec![0.7, 0.5])
+        );
+        assert_eq!(scarce_io::Image::from(&a).spacing, [0.5, 0.7, 1.0]);
+    }
+}
+
 /// One training example.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {

@@ -189,7 +189,9 @@ fn read_picture(
         if (oh, ow) == (h, w) {
             out.extend(p);
         } else {
-            out.extend(lanczos_u8(&p, h, w, oh, ow));
+            out.extend(
+                lanczos_u8(&p, h, w, oh, ow).map_err(|e| Error::format(path, e.to_string()))?,
+            );
         }
     }
     Ok((out, [c, oh, ow]))

@@ -114,11 +114,8 @@ fn read_safetensors(path: &Path, split: Split) -> Result<(NpyArray, NpyArray)> {
                 ))
             }
         };
-        Ok(NpyArray::from_le_bytes(
-            t.shape().to_vec(),
-            dtype,
-            t.data().to_vec(),
-        ))
+        NpyArray::from_le_bytes(t.shape().to_vec(), dtype, t.data().to_vec())
+            .map_err(|e| Error::format(path, format!("tensor `{key}`: {e}")))
     };
     Ok((get("images")?, get("labels")?))
 }

@@ -58,13 +58,28 @@ pub struct NpyArray {
 
 impl NpyArray {
     /// An array from little-endian bytes (e.g. a safetensors view).
-    pub fn from_le_bytes(shape: Vec<usize>, dtype: NpyType, bytes: Vec<u8>) -> Self {
-        assert_eq!(bytes.len(), shape.iter().product::<usize>() * dtype.size());
-        NpyArray {
+    ///
+    /// # Errors
+    /// When `bytes` does not hold exactly the elements `shape` and `dtype` declare.
+    pub fn from_le_bytes(shape: Vec<usize>, dtype: NpyType, bytes: Vec<u8>) -> Result<Self> {
+        let want = shape
+            .iter()
+            .try_fold(dtype.size(), |n, &d| n.checked_mul(d))
+            .ok_or_else(|| Error::param("shape", format!("{shape:?} overflows")))?;
+        if bytes.len() != want {
+            return Err(Error::param(
+                "bytes",
+                format!(
+                    "{} bytes for shape {shape:?} of {dtype:?} ({want} expected)",
+                    bytes.len()
+                ),
+            ));
+        }
+        Ok(NpyArray {
             shape,
             dtype,
             bytes,
-        }
+        })
     }
 
     /// Number of elements.

@@ -74,15 +74,16 @@ impl Omniglot {
         // In the npz, `true` is paper and `false` ink; strokes are stored bright here.
         let resized: Vec<u8> = bits
             .par_chunks(h * w)
-            .flat_map_iter(|img| {
+            .map(|img| {
                 let ink: Vec<u8> = img.iter().map(|&b| if b == 0 { 255 } else { 0 }).collect();
                 if side == h && side == w {
-                    ink
+                    Ok(ink)
                 } else {
                     lanczos_u8(&ink, h, w, side, side)
                 }
             })
-            .collect();
+            .collect::<Result<Vec<Vec<u8>>>>()?
+            .concat();
         let labels = (0..chars)
             .flat_map(|c| std::iter::repeat_n(c, drawers))
             .collect();

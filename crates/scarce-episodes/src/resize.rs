@@ -64,8 +64,28 @@ fn clip8(acc: i32) -> u8 {
 
 /// Resizes a single-channel 8-bit image (`h × w`, row-major) to `out_h × out_w` exactly as
 /// Pillow's `resize((out_w, out_h), Image.LANCZOS)` does.
-pub fn lanczos_u8(src: &[u8], h: usize, w: usize, out_h: usize, out_w: usize) -> Vec<u8> {
-    assert_eq!(src.len(), h * w, "lanczos_u8: buffer is not h × w");
+///
+/// # Errors
+/// When `src` does not hold `h × w` values, or a size is zero.
+pub fn lanczos_u8(
+    src: &[u8],
+    h: usize,
+    w: usize,
+    out_h: usize,
+    out_w: usize,
+) -> crate::Result<Vec<u8>> {
+    if src.len() != h * w {
+        return Err(crate::Error::param(
+            "src",
+            format!("{} values for a {h} x {w} image", src.len()),
+        ));
+    }
+    if h == 0 || w == 0 || out_h == 0 || out_w == 0 {
+        return Err(crate::Error::param(
+            "size",
+            format!("{h} x {w} -> {out_h} x {out_w}: every size must be positive"),
+        ));
+    }
     let half = 1i32 << (PRECISION_BITS - 1);
     let horizontal = if out_w != w {
         let cx = coefficients(w, out_w);
@@ -85,7 +105,7 @@ pub fn lanczos_u8(src: &[u8], h: usize, w: usize, out_h: usize, out_w: usize) ->
         src.to_vec()
     };
     if out_h == h {
-        return horizontal;
+        return Ok(horizontal);
     }
     let cy = coefficients(h, out_h);
     let mut out = vec![0u8; out_h * out_w];
@@ -97,7 +117,7 @@ pub fn lanczos_u8(src: &[u8], h: usize, w: usize, out_h: usize, out_w: usize) ->
             out[yy * out_w + x] = clip8(acc);
         }
     }
-    out
+    Ok(out)
 }
 
 /// Rotates a square single-channel plane by `quarter_turns` × 90° counter-clockwise
@@ -123,7 +143,17 @@ mod tests {
     #[test]
     fn constant_images_stay_constant() {
         let src = vec![200u8; 105 * 105];
-        assert!(lanczos_u8(&src, 105, 105, 28, 28).iter().all(|&v| v == 200));
+        assert!(lanczos_u8(&src, 105, 105, 28, 28)
+            .unwrap()
+            .iter()
+            .all(|&v| v == 200));
+        // A buffer that is not h × w, or a zero size: named errors, not panics.
+        let e = lanczos_u8(&src[1..], 105, 105, 28, 28).unwrap_err();
+        assert!(
+            e.to_string().contains("11024 values for a 105 x 105"),
+            "{e}"
+        );
+        assert!(lanczos_u8(&src, 105, 105, 0, 28).is_err());
     }
 
     #[test]

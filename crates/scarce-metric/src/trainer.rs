@@ -34,8 +34,10 @@ pub struct Learner {
     pub buffers: Params,
 }
 
-/// How to train.
-#[derive(Clone, Debug)]
+/// How to train. `Default` is a short run (1 000 episodes, Adam 1e-3, constant rate,
+/// validation every 250) writing to `runs/protonet`; serialisable, so a run's settings can
+/// be saved beside it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TrainConfig {
     /// Total steps (episodes).
     pub steps: usize,
@@ -55,6 +57,22 @@ pub struct TrainConfig {
     pub prefetch: usize,
     /// What the backbone is (kind and config); a checkpoint of anything else is refused.
     pub backbone_id: serde_json::Value,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            steps: 1_000,
+            lr: 1e-3,
+            schedule: LrSchedule::Constant,
+            val_every: 250,
+            log_every: 50,
+            out_dir: PathBuf::from("runs/protonet"),
+            resume: false,
+            prefetch: 4,
+            backbone_id: serde_json::Value::Null,
+        }
+    }
 }
 
 /// What a training run ended with.
