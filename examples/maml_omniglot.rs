@@ -112,12 +112,20 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             val_every: 250,
             val_tasks: 100,
             val_inner_steps: 3,
-            log_every: 25,
+            log_every: 0, // the progress bar below shows the run; log.csv keeps every step
             out_dir: args.out.clone(),
             resume: args.resume,
             run_id,
         };
-        let outcome = meta_train(&learner, init, Params::new(), &train, &val, &cfg)?;
+        let bar = cli::bar(cfg.meta_steps, "meta-training");
+        let outcome = meta_train(&learner, init, Params::new(), &train, &val, &cfg, |p| {
+            bar.set_position(p.step as u64);
+            if let Some((loss, acc)) = p.validation {
+                let acc = acc.map_or(String::new(), |a| format!(", accuracy {a:.2}%"));
+                bar.set_message(format!("val loss {loss:.3}{acc}"));
+            }
+        })?;
+        bar.finish();
         eprintln!(
             "best validation accuracy {:.2}% at meta-step {}; training took {:.0} s",
             outcome.best_score,

@@ -185,7 +185,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         lr: 1e-3,
         schedule,
         val_every: (steps / 4).max(1),
-        log_every: 50,
+        log_every: 0, // the progress bar below shows the run; log.csv keeps every step
         out_dir: args.out.clone(),
         resume: args.resume,
         prefetch: 4,
@@ -197,6 +197,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         query,
         args.out.display()
     );
+    let bar = cli::bar(steps, "training");
     let outcome = train(
         &model,
         &head,
@@ -206,7 +207,14 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         &val_episodes,
         &Collator::new(&val_chars, &dev),
         &cfg,
+        |p| {
+            bar.set_position(p.step as u64);
+            if let Some(v) = p.val_accuracy {
+                bar.set_message(format!("val {v:.2}% (best {:.2}%)", p.best_val));
+            }
+        },
     )?;
+    bar.finish();
     let trained_s = started.elapsed().as_secs_f64();
     eprintln!(
         "best validation accuracy {:.2}% at step {} ({trained_s:.0} s so far)",

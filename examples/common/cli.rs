@@ -20,3 +20,16 @@ pub fn exit(result: Result<(), Box<dyn std::error::Error>>) -> std::process::Exi
         }
     }
 }
+
+/// A progress bar on stderr: position, rate, time left and a message.
+#[allow(dead_code)] // not every example has a long loop
+pub fn bar(len: usize, prefix: &'static str) -> indicatif::ProgressBar {
+    let style = indicatif::ProgressStyle::with_template(
+        "{prefix} [{bar:32}] {pos}/{len} {per_sec} eta {eta} {msg}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    indicatif::ProgressBar::new(len as u64)
+        .with_style(style)
+        .with_prefix(prefix)
+}

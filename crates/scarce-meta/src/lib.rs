@@ -17,4 +17,4 @@ pub use inner::{adapt, Adapted, InnerLoop, InnerLr, Order};
 pub use learner::{Algorithm, MamlPlusPlus, MetaGradient, MetaLearner, MetaState, Score};
 pub use sinusoid::Sinusoid;
 pub use task::{EpisodeTasks, Loss, Task, TaskSource};
-pub use trainer::{meta_train, BatchNorm, MetaOutcome, MetaTrainConfig, Outer};
+pub use trainer::{meta_train, BatchNorm, MetaOutcome, MetaProgress, MetaTrainConfig, Outer};

@@ -204,11 +204,27 @@ pub fn validate<M: Model>(
     Ok((loss / n, has_acc.then_some(acc / n)))
 }
 
+/// What a meta-step reports to the progress callback of [`meta_train`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetaProgress {
+    /// Meta-steps done (1-based).
+    pub step: usize,
+    /// Total meta-steps.
+    pub steps: usize,
+    /// This meta-step's mean query loss after adaptation.
+    pub loss: f64,
+    /// The validation loss and accuracy (classification only) when this step validated.
+    pub validation: Option<(f64, Option<f64>)>,
+    /// Seconds since this run (or resume) started.
+    pub elapsed_s: f64,
+}
+
 /// Meta-trains `init` (weights and, where learnt, rates) on tasks of `train`, validating on
 /// tasks `0..cfg.val_tasks` of `val`. Meta-step `s` uses tasks
 /// `s·meta_batch .. (s+1)·meta_batch` of `train`, so a resumed run continues exactly.
 /// A non-finite meta-gradient stops the run before it is applied, naming the step, the task
-/// and the last good checkpoint.
+/// and the last good checkpoint. `progress` is called after every meta-step; every
+/// `cfg.log_every` steps a line also goes out as a `tracing` event.
 pub fn meta_train<M: Model>(
     learner: &MetaLearner<'_, M>,
     init: MetaState,
@@ -216,6 +232,7 @@ pub fn meta_train<M: Model>(
     train: &dyn TaskSource,
     val: &dyn TaskSource,
     cfg: &MetaTrainConfig,
+    mut progress: impl FnMut(&MetaProgress),
 ) -> Result<MetaOutcome> {
     if cfg.meta_steps == 0 || cfg.val_every == 0 || cfg.meta_batch == 0 || cfg.val_tasks == 0 {
         return Err(Error::config(
@@ -352,6 +369,7 @@ pub fn meta_train<M: Model>(
         let done = step + 1;
         let validate_now = done % cfg.val_every == 0 || done == cfg.meta_steps;
         let mut val_text = ",".to_string();
+        let mut validation = None;
         if validate_now {
             let current = split(&vars).detach();
             let (vl, va) = validate(
@@ -367,6 +385,7 @@ pub fn meta_train<M: Model>(
                 "{vl:.6},{}",
                 va.map(|a| format!("{a:.4}")).unwrap_or_default()
             );
+            validation = Some((vl, va));
             log.row(&format!("{done},{:.6},{lr:.3e},{val_text}", g.loss))?;
             // The log row is on disk before the checkpoint that covers it.
             log.flush()?;
@@ -399,6 +418,13 @@ pub fn meta_train<M: Model>(
         } else {
             log.row(&format!("{done},{:.6},{lr:.3e},,", g.loss))?;
         }
+        progress(&MetaProgress {
+            step: done,
+            steps: cfg.meta_steps,
+            loss: g.loss,
+            validation,
+            elapsed_s: clock.elapsed().as_secs_f64(),
+        });
         if cfg.log_every > 0 && (done % cfg.log_every == 0 || validate_now) {
             let rate = (done - start) as f64 / clock.elapsed().as_secs_f64();
             let eta = (cfg.meta_steps - done) as f64 / rate;

@@ -408,6 +408,7 @@ fn a_non_finite_meta_gradient_stops_training_and_keeps_the_last_good_checkpoint(
         &train,
         &family,
         &sinusoid_config(&dir, 6, false),
+        |_| {},
     )
     .unwrap_err();
     let text = err.to_string();
@@ -452,6 +453,7 @@ fn resumed_training_equals_an_uninterrupted_run() {
         &family,
         &family,
         &sinusoid_config(&a, 6, false),
+        |_| {},
     )
     .unwrap();
     meta_train(
@@ -461,6 +463,7 @@ fn resumed_training_equals_an_uninterrupted_run() {
         &family,
         &family,
         &sinusoid_config(&b, 4, false),
+        |_| {},
     )
     .unwrap();
     let resumed = meta_train(
@@ -470,6 +473,7 @@ fn resumed_training_equals_an_uninterrupted_run() {
         &family,
         &family,
         &sinusoid_config(&b, 6, true),
+        |_| {},
     )
     .unwrap();
     assert_eq!(resumed.steps_run, 2);
@@ -509,6 +513,7 @@ fn resumed_training_equals_an_uninterrupted_run() {
             &family,
             &family,
             &other,
+            |_| {},
         )
         .map(|_| ()),
         "checkpoint is for",

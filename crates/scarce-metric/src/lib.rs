@@ -23,5 +23,5 @@ pub use matching::MatchingNet;
 pub use protonet::{Metric, ProtoNet};
 pub use relation::RelationNet;
 pub use simpleshot::SimpleShot;
-pub use trainer::{evaluate, train, Learner, TrainConfig, TrainOutcome};
+pub use trainer::{evaluate, train, Learner, Progress, TrainConfig, TrainOutcome};
 pub use transductive::{BdCspn, LinearProbe, Tim};

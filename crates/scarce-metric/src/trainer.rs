@@ -225,8 +225,28 @@ pub fn plot_learning_curve(log: &Path, png: &Path, steps: usize) -> Result<()> {
         })
 }
 
+/// What a training step reports to the progress callback of [`train`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// Steps done (1-based).
+    pub step: usize,
+    /// Total steps.
+    pub steps: usize,
+    /// This step's episode loss.
+    pub loss: f64,
+    /// This step's query accuracy (%).
+    pub accuracy: f64,
+    /// The validation accuracy (%) when this step validated.
+    pub val_accuracy: Option<f64>,
+    /// The best validation accuracy (%) so far.
+    pub best_val: f64,
+    /// Seconds since this run (or resume) started.
+    pub elapsed_s: f64,
+}
+
 /// Trains `init` on episodes of `sampler` (collated by `collator`), validating on
-/// `val_set` (collated by `val_collator`).
+/// `val_set` (collated by `val_collator`). `progress` is called after every step (a progress
+/// bar, a plot); every `cfg.log_every` steps a line also goes out as a `tracing` event.
 #[allow(clippy::too_many_arguments)]
 pub fn train<M: Model, C: FewShotClassifier>(
     model: &M,
@@ -237,6 +257,7 @@ pub fn train<M: Model, C: FewShotClassifier>(
     val_set: &EpisodeSet,
     val_collator: &Collator,
     cfg: &TrainConfig,
+    mut progress: impl FnMut(&Progress),
 ) -> Result<TrainOutcome> {
     if cfg.steps == 0 || cfg.val_every == 0 {
         return Err(Error::param("steps, val_every", "must be at least 1"));
@@ -357,6 +378,7 @@ pub fn train<M: Model, C: FewShotClassifier>(
             .map(|v| format!("{:.4}", v.0))
             .unwrap_or_default();
         log.row(&format!("{done},{l:.6},{a:.3},{lr:.3e},{val_text}"))?;
+        let val_accuracy = val.as_ref().map(|v| v.0);
         if let Some((acc, current)) = val {
             // The log row is on disk before the checkpoint that covers it.
             log.flush()?;
@@ -383,6 +405,15 @@ pub fn train<M: Model, C: FewShotClassifier>(
                 cfg.steps,
             )?;
         }
+        progress(&Progress {
+            step: done,
+            steps: cfg.steps,
+            loss: l,
+            accuracy: a,
+            val_accuracy,
+            best_val,
+            elapsed_s: clock.elapsed().as_secs_f64(),
+        });
         if cfg.log_every > 0 && (done % cfg.log_every == 0 || validate) {
             let rate = (k + 1) as f64 / clock.elapsed().as_secs_f64();
             let eta = (cfg.steps - done) as f64 / rate;

@@ -169,10 +169,28 @@ fn interrupted_training_resumes_to_the_same_weights() {
             &s.val,
             &s.collator,
             &config(dir, steps, resume),
+            |_| {},
         )
         .unwrap()
     };
     run(&straight, 6, false);
+    // The progress callback sees every step once, in order; the last step validates.
+    let mut seen = Vec::new();
+    train(
+        &s.model,
+        &head,
+        s.init.clone(),
+        &s.sampler,
+        &s.collator,
+        &s.val,
+        &s.collator,
+        &config(&base.join("progress"), 3, false),
+        |p| seen.push(*p),
+    )
+    .unwrap();
+    let steps: Vec<(usize, usize)> = seen.iter().map(|p| (p.step, p.steps)).collect();
+    assert_eq!(steps, [(1, 3), (2, 3), (3, 3)]);
+    assert!(seen[2].val_accuracy.is_some() && seen.iter().all(|p| p.loss.is_finite()));
     // "Interrupted" after 4 steps (its last checkpoint is at step 4), then resumed to 6.
     run(&split, 4, false);
     // A row the killed run logged after its last checkpoint: redone on resume, not kept.
@@ -222,6 +240,7 @@ fn interrupted_training_resumes_to_the_same_weights() {
         &s.val,
         &s.collator,
         &other,
+        |_| {},
     )
     .unwrap_err();
     assert!(
