@@ -1,11 +1,11 @@
-//! Every scarce-augment transform on a real DICOM slice and a real NIfTI volume, as a PNG
+//! Every scarce-augment transform on a real DICOM slice and a real NIfTI volume, as an SVG
 //! grid with the label map's outline in red — look at it.
 //!
 //! Row 1: `data/dicom/pydicom_test_files/MR_small.dcm` (2D). Row 2: the middle slice of
 //! `data/nifti/nibabel/anatomical.nii` (transformed in 3D). The data sets carry no
 //! segmentation, so the label map is made by thresholding (label 1 above the 60th
 //! percentile) plus a disc (label 2), which is enough to see image and mask move together.
-//! Tile k is transform k of the list printed (and written to `gallery.txt`).
+//! Each tile is titled with its transform; `gallery.txt` says which file each row shows.
 //!
 //!     cargo run --release --example augment_gallery [-- --out DIR]
 
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use scarce::augment::field::Smoothness;
 use scarce::augment::transforms::*;
 use scarce::augment::{augment, Image, Op, Rand, Sample, Transform};
-use scarce::eval::plot::{colours, Canvas};
+use scarce::eval::plot::{colours, Canvas, Figure};
 use scarce::io::dicom::ImageOptions;
 use scarce::io::{DicomFile, Nifti};
 
@@ -241,7 +241,7 @@ fn draw(canvas: &mut Canvas, x0: i64, y0: i64, s: &Sample, scale: i64) {
     }
 }
 
-/// Every augmentation on a DICOM slice and a NIfTI volume, as one PNG grid.
+/// Every augmentation on a DICOM slice and a NIfTI volume, as one SVG grid.
 #[derive(clap::Parser)]
 struct Args {
     /// Output folder.
@@ -261,19 +261,8 @@ fn run() -> Res<()> {
         ("anatomical.nii", sample(&nifti)?),
     ];
     let count = transforms(&rows[0].1.image.shape).len();
-    let tile = 140i64;
-    let mut canvas = Canvas::new(tile as usize * count + 10, tile as usize * rows.len() + 30);
+    let mut figure = Figure::new(count, (180, 180));
     let mut legend = String::new();
-    for (k, (name, _)) in transforms(&rows[0].1.image.shape).iter().enumerate() {
-        let _ = writeln!(legend, "{:>2}  {name}", k + 1);
-        canvas.text(
-            k as i64 * tile + 60,
-            4,
-            &(k + 1).to_string(),
-            2,
-            colours::BLACK,
-        );
-    }
     for (r, (file, base)) in rows.iter().enumerate() {
         let _ = writeln!(
             legend,
@@ -284,22 +273,19 @@ fn run() -> Res<()> {
         );
         let dims = base.image.dims();
         let scale = (128 / dims[1].max(dims[2]) as i64).max(1);
-        for (k, (_, t)) in transforms(&base.image.shape).iter().enumerate() {
+        for (name, t) in transforms(&base.image.shape) {
             let mut s = base.clone();
             augment(t.as_ref(), &mut s, 7, 0)?;
-            draw(
-                &mut canvas,
-                k as i64 * tile + 5,
-                r as i64 * tile + 25,
-                &s,
-                scale,
-            );
+            let (_, _, h, w) = view(&s);
+            let mut tile = Canvas::new(w * scale as usize, h * scale as usize);
+            draw(&mut tile, 0, 0, &s, scale);
+            figure = figure.picture(name, tile);
         }
     }
-    canvas.save_png(&out.join("gallery.png"))?;
+    figure.save_svg(&out.join("gallery.svg"))?;
     std::fs::write(out.join("gallery.txt"), &legend)?;
     print!("{legend}");
-    println!("wrote {}", out.join("gallery.png").display());
+    println!("wrote {}", out.join("gallery.svg").display());
     Ok(())
 }
 

@@ -100,17 +100,14 @@ fn run() -> Res<()> {
     };
     let data = ImageSet::new(((&train01 * 2.0)? - 1.0)?, Some(ytr.clone()))?;
     let t0 = Instant::now();
+    let bar = cli::bar(cfg.steps, "training");
     let trained = train(&model, &data, &cfg, Some(&OutDir(out.clone())), |p| {
-        if p.step % 100 == 0 || p.step == p.steps {
-            eprintln!(
-                "step {:>5}/{}  loss {:.4}  {:.0} s",
-                p.step,
-                p.steps,
-                p.loss(),
-                p.elapsed_s
-            );
+        bar.set_position(p.step as u64);
+        if p.step % 50 == 0 {
+            bar.set_message(format!("loss {:.4}", p.loss()));
         }
     })?;
+    bar.finish();
     let train_s = t0.elapsed().as_secs_f64();
     let tail = &trained.losses[trained.losses.len().saturating_sub(200)..];
     let final_loss = tail.iter().sum::<f64>() / tail.len().max(1) as f64;
@@ -119,9 +116,11 @@ fn run() -> Res<()> {
     let t1 = Instant::now();
     let mut synth = Vec::new();
     let mut synth_y = Vec::new();
+    let bar = cli::bar(names.len() * per_class.div_ceil(50), "sampling");
     for (c, name) in names.iter().enumerate() {
         let mut parts = Vec::new();
         for chunk in 0..per_class.div_ceil(50) {
+            bar.inc(1);
             let n = 50.min(per_class - chunk * 50);
             let x = model.sample(
                 &trained.ema,
@@ -147,6 +146,7 @@ fn run() -> Res<()> {
         synth.push(((x + 1.0)? * 0.5)?);
         synth_y.extend(std::iter::repeat_n(c, per_class));
     }
+    bar.finish();
     let synth01 = Tensor::cat(&synth, 0)?;
     let sample_s = t1.elapsed().as_secs_f64();
 
@@ -158,9 +158,11 @@ fn run() -> Res<()> {
 
     // 4. K-shot with and without the synthetic images.
     let mut kshot = String::new();
+    let bar = cli::bar(2 * trials, "K-shot draws");
     for k in [5usize, 10] {
         let (mut plain, mut mixed) = (Vec::new(), Vec::new());
         for trial in 0..trials as u64 {
+            bar.inc(1);
             let idx: Vec<u32> = k_shot(&ytr, k, trial)
                 .into_iter()
                 .map(|i| i as u32)
@@ -180,11 +182,12 @@ fn run() -> Res<()> {
             "| {k} | {:.1} ± {:.1} | {:.1} ± {:.1} |",
             pm.mean, pm.ci95, mm.mean, mm.ci95
         )?;
-        eprintln!(
+        bar.println(format!(
             "K = {k}: real only {:.1} ± {:.1} %, real + synthetic {:.1} ± {:.1} %",
             pm.mean, pm.ci95, mm.mean, mm.ci95
-        );
+        ));
     }
+    bar.finish();
 
     let mut md = String::new();
     writeln!(md, "# ddpm_pneumonia results\n")?;

@@ -13,7 +13,7 @@
 //!   step personalises the model.
 //!
 //! Test accuracy of the global model on the official test split after every round goes to
-//! `accuracy.png` and `rounds.csv`; `results.md` has the final figures and, for FedAvg and
+//! `accuracy.svg` and `rounds.csv`; `results.md` has the final figures and, for FedAvg and
 //! Per-FedAvg, the sites' held-out accuracy before and after local personalisation.
 //!
 //!     cargo run --release --example federated_hospitals [-- --rounds 30 --epsilon 4 --out DIR]
@@ -31,7 +31,7 @@ use std::time::Instant;
 use scarce::core::{ops, DType, Device, Params, Stream, Tensor};
 use scarce::episodes::medmnist::{load_medmnist, Split};
 use scarce::episodes::Dataset;
-use scarce::eval::plot::{colours, line_chart, Canvas};
+use scarce::eval::plot::{colours, Chart, Figure};
 use scarce::fed::accountant;
 use scarce::fed::fedprox::proximal_term;
 use scarce::fed::partition::dirichlet_label_skew;
@@ -343,6 +343,8 @@ fn federate<S: Strategy>(
     let mut server = Server::new(strategy, initial.clone(), ServerConfig::all(SITES))?;
     let mut acc = Vec::new();
     let mut notes = String::new();
+    let bar = cli::bar(rounds as usize, "rounds");
+    bar.set_prefix(name.to_string());
     for r in 1..=rounds {
         simulation::run(&mut server, &mut clients, r, false, |report| {
             if !report.failed.is_empty() || !report.rejected.is_empty() {
@@ -360,11 +362,13 @@ fn federate<S: Strategy>(
             .last()
             .and_then(|h| h.fit_metrics.get("train_loss").copied());
         let loss = loss.map_or("not reported".to_string(), |l| format!("{l:.4}"));
-        println!(
-            "{name:<28} round {r:>3}: test accuracy {:.4}, mean local loss {loss}",
-            acc[acc.len() - 1],
-        );
+        bar.inc(1);
+        bar.set_message(format!(
+            "test accuracy {:.4}, mean local loss {loss}",
+            acc[acc.len() - 1]
+        ));
     }
+    bar.finish();
     let personalised = match clients[0].local {
         _ if clients.iter().all(|c| !c.poisoned) => {
             let (mut before, mut after, mut n) = (0.0, 0.0, 0.0);
@@ -413,30 +417,19 @@ fn plot(runs: &[Run], rounds: u64, path: &Path) -> Res<()> {
         [140, 86, 75],
         [127, 127, 127],
     ];
-    let points: Vec<Vec<(f64, f64)>> = runs
-        .iter()
-        .map(|r| {
-            r.accuracy
-                .iter()
-                .enumerate()
-                .map(|(i, &a)| ((i + 1) as f64, a))
-                .collect()
-        })
-        .collect();
-    let series: Vec<_> = points
-        .iter()
-        .zip(palette.iter().cycle())
-        .map(|(p, c)| (p.as_slice(), *c))
-        .collect();
-    let chart = line_chart(&series, (1.0, rounds as f64), (0.4, 1.0), 720, 360);
-    // A legend: one colour swatch per run, in the order of results.md.
-    let mut legend = Canvas::new(720, 14 * runs.len() + 8);
-    for (k, c) in palette.iter().take(runs.len()).enumerate() {
-        let y = 4 + 14 * k as i64;
-        legend.rect(60, y, 100, y + 8, *c);
-        legend.text(110, y - 1, &format!("{}", k + 1), 2, colours::BLACK);
+    let mut chart = Chart::new("Test accuracy of the global model, per round")
+        .x_axis("round", Some((1.0, rounds as f64)))
+        .y_axis("accuracy", Some((0.4, 1.0)));
+    for (r, colour) in runs.iter().zip(palette.iter().cycle()) {
+        let points = r
+            .accuracy
+            .iter()
+            .enumerate()
+            .map(|(i, &a)| ((i + 1) as f64, a))
+            .collect();
+        chart = chart.line(r.name.clone(), points, *colour);
     }
-    chart.stack(&legend).save_png(path)?;
+    Figure::new(1, (820, 460)).chart(chart).save_svg(path)?;
     Ok(())
 }
 
@@ -590,7 +583,7 @@ fn run() -> Res<()> {
         csv.push('\n');
     }
     std::fs::write(out.join("rounds.csv"), csv)?;
-    plot(&runs, rounds, &out.join("accuracy.png"))?;
+    plot(&runs, rounds, &out.join("accuracy.svg"))?;
 
     let mut md = format!(
         "# federated_hospitals\n\nPneumoniaMNIST, {SITES} sites, Dirichlet(0.3) label skew, MLP 784-{HIDDEN}-2, \

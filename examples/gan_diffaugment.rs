@@ -63,22 +63,20 @@ fn run() -> Res<()> {
             max_loss: Some(1e3),
         };
         let t0 = Instant::now();
+        let bar = cli::bar(cfg.steps, "training");
+        bar.set_prefix(name.to_string());
         let trained = train(&gan, &data, &cfg, Some(&OutDir(dir.clone())), |p| {
-            if p.step % 500 == 0 {
+            bar.set_position(p.step as u64);
+            if p.step % 50 == 0 {
                 let l: Vec<String> = p
                     .losses
                     .iter()
                     .map(|(n, v)| format!("{n} {v:.3}"))
                     .collect();
-                eprintln!(
-                    "{name} step {:>5}/{}  {}  {:.0} s",
-                    p.step,
-                    p.steps,
-                    l.join("  "),
-                    p.elapsed_s
-                );
+                bar.set_message(l.join("  "));
             }
         })?;
+        bar.finish();
         let (synth01, _) = sample_per_class(
             &gan,
             &trained.ema,

@@ -8,7 +8,7 @@
 //! Run: `cargo run --release --example maml_omniglot -- [--meta-steps N] [--meta-batch B]
 //!       [--out DIR] [--resume] [--test-only]`
 //! Writes `DIR` (default `target/maml_omniglot`): checkpoints, `log.csv`,
-//! `learning_curve.png`, and `test.txt` with the test accuracies ± 95% CI.
+//! `learning_curve.svg`, and `test.txt` with the test accuracies ± 95% CI.
 
 #[path = "common/cli.rs"]
 mod cli;
@@ -142,10 +142,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     for steps in [1, 3] {
         let t0 = Instant::now();
         let mut accs = Vec::with_capacity(600);
+        let bar = cli::bar(600, "testing");
         for task in test.tasks(0, 600)? {
             let s = learner.evaluate(&best, &task?, steps, &mut Ctx::transductive())?;
             accs.push(s.accuracy.unwrap_or(f64::NAN));
+            bar.inc(1);
         }
+        bar.finish_and_clear();
         let m = mean_ci95(&accs)?;
         lines.push(format!(
             "{steps} adaptation step(s): {:.2} ± {:.2}% ({} tasks, {:.0} s)",

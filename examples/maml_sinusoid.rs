@@ -6,7 +6,7 @@
 //! after 1 and 10 steps.
 //!
 //! Run: `cargo run --release --example maml_sinusoid -- [--meta-steps N] [--out DIR]`
-//! Writes `DIR` (default `target/maml_sinusoid`): `results.txt` and `fits.png` (four test
+//! Writes `DIR` (default `target/maml_sinusoid`): `results.txt` and `fits.svg` (four test
 //! tasks: the true curve in black, the 10 support points in red, MAML after 10 steps in blue,
 //! the pretrained network after 10 steps in orange).
 
@@ -20,7 +20,7 @@ use scarce::core::backbone::{Mlp, MlpConfig};
 use scarce::core::optim::{Adam, AdamConfig, Optimizer};
 use scarce::core::{second_order, Ctx, DType, Device, Model, Params, Stream, Tensor};
 use scarce::eval::mean_ci95;
-use scarce::eval::plot::{colours, line_chart, Rgb};
+use scarce::eval::plot::{colours, Chart, Figure};
 use scarce::meta::{
     adapt, Algorithm, InnerLoop, Loss, MetaLearner, MetaState, Order, Sinusoid, Task,
 };
@@ -65,6 +65,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let t0 = Instant::now();
     let mut maml = init.to_vars()?;
     let mut adam = Adam::new(AdamConfig::default())?;
+    let bar = cli::bar(meta_steps, "MAML");
     for step in 0..meta_steps {
         let tasks: Vec<Task> = (0..meta_batch)
             .map(|j| train.task((step * meta_batch + j) as u64))
@@ -75,20 +76,19 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         };
         let g = learner.meta_gradient(&state, &tasks, step, &mut Ctx::transductive())?;
         adam.step(&mut maml, &g.params)?;
-        if (step + 1) % 1000 == 0 {
-            eprintln!(
-                "MAML meta-step {:>6}/{meta_steps}: meta-loss {:.3}",
-                step + 1,
-                g.loss
-            );
+        bar.inc(1);
+        if (step + 1) % 100 == 0 {
+            bar.set_message(format!("meta-loss {:.3}", g.loss));
         }
     }
+    bar.finish();
     let maml_time = t0.elapsed().as_secs_f64();
 
     // Pretrained on all tasks jointly: the same tasks and points, one regression problem.
     let t0 = Instant::now();
     let mut pre = init.to_vars()?;
     let mut adam = Adam::new(AdamConfig::default())?;
+    let bar = cli::bar(meta_steps, "pretraining");
     for step in 0..meta_steps {
         let (mut xs, mut ys) = (vec![], vec![]);
         for j in 0..meta_batch {
@@ -100,7 +100,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         let loss = Loss::Mse.of(&model.forward(&pre, &x, &mut Ctx::transductive())?, &y)?;
         let g = pre.grads(&loss.backward()?)?;
         adam.step(&mut pre, &g)?;
+        bar.inc(1);
     }
+    bar.finish();
     let pre_time = t0.elapsed().as_secs_f64();
 
     // 600 unseen tasks (another seed), 10 support and 100 query points each.
@@ -111,6 +113,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     lines.push(format!(
         "MAML: {meta_steps} meta-steps × {meta_batch} tasks, second order, {maml_time:.0} s; pretrained: {meta_steps} Adam steps on the same points, {pre_time:.0} s"
     ));
+    let bar = cli::bar(4 * 600, "testing");
     for (name, p) in [("MAML", &maml), ("pretrained", &pre)] {
         let state = MetaState {
             params: p.detach(),
@@ -119,6 +122,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         for steps in [1, 10] {
             let mse: Vec<f64> = (0..600)
                 .map(|i| {
+                    bar.inc(1);
                     learner
                         .evaluate(&state, &test.task(i)?, steps, &mut Ctx::transductive())
                         .map(|s| s.loss)
@@ -161,7 +165,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             .to_vec1::<f64>()?;
         Ok(grid.iter().copied().zip(y).collect())
     };
-    let mut canvas: Option<scarce::eval::plot::Canvas> = None;
+    let mut figure = Figure::new(2, (560, 300));
     for i in 0..4u64 {
         let task = test.task(i)?;
         let wave = test.wave(i);
@@ -177,26 +181,23 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             .to_dtype(DType::F64)?
             .flatten_all()?
             .to_vec1::<f64>()?;
-        let points: Vec<[(f64, f64); 1]> = xs.iter().zip(&ys).map(|(&x, &y)| [(x, y)]).collect();
-        let mut series: Vec<(&[(f64, f64)], Rgb)> = vec![
-            (&truth, colours::BLACK),
-            (&m, colours::BLUE),
-            (&p, colours::ORANGE),
-        ];
-        series.extend(points.iter().map(|pt| (&pt[..], colours::RED)));
-        let chart = line_chart(&series, (-5.0, 5.0), (-5.5, 5.5), 640, 240);
-        canvas = Some(match canvas {
-            None => chart,
-            Some(c) => c.stack(&chart),
-        });
+        figure = figure.chart(
+            Chart::new(format!(
+                "Test task {i}: after adaptation to its support points"
+            ))
+            .x_axis("x", Some((-5.0, 5.0)))
+            .y_axis("y", Some((-5.5, 5.5)))
+            .line("true sine", truth, colours::BLACK)
+            .line("MAML", m, colours::BLUE)
+            .line("pretrained", p, colours::ORANGE)
+            .points("support", xs.into_iter().zip(ys).collect(), colours::RED),
+        );
     }
-    if let Some(c) = canvas {
-        c.save_png(&out.join("fits.png"))?;
-    }
+    figure.save_svg(&out.join("fits.svg"))?;
     println!(
         "wrote {} and {}",
         out.join("results.txt").display(),
-        out.join("fits.png").display()
+        out.join("fits.svg").display()
     );
     Ok(())
 }

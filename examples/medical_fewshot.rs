@@ -154,6 +154,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         "| data set | K per class | ProtoNet on the Omniglot embedding: AUROC | Conv4 from scratch on the K images: AUROC |\n| --- | --- | --- | --- |\n",
     );
     let mut json = serde_json::Map::new();
+    let bar = cli::bar(2 * 3 * sets, "support sets");
     for name in ["breastmnist", "pneumoniamnist"] {
         let file = data.join(format!("{name}.safetensors"));
         let train = load_medmnist(&file, Split::Train).map_err(episodes_err)?;
@@ -168,6 +169,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 .map_err(episodes_err)?;
             let (mut proto_auc, mut scratch_auc) = (Vec::new(), Vec::new());
             for i in 0..sets as u64 {
+                bar.inc(1);
                 let e = sampler.episode(i).map_err(episodes_err)?;
                 // Labels as the data set's classes (not the episode's order).
                 let y: Vec<u32> = e
@@ -204,7 +206,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 "| {name} | {k} | {:.3} ± {:.3} | {:.3} ± {:.3} |",
                 p.mean, p.ci95, s.mean, s.ci95
             );
-            println!("{line}");
+            bar.println(&line);
             table.push_str(&line);
             table.push('\n');
             json.insert(
@@ -217,6 +219,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     table.push_str(&format!(
         "\n{sets} support sets per row; test splits whole (156 and 624 images); from scratch: {scratch_steps} Adam steps (lr 1e-3); {secs:.0} s.\n"
     ));
+    bar.finish();
     std::fs::write(out.join("results.md"), &table)?;
     std::fs::write(
         out.join("results.json"),

@@ -30,7 +30,9 @@ use scarce::core::{DType, Device, Model, Stream};
 use scarce::episodes::omniglot::{Omniglot, OmniglotSet};
 use scarce::episodes::{ClassSplit, Collator, EpisodeConfig, EpisodeSampler, EpisodeSet};
 use scarce::metric::trainer::episodes_err;
-use scarce::metric::{evaluate, train, FewShotClassifier, Learner, ProtoNet, TrainConfig};
+use scarce::metric::{
+    evaluate_with_progress, train, FewShotClassifier, Learner, ProtoNet, TrainConfig,
+};
 
 // A 60-way episode's activations (tens of MB each) are above glibc's largest mmap threshold,
 // so with its malloc every one is mapped, faulted in zeroed and unmapped again each step;
@@ -65,7 +67,7 @@ struct Args {
     paper: bool,
 }
 
-/// `explanation.png`: the first query of a 5-way 1-shot test episode, its distance to each
+/// `explanation.svg`: the first query of a 5-way 1-shot test episode, its distance to each
 /// class and its three nearest support drawings.
 fn explain_first_query(
     model: &Conv4,
@@ -92,8 +94,8 @@ fn explain_first_query(
         .map(|&i| image(i))
         .collect::<Result<_, _>>()?;
     let refs: Vec<&[f32]> = support.iter().map(Vec::as_slice).collect();
-    let path = out.join("explanation.png");
-    scarce::metric::explanation_png(
+    let path = out.join("explanation.svg");
+    scarce::metric::explanation_svg(
         &path,
         &why,
         &image(episode.query[0])?,
@@ -247,7 +249,17 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 let name = format!("{test_way}way_{shot}shot{suffix}");
                 set.save(&args.out.join(format!("test_{name}.json")))
                     .map_err(episodes_err)?;
-                let accs = evaluate(&model, &head, &outcome.best, &test_collator, &set)?;
+                let bar = cli::bar(set.episodes.len(), "testing");
+                bar.set_message(name.clone());
+                let accs = evaluate_with_progress(
+                    &model,
+                    &head,
+                    &outcome.best,
+                    &test_collator,
+                    &set,
+                    |done, _| bar.set_position(done as u64),
+                )?;
+                bar.finish_and_clear();
                 let m = scarce::eval::mean_ci95(&accs)?;
                 println!(
                     "Omniglot {test_way}-way {shot}-shot, 600 test episodes ({classes}): {m} %"

@@ -49,17 +49,14 @@ fn run() -> Res<()> {
     };
     let t0 = Instant::now();
     let data = ImageSet::new(((&train01 * 2.0)? - 1.0)?, Some(ytr.clone()))?;
+    let bar = cli::bar(cfg.steps, "training");
     let trained = train(&vae, &data, &cfg, Some(&OutDir(out.clone())), |p| {
-        if p.step % 500 == 0 {
-            eprintln!(
-                "step {:>5}/{}  negative ELBO {:.2}  {:.0} s",
-                p.step,
-                p.steps,
-                p.loss(),
-                p.elapsed_s
-            );
+        bar.set_position(p.step as u64);
+        if p.step % 50 == 0 {
+            bar.set_message(format!("negative ELBO {:.2}", p.loss()));
         }
     })?;
+    bar.finish();
     let train_s = t0.elapsed().as_secs_f64();
     let per_class = yte.len() / 2;
     let (synth01, _) = sample_per_class(

@@ -23,6 +23,9 @@ pub mod second_order;
 /// re-exported `Tensor`, `Device` and `DType`.
 pub use candle_core;
 pub use candle_core::{DType, Device, Tensor};
+/// The candle-nn scarce-core is built with: its layers can be brought in as a [`Model`]
+/// (see the getting-started guide).
+pub use candle_nn;
 pub use device::{device, Pref};
 pub use error::{Error, Result};
 pub use model::{Ctx, Mode, Model};

@@ -68,3 +68,8 @@ pub fn data_dir() -> PathBuf {
     }
     PathBuf::from("data")
 }
+
+/// The README's examples, compiled and run as documentation tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

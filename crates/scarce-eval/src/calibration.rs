@@ -135,31 +135,29 @@ pub fn fit_temperature(logits: &[Vec<f64>], labels: &[usize]) -> Result<f64> {
 }
 
 /// A reliability diagram: per bin, a bar of the accuracy (blue) beside the diagonal of
-/// perfect calibration (grey), with the gap to the bin's mean confidence in red.
-pub fn reliability_diagram(bins: &[ReliabilityBin], size: usize) -> crate::plot::Canvas {
-    use crate::plot::{colours, line_chart};
-    let mut c = line_chart(
-        &[(&[(0.0, 0.0), (1.0, 1.0)], colours::GREY)],
-        (0.0, 1.0),
-        (0.0, 1.0),
-        size,
-        size,
-    );
-    let (left, right, top, bottom) = (50i64, size as i64 - 15, 15i64, size as i64 - 30);
-    let px = |x: f64| left + (x * (right - left) as f64).round() as i64;
-    let py = |y: f64| bottom - (y * (bottom - top) as f64).round() as i64;
-    for b in bins.iter().filter(|b| b.count > 0) {
-        c.rect(
-            px(b.lo) + 1,
-            py(b.accuracy),
-            px(b.hi) - 1,
-            bottom - 1,
-            colours::BLUE,
-        );
-        let (lo, hi) = (b.accuracy.min(b.confidence), b.accuracy.max(b.confidence));
-        c.rect(px(b.lo) + 1, py(hi), px(b.hi) - 1, py(lo), colours::RED);
-    }
-    c
+/// perfect calibration (grey), with the gap to the bin's mean confidence in red. Put it in a
+/// [`crate::plot::Figure`] to save it.
+pub fn reliability_diagram(bins: &[ReliabilityBin]) -> crate::plot::Chart {
+    use crate::plot::{colours, Chart};
+    let used: Vec<&ReliabilityBin> = bins.iter().filter(|b| b.count > 0).collect();
+    let bars = used
+        .iter()
+        .map(|b| [(b.lo, 0.0), (b.hi, b.accuracy)])
+        .collect();
+    let gaps = used
+        .iter()
+        .map(|b| [(b.lo, b.accuracy), (b.hi, b.confidence)])
+        .collect();
+    Chart::new("Reliability diagram")
+        .x_axis("confidence", Some((0.0, 1.0)))
+        .y_axis("accuracy", Some((0.0, 1.0)))
+        .boxes("accuracy", bars, colours::BLUE)
+        .boxes("gap to confidence", gaps, colours::RED)
+        .line(
+            "perfect calibration",
+            vec![(0.0, 0.0), (1.0, 1.0)],
+            colours::GREY_DARK,
+        )
 }
 
 #[cfg(test)]
@@ -176,18 +174,33 @@ mod tests {
 
     #[test]
     fn reliability_bars_reach_the_bin_accuracy() {
-        let bins = [ReliabilityBin {
-            lo: 0.5,
-            hi: 1.0,
-            count: 4,
-            confidence: 0.75,
-            accuracy: 0.5,
-        }];
-        let c = reliability_diagram(&bins, 215);
-        // Plot area x 50..200, y 15..185: the bar spans x 126..199, up to y = 185 - 85.
-        assert_eq!(c.get(160, 150), crate::plot::colours::BLUE);
-        assert_eq!(c.get(160, 90), crate::plot::colours::RED); // the 0.5..0.75 gap
-        assert_eq!(c.get(100, 150), crate::plot::colours::WHITE);
+        let bins = [
+            ReliabilityBin {
+                lo: 0.5,
+                hi: 1.0,
+                count: 4,
+                confidence: 0.75,
+                accuracy: 0.5,
+            },
+            ReliabilityBin {
+                lo: 0.0,
+                hi: 0.5,
+                count: 0,
+                confidence: 0.0,
+                accuracy: 0.0,
+            },
+        ];
+        let chart = reliability_diagram(&bins);
+        // One bar (the empty bin draws none) from 0 up to the accuracy, one gap bar between
+        // accuracy and confidence.
+        assert_eq!(
+            chart.boxes_named("accuracy"),
+            Some(&[[(0.5, 0.0), (1.0, 0.5)]][..])
+        );
+        assert_eq!(
+            chart.boxes_named("gap to confidence"),
+            Some(&[[(0.5, 0.5), (1.0, 0.75)]][..])
+        );
     }
 
     /// Two classes with logits `[ln p, ln(1 − p)]`: the softmax confidence is `max(p, 1 − p)`.

@@ -4,8 +4,8 @@
 //! library): mean accuracy with a 95% confidence interval over test episodes; confusion
 //! matrix, per-class sensitivity / specificity and balanced accuracy; AUROC (binary,
 //! one-vs-rest, one-vs-one); expected calibration error and temperature scaling; the
-//! Fréchet distance between feature sets (FID's formula); reliability diagrams and line
-//! charts as PNG.
+//! Fréchet distance between feature sets (FID's formula); reliability diagrams, charts
+//! and figures as SVG.
 //! AUROC, the confusion matrix, recall and balanced accuracy are checked against
 //! scikit-learn's values and the Fréchet distance against scipy's (`shared/fixtures/metrics`);
 //! accuracy and specificity against their definitions evaluated on scikit-learn's matrix;
@@ -49,3 +49,8 @@ pub(crate) fn invalid(name: &'static str, reason: impl Into<String>) -> Error {
         reason: reason.into(),
     }
 }
+
+/// The README's examples, compiled and run as documentation tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

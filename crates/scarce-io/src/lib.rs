@@ -18,3 +18,8 @@ pub use error::{Error, Result};
 pub use image::{Image, Metadata};
 pub use nifti::{write_nifti, Nifti, NiftiHeader};
 pub use samples::{Dtype, Samples, Stats};
+
+/// The README's examples, compiled and run as documentation tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -5,7 +5,7 @@
 //! Under `out_dir` it writes `last.safetensors` (weights, learnt rates, batch-norm
 //! statistics, optimiser state and step; atomically, at every validation),
 //! `best.safetensors` (best validation score), `log.csv` (`step,loss,lr,val_loss,val_acc`)
-//! and `learning_curve.png` (meta-loss above, validation score below).
+//! and `learning_curve.svg` (meta-loss above, validation score below).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -411,7 +411,7 @@ pub fn meta_train<M: Model>(
             last_good = Some(last_path.clone());
             plot_learning_curve(
                 &log_path,
-                &cfg.out_dir.join("learning_curve.png"),
+                &cfg.out_dir.join("learning_curve.svg"),
                 cfg.meta_steps,
                 learner.loss,
             )?;
@@ -452,9 +452,9 @@ pub fn meta_train<M: Model>(
     })
 }
 
-/// Draws `log.csv` as a PNG: the meta-loss (mean over windows of `steps / 100` steps) above,
+/// Draws `log.csv` as an SVG: the meta-loss (mean over windows of `steps / 100` steps) above,
 /// the validation accuracy (classification) or loss (regression) below.
-pub fn plot_learning_curve(log: &Path, png: &Path, steps: usize, loss: Loss) -> Result<()> {
+pub fn plot_learning_curve(log: &Path, svg: &Path, steps: usize, loss: Loss) -> Result<()> {
     use scarce_eval::plot::{csv_points, learning_curve};
     let text = std::fs::read_to_string(log).map_err(|source| scarce_core::Error::Io {
         path: log.to_path_buf(),
@@ -471,11 +471,16 @@ pub fn plot_learning_curve(log: &Path, png: &Path, steps: usize, loss: Loss) -> 
     } else {
         (lo.min(0.0), lo.max(0.0) + 1.0)
     };
-    learning_curve(&csv_points(&text, 0, 1), &val, steps, range)
-        .save_png(png)
+    let label = if loss == Loss::CrossEntropy {
+        "validation accuracy (%)"
+    } else {
+        "validation loss"
+    };
+    learning_curve(&csv_points(&text, 0, 1), &val, steps, (label, range))
+        .save_svg(svg)
         .map_err(|source| {
             scarce_core::Error::Io {
-                path: png.to_path_buf(),
+                path: svg.to_path_buf(),
                 source,
             }
             .into()

@@ -501,7 +501,7 @@ fn resumed_training_equals_an_uninterrupted_run() {
             .collect::<Vec<_>>()
     };
     assert_eq!(strip_val(log(&a)), strip_val(log(&b)));
-    assert!(a.join("learning_curve.png").exists() && b.join("best.safetensors").exists());
+    assert!(a.join("learning_curve.svg").exists() && b.join("best.safetensors").exists());
     // A checkpoint of another run is refused.
     let mut other = sinusoid_config(&b, 8, true);
     other.run_id = serde_json::json!({"test": "other"});

@@ -18,10 +18,17 @@ pub mod trainer;
 pub mod transductive;
 
 pub use classifier::FewShotClassifier;
-pub use explain::{explain, explanation_png, Explanation};
+pub use explain::{explain, explanation_svg, Explanation};
 pub use matching::MatchingNet;
 pub use protonet::{Metric, ProtoNet};
 pub use relation::RelationNet;
 pub use simpleshot::SimpleShot;
-pub use trainer::{evaluate, train, Learner, Progress, TrainConfig, TrainOutcome};
+pub use trainer::{
+    evaluate, evaluate_with_progress, train, Learner, Progress, TrainConfig, TrainOutcome,
+};
 pub use transductive::{BdCspn, LinearProbe, Tim};
+
+/// The README's examples, compiled and run as documentation tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -6,7 +6,7 @@
 //! validates on a fixed [`EpisodeSet`] every `val_every` steps, and writes under `out_dir`:
 //! `last.safetensors` (weights, batch-norm statistics, Adam state, step; written atomically
 //! at every validation), `best.safetensors` (best validation accuracy), `log.csv`, and
-//! `learning_curve.png` (training loss above, validation accuracy below; redrawn from the
+//! `learning_curve.svg` (training loss above, validation accuracy below; redrawn from the
 //! log at every validation).
 
 use std::path::{Path, PathBuf};
@@ -124,6 +124,18 @@ pub fn evaluate<M: Model, C: FewShotClassifier>(
     collator: &Collator,
     set: &EpisodeSet,
 ) -> Result<Vec<f64>> {
+    evaluate_with_progress(model, classifier, learner, collator, set, |_, _| {})
+}
+
+/// [`evaluate`], calling `progress(episodes done, episodes)` after each episode.
+pub fn evaluate_with_progress<M: Model, C: FewShotClassifier>(
+    model: &M,
+    classifier: &C,
+    learner: &Learner,
+    collator: &Collator,
+    set: &EpisodeSet,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Vec<f64>> {
     let loader = EpisodeLoader::new(Episodes::Fixed(set.clone()), collator.clone(), 4)
         .map_err(episodes_err)?;
     let mut accs = Vec::with_capacity(set.episodes.len());
@@ -139,6 +151,7 @@ pub fn evaluate<M: Model, C: FewShotClassifier>(
             &batch,
         )?;
         accs.push(accuracy(&logits, &batch.query_labels)?);
+        progress(accs.len(), set.episodes.len());
     }
     Ok(accs)
 }
@@ -201,9 +214,9 @@ pub fn load_learner(
     ))
 }
 
-/// Draws `log.csv` (step, loss, train_acc, lr, val_acc) as a PNG: training loss (mean over
+/// Draws `log.csv` (step, loss, train_acc, lr, val_acc) as an SVG: training loss (mean over
 /// windows of `steps / 100` steps) above, validation accuracy (%) below.
-pub fn plot_learning_curve(log: &Path, png: &Path, steps: usize) -> Result<()> {
+pub fn plot_learning_curve(log: &Path, svg: &Path, steps: usize) -> Result<()> {
     use scarce_eval::plot::{csv_points, learning_curve};
     let text = std::fs::read_to_string(log).map_err(|source| Error::Io {
         path: log.to_path_buf(),
@@ -217,12 +230,17 @@ pub fn plot_learning_curve(log: &Path, png: &Path, steps: usize) -> Result<()> {
         (lo - 1.0).floor().max(0.0),
         hi.ceil().min(100.0).max(lo + 1.0),
     );
-    learning_curve(&csv_points(&text, 0, 1), &val, steps, range)
-        .save_png(png)
-        .map_err(|source| Error::Io {
-            path: png.to_path_buf(),
-            source,
-        })
+    learning_curve(
+        &csv_points(&text, 0, 1),
+        &val,
+        steps,
+        ("validation accuracy (%)", range),
+    )
+    .save_svg(svg)
+    .map_err(|source| Error::Io {
+        path: svg.to_path_buf(),
+        source,
+    })
 }
 
 /// What a training step reports to the progress callback of [`train`].
@@ -401,7 +419,7 @@ pub fn train<M: Model, C: FewShotClassifier>(
             )?;
             plot_learning_curve(
                 &log_path,
-                &cfg.out_dir.join("learning_curve.png"),
+                &cfg.out_dir.join("learning_curve.svg"),
                 cfg.steps,
             )?;
         }

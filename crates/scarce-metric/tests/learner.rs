@@ -226,7 +226,7 @@ fn interrupted_training_resumes_to_the_same_weights() {
         log,
         std::fs::read_to_string(straight.join("log.csv")).unwrap()
     );
-    assert!(split.join("learning_curve.png").is_file());
+    assert!(split.join("learning_curve.svg").is_file());
 
     // A checkpoint of another backbone is refused, naming both.
     let mut other = config(&split, 8, true);
