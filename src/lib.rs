@@ -15,6 +15,7 @@
 //! | `fed` | [`fed`] = `scarce-fed` | Flower-exact strategies, DP-FedAvg and DP-SGD, the Opacus-exact RDP accountant, secure aggregation, partitioners, a checkpointed server and simulation |
 //! | `augment` | [`augment`] = `scarce-augment` | 2D/3D spatial and intensity augmentation of image and label map together, scipy-exact resampling, replayable and invertible; DiffAugment on tensors |
 //! | `gen` | [`gen`] = `scarce-gen` | DDPM / DDIM, the UNet denoiser, conditional VAE and DCGAN, audits, synthetic data sets with provenance |
+//! | `models` | [`models`] = `scarce-models` | ResNet-18 / ResNet-34 (torchvision) and the Vision Transformer (timm) under PyTorch's names; safetensors state dicts in and out |
 //! | `full` | | every crate above |
 //! | `all-codecs` | | scarce-io's JPEG-LS and 12-bit JPEG decoders (built with CMake) |
 //! | `cuda`, `cudnn`, `metal`, `mkl`, `accelerate` | | candle's backends, under candle's names |
@@ -41,6 +42,8 @@ pub use scarce_io as io;
 pub use scarce_meta as meta;
 #[cfg(feature = "metric")]
 pub use scarce_metric as metric;
+#[cfg(feature = "models")]
+pub use scarce_models as models;
 
 /// The candle version scarce is built on (its tensors are scarce's tensors).
 #[cfg(feature = "core")]

@@ -50,6 +50,34 @@ fn orders<F: Fn(&[Tensor]) -> Result<Tensor> + Copy>(name: &str, op: F, inputs: 
 }
 
 #[test]
+fn gelu_gradient_is_the_closed_form() {
+    // d/dx x·Φ(x) = Φ(x) + x·φ(x), in f64, at points across the curve.
+    let xs: Vec<f64> = (-40..=40).map(|i| i as f64 * 0.15).collect();
+    let x = candle_core::Var::new(xs.as_slice(), &Device::Cpu).unwrap();
+    let y = ops::gelu(x.as_tensor()).unwrap();
+    let g = y.sum_all().unwrap().backward().unwrap();
+    let got = g.get(x.as_tensor()).unwrap().to_vec1::<f64>().unwrap();
+    let erf = (x.as_tensor() / std::f64::consts::SQRT_2)
+        .unwrap()
+        .erf()
+        .unwrap();
+    let erf = erf.to_vec1::<f64>().unwrap();
+    for ((&x, &g), &e) in xs.iter().zip(&got).zip(&erf) {
+        let phi = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
+        let want = 0.5 * (1.0 + e) + x * phi;
+        assert!(
+            (g - want).abs() <= 1e-14 * want.abs().max(1.0),
+            "x = {x}: {g} vs {want}"
+        );
+    }
+    both(
+        "gelu",
+        |xs: &[Tensor]| ops::gelu(&xs[0]),
+        &[rand(7, &[3, 5])],
+    );
+}
+
+#[test]
 fn convolutions() {
     let x = rand(1, &[2, 4, 5, 4]);
     let w = rand(2, &[4, 2, 3, 2]);
