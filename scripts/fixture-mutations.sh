@@ -27,6 +27,7 @@ targets=(
     "scarce-gen diffusion_fixtures"
     "scarce-gen audit"
     "scarce-eval metrics_fixtures"
+    "scarce-models backbone_fixtures"
 )
 # Build every target once, quietly.
 for t in "${targets[@]}"; do
