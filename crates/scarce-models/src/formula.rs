@@ -5,7 +5,7 @@
 //! order, gets `u = splitmix64(seed·φ + i·M1 + e) >> 11 · 2⁻⁵³` and `s = 2u − 1`, then a value
 //! by the tensor's [`Kind`].
 
-use crate::state_dict::{Kind, TensorSpec};
+use crate::state_dict::{build, Kind, TensorSpec};
 use candle_core::{DType, Device, Tensor};
 use scarce_core::{Params, Result};
 
@@ -53,20 +53,13 @@ pub fn state(
     dtype: DType,
     device: &Device,
 ) -> Result<(Params, Params)> {
-    let (mut params, mut buffers) = (Params::new(), Params::new());
-    for (i, spec) in layout.iter().enumerate() {
+    build(layout, |i, spec| {
         let n: usize = spec.shape.iter().product();
         let v: Vec<f64> = (0..n as u64)
             .map(|e| value(seed, i as u64, e, spec.kind, spec.fan_in))
             .collect();
-        let t = Tensor::from_vec(v, spec.shape.as_slice(), device)?.to_dtype(dtype)?;
-        if spec.kind.is_buffer() {
-            buffers.insert(spec.name.as_str(), t);
-        } else {
-            params.insert(spec.name.as_str(), t);
-        }
-    }
-    Ok((params, buffers))
+        Ok(Tensor::from_vec(v, spec.shape.as_slice(), device)?.to_dtype(dtype)?)
+    })
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use scarce_core::ops::{self, ConvOpts, PoolOpts};
 use scarce_core::{Ctx, Error, Model, Params, Result, Stream};
 
-use crate::state_dict::{batch_norm, init, Kind, TensorSpec};
+use crate::state_dict::{batch_norm, init, init_tensor, Kind, TensorSpec};
 
 /// The first layers of a [`ResNet`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

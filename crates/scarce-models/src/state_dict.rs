@@ -132,12 +132,12 @@ pub fn load(
     dtype: DType,
     device: &Device,
 ) -> Result<(Params, Params, LoadReport)> {
-    let mut file: HashMap<String, Tensor> = candle_core::safetensors::load(path, &Device::Cpu)
-        .map_err(|e| Error::Format {
-            path: path.into(),
-            reason: e.to_string(),
-        })?;
-    file.retain(|name, _| !name.ends_with("num_batches_tracked"));
+    let (file, _) = scarce_core::checkpoint::load(path, &Device::Cpu)?;
+    let mut file: HashMap<String, Tensor> = file
+        .iter()
+        .filter(|(name, _)| !name.ends_with("num_batches_tracked"))
+        .map(|(name, t)| (name.to_string(), t.clone()))
+        .collect();
     let (mut params, mut buffers) = (Params::new(), Params::new());
     let mut report = LoadReport::default();
     for spec in layout {
@@ -150,11 +150,7 @@ pub fn load(
             }
             Some(t) => {
                 let t = t.to_dtype(dtype)?.to_device(device)?;
-                if spec.kind.is_buffer() {
-                    buffers.insert(spec.name.as_str(), t);
-                } else {
-                    params.insert(spec.name.as_str(), t);
-                }
+                place(spec, t, &mut params, &mut buffers);
             }
         }
     }
@@ -181,69 +177,79 @@ pub fn load(
 }
 
 /// Writes `params` and `buffers` as a plain safetensors state dict under PyTorch's names,
-/// which `safetensors.torch.load_file` + `load_state_dict` read back; atomically.
+/// which `safetensors.torch.load_file` + `load_state_dict` read back; atomically, through
+/// [`scarce_core::checkpoint::save`] (its header also carries `{"format": "pt"}`, as hub
+/// files do).
 ///
 /// # Errors
 /// When the file cannot be written.
 pub fn save(path: &Path, params: &Params, buffers: &Params) -> Result<()> {
-    let mut all: HashMap<String, Tensor> = HashMap::new();
-    for (name, t) in params.iter().chain(buffers.iter()) {
-        all.insert(name.to_string(), t.contiguous()?);
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    let written = candle_core::safetensors::save(&all, &tmp)
-        .map_err(Error::from)
-        .and_then(|()| {
-            std::fs::rename(&tmp, path).map_err(|source| Error::Io {
-                path: path.into(),
-                source,
-            })
-        });
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    let mut all = params.clone();
+    all.insert_prefixed("", buffers);
+    let meta = scarce_core::checkpoint::CheckpointMeta {
+        kind: "state_dict".into(),
+        extra: [("format".to_string(), "pt".to_string())].into(),
+        ..Default::default()
+    };
+    scarce_core::checkpoint::save(path, &all, &meta)
 }
 
-/// Fresh weights for `layout` from `rng`, as PyTorch initialises each kind by default:
-/// convolution kernels Kaiming-normal for ReLU over the fan-out (torchvision's ResNet),
-/// linear weights and all biases uniform on ±1/√fan-in (`nn.Linear`), norm scales 1 and
-/// shifts 0, running means 0 and variances 1, tokens normal with σ = 0.02 (timm). The learnt
-/// parameters and the buffers apart.
+/// Puts `t` among the learnt parameters or the buffers, by `spec`'s kind.
+fn place(spec: &TensorSpec, t: Tensor, params: &mut Params, buffers: &mut Params) {
+    if spec.kind.is_buffer() {
+        buffers.insert(spec.name.as_str(), t);
+    } else {
+        params.insert(spec.name.as_str(), t);
+    }
+}
+
+/// Every tensor of `layout` made by `make(index, spec)`: the learnt parameters and the
+/// buffers apart.
+pub(crate) fn build(
+    layout: &[TensorSpec],
+    mut make: impl FnMut(usize, &TensorSpec) -> Result<Tensor>,
+) -> Result<(Params, Params)> {
+    let (mut params, mut buffers) = (Params::new(), Params::new());
+    for (i, spec) in layout.iter().enumerate() {
+        place(spec, make(i, spec)?, &mut params, &mut buffers);
+    }
+    Ok((params, buffers))
+}
+
+/// Fresh weights for `layout` from `rng`, as PyTorch initialises each kind by default (see
+/// [`init_tensor`]): the learnt parameters and the buffers apart.
 pub fn init(
     layout: &[TensorSpec],
     rng: &scarce_core::Stream,
     dtype: DType,
     device: &Device,
 ) -> Result<(Params, Params)> {
-    let (mut params, mut buffers) = (Params::new(), Params::new());
-    for spec in layout {
-        let shape = spec.shape.as_slice();
-        let r = rng.child(&spec.name);
-        let bound = 1.0 / (spec.fan_in.max(1) as f64).sqrt();
-        let t = match spec.kind {
-            Kind::ConvWeight => {
-                let fan_out = spec.shape[0] * spec.shape[2..].iter().product::<usize>();
-                r.normal_tensor(shape, 0.0, (2.0 / fan_out as f64).sqrt(), dtype, device)?
-            }
-            Kind::LinearWeight | Kind::LinearBias | Kind::ConvBias => {
-                r.uniform_tensor(shape, -bound, bound, dtype, device)?
-            }
-            Kind::BnWeight | Kind::LnWeight | Kind::BnRunningVar => {
-                Tensor::ones(shape, dtype, device)?
-            }
-            Kind::BnBias | Kind::LnBias | Kind::BnRunningMean => {
-                Tensor::zeros(shape, dtype, device)?
-            }
-            Kind::Token => r.normal_tensor(shape, 0.0, 0.02, dtype, device)?,
-        };
-        if spec.kind.is_buffer() {
-            buffers.insert(spec.name.as_str(), t);
-        } else {
-            params.insert(spec.name.as_str(), t);
+    build(layout, |_, spec| init_tensor(spec, rng, dtype, device))
+}
+
+/// One fresh tensor as PyTorch initialises its kind by default: convolution kernels
+/// Kaiming-normal for ReLU over the fan-out (torchvision's ResNet), linear weights and all
+/// biases uniform on ±1/√fan-in (`nn.Linear`), norm scales 1 and shifts 0, running means 0
+/// and variances 1, tokens normal with σ = 0.02 (timm). Draws come from `rng.child(name)`.
+pub fn init_tensor(
+    spec: &TensorSpec,
+    rng: &scarce_core::Stream,
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
+    let shape = spec.shape.as_slice();
+    let r = rng.child(&spec.name);
+    let bound = 1.0 / (spec.fan_in.max(1) as f64).sqrt();
+    Ok(match spec.kind {
+        Kind::ConvWeight => {
+            let fan_out = spec.shape[0] * spec.shape[2..].iter().product::<usize>();
+            r.normal_tensor(shape, 0.0, (2.0 / fan_out as f64).sqrt(), dtype, device)?
         }
-    }
-    Ok((params, buffers))
+        Kind::LinearWeight | Kind::LinearBias | Kind::ConvBias => {
+            r.uniform_tensor(shape, -bound, bound, dtype, device)?
+        }
+        Kind::BnWeight | Kind::LnWeight | Kind::BnRunningVar => Tensor::ones(shape, dtype, device)?,
+        Kind::BnBias | Kind::LnBias | Kind::BnRunningMean => Tensor::zeros(shape, dtype, device)?,
+        Kind::Token => r.normal_tensor(shape, 0.0, 0.02, dtype, device)?,
+    })
 }
