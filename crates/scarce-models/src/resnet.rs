@@ -195,13 +195,16 @@ impl Model for ResNet {
     }
 
     fn buffers(&self, device: &Device) -> Result<Params> {
-        Ok(init(
-            &self.layout(),
-            &Stream::new(0, "buffers"),
-            DType::F32,
-            device,
-        )?
-        .1)
+        // Only the running statistics: no draw of the weights for nothing.
+        let rng = Stream::new(0, "buffers");
+        let mut b = Params::new();
+        for spec in self.layout().iter().filter(|s| s.kind.is_buffer()) {
+            b.insert(
+                spec.name.as_str(),
+                init_tensor(spec, &rng, DType::F32, device)?,
+            );
+        }
+        Ok(b)
     }
 
     fn forward(&self, p: &Params, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
