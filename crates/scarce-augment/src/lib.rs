@@ -8,12 +8,15 @@ pub mod field;
 pub mod filter;
 pub mod interp;
 pub mod kspace;
+#[cfg(feature = "tensor")]
+pub mod mix;
 pub mod ops;
 pub mod rng;
 pub mod sample;
 #[cfg(feature = "tensor")]
 pub mod tensor;
 pub mod transforms;
+pub mod views;
 pub mod warp;
 
 pub use error::{Error, Result};

@@ -1,0 +1,19 @@
+//! Learning from unlabelled images: the self-supervised objectives (SimCLR's NT-Xent,
+//! BYOL / SimSiam's negative cosine, DINO, Barlow Twins, VICReg, MAE), EMA teachers and their
+//! cosine momentum schedule, FixMatch's pseudo-label loss, SimCLR pretraining over any
+//! `scarce_core::Model`, and the logistic-regression probe that reads an encoder out.
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+pub mod dino;
+pub mod ema;
+pub mod loss;
+pub mod mae;
+
+pub use dino::{Dino, DinoConfig};
+pub use ema::{cosine_schedule, update_momentum};
+pub use loss::{
+    barlow_twins, fixmatch_unlabelled, negative_cosine, nt_xent, soft_cross_entropy, vicreg,
+    VicRegConfig,
+};
+pub use mae::{mae_loss, patchify};
