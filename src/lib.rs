@@ -16,6 +16,7 @@
 //! | `augment` | [`augment`] = `scarce-augment` | 2D/3D spatial and intensity augmentation of image and label map together, scipy-exact resampling, replayable and invertible; DiffAugment on tensors |
 //! | `gen` | [`gen`] = `scarce-gen` | DDPM / DDIM, the UNet denoiser, conditional VAE and DCGAN, audits, synthetic data sets with provenance |
 //! | `models` | [`models`] = `scarce-models` | ResNet-18 / ResNet-34 (torchvision) and the Vision Transformer (timm) under PyTorch's names; safetensors state dicts in and out |
+//! | `ssl` | [`ssl`] = `scarce-ssl`, [`label_efficiency`] | SimCLR, BYOL / SimSiam, DINO, Barlow Twins, VICReg and MAE losses, EMA teachers, FixMatch, SimCLR pretraining, the logistic-regression probe; the label-efficiency benchmark |
 //! | `full` | | every crate above |
 //! | `all-codecs` | | scarce-io's JPEG-LS and 12-bit JPEG decoders (built with CMake) |
 //! | `cuda`, `cudnn`, `metal`, `mkl`, `accelerate` | | candle's backends, under candle's names |
@@ -44,6 +45,11 @@ pub use scarce_meta as meta;
 pub use scarce_metric as metric;
 #[cfg(feature = "models")]
 pub use scarce_models as models;
+#[cfg(feature = "ssl")]
+pub use scarce_ssl as ssl;
+
+#[cfg(feature = "ssl")]
+pub mod label_efficiency;
 
 /// The candle version scarce is built on (its tensors are scarce's tensors).
 #[cfg(feature = "core")]

@@ -17,3 +17,12 @@ pub use loss::{
     VicRegConfig,
 };
 pub use mae::{mae_loss, patchify};
+pub mod encoder;
+pub mod head;
+pub mod probe;
+pub mod simclr;
+
+pub use encoder::Encoder;
+pub use head::ProjectionHead;
+pub use probe::LogisticRegression;
+pub use simclr::{pretrain, Pretrained, SimClrConfig, Unlabelled};

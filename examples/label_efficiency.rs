@@ -1,0 +1,170 @@
+//! The label-efficiency benchmark on real medical images: with K labelled training images
+//! per class and the rest of the training split as an unlabelled pool, how well does each
+//! method do on the official test split? Conv4 from scratch against SimCLR pretraining on
+//! the pool followed by a linear probe, fine-tuning, LP-FT or ProtoNet, on the same draws.
+//! The protocol is in `scarce::label_efficiency`.
+//!
+//!     cargo run --release --features ssl --example label_efficiency -- --dataset pneumoniamnist
+//!     cargo run --release --features ssl --example label_efficiency -- --dataset breastmnist --quick
+//!     cargo run --release --features ssl --example label_efficiency -- --data FILE.npz
+//!
+//! Writes `report.md`, `rows.json` (every draw), `draws.json` (the labelled sets, in the form
+//! `shared/bench/label_efficiency.py --draws` reads) and `auroc_vs_k.svg` under
+//! `--out/<data set>`; pretrained encoders are cached under `--out/cache`.
+
+#[path = "common/cli.rs"]
+mod cli;
+
+use std::path::PathBuf;
+
+use scarce::core::Device;
+use scarce::label_efficiency::{run, Budget, Config, Data, Method, Progress, Row};
+
+/// Label efficiency of scratch training vs SimCLR on a MedMNIST-layout data set.
+#[derive(clap::Parser)]
+struct Args {
+    /// A bundled data set (`data/medmnist/<name>.safetensors`): pneumoniamnist, breastmnist.
+    #[arg(long, conflicts_with = "data")]
+    dataset: Option<String>,
+    /// Any MedMNIST-layout file (`{train,test}_images`, `{train,test}_labels`; .npz or .safetensors).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Labelled images per class (or `all`), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    k: Option<Vec<Budget>>,
+    /// Random draws of the labelled set per K.
+    #[arg(long)]
+    draws: Option<usize>,
+    /// Methods, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    methods: Option<Vec<Method>>,
+    /// SimCLR pretraining epochs.
+    #[arg(long)]
+    simclr_epochs: Option<usize>,
+    /// One K, two draws, short schedules (a smoke run of a few minutes).
+    #[arg(long)]
+    quick: bool,
+    /// Output folder.
+    #[arg(long, default_value = "target/label_efficiency")]
+    out: PathBuf,
+}
+
+struct Bars {
+    pretrain: Option<indicatif::ProgressBar>,
+    rows: indicatif::ProgressBar,
+    epochs: usize,
+}
+
+impl Progress for Bars {
+    fn epoch(&mut self, r: scarce::ssl::simclr::EpochReport) {
+        let bar = self
+            .pretrain
+            .get_or_insert_with(|| cli::bar(self.epochs, "SimCLR epochs"));
+        bar.set_message(format!("loss {:.3}", r.loss));
+        bar.inc(1);
+    }
+
+    fn row(&mut self, r: &Row) {
+        if let Some(b) = self.pretrain.take() {
+            b.finish();
+        }
+        self.rows.set_message(format!(
+            "{} K={} draw {}: AUROC {:.3}",
+            r.method, r.k, r.draw, r.auroc
+        ));
+        self.rows.inc(1);
+    }
+}
+
+fn run_cli() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Args = clap::Parser::parse();
+    let file = match (&args.dataset, &args.data) {
+        (_, Some(f)) => f.clone(),
+        (Some(name), None) => {
+            let f = scarce::episodes::data_dir()
+                .join("medmnist")
+                .join(format!("{name}.safetensors"));
+            if !f.is_file() {
+                return Err(format!(
+                    "no bundled data set `{name}` ({} is absent); pass --data FILE",
+                    f.display()
+                )
+                .into());
+            }
+            f
+        }
+        (None, None) => {
+            return Err(
+                "name a data set: --dataset pneumoniamnist|breastmnist or --data FILE".into(),
+            )
+        }
+    };
+    let mut cfg = if args.quick {
+        Config::quick()
+    } else {
+        Config::default()
+    };
+    if let Some(k) = args.k {
+        cfg.budgets = k;
+    }
+    if let Some(d) = args.draws {
+        cfg.draws = d;
+    }
+    if let Some(m) = args.methods {
+        cfg.methods = m;
+    }
+    if let Some(e) = args.simclr_epochs {
+        cfg.simclr.epochs = e;
+    }
+    cfg.cache = Some(args.out.join("cache"));
+    let data = Data::load(&file)?;
+    let out = args.out.join(&data.name);
+    std::fs::create_dir_all(&out)?;
+    eprintln!(
+        "{}: {} training images ({} classes, shape {:?}), {} test images",
+        data.name,
+        data.train_labels.len(),
+        data.classes,
+        data.sample_shape,
+        data.test_labels.len()
+    );
+    // The labelled sets first, so another tool can run on them while this one trains.
+    let draws =
+        serde_json::json!({ data.name.clone(): scarce::label_efficiency::draws(&data, &cfg)? });
+    std::fs::write(out.join("draws.json"), serde_json::to_string(&draws)?)?;
+    let mut bars = Bars {
+        pretrain: None,
+        rows: cli::bar(cfg.budgets.len() * cfg.draws * cfg.methods.len(), "draws"),
+        epochs: cfg.simclr.epochs,
+    };
+    let started = std::time::Instant::now();
+    let report = run(&data, &cfg, &Device::Cpu, &mut bars)?;
+    bars.rows.finish();
+    let mut md = report.markdown();
+    md.push_str(&format!(
+        "\nTotal {:.0} s on the CPU ({} threads).\n",
+        started.elapsed().as_secs_f64(),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    ));
+    std::fs::write(out.join("report.md"), &md)?;
+    std::fs::write(
+        out.join("rows.json"),
+        serde_json::to_string_pretty(&report.rows)?,
+    )?;
+    if let Some(p) = &report.pretrain {
+        std::fs::write(out.join("pretrain.json"), serde_json::to_string_pretty(p)?)?;
+    }
+    scarce::eval::plot::Figure::new(1, (900, 560))
+        .chart(report.chart())
+        .save_svg(&out.join("auroc_vs_k.svg"))?;
+    println!("{md}");
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    cli::init_logging();
+    cli::exit(run_cli())
+}
