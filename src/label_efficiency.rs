@@ -27,7 +27,9 @@ use scarce_core::checkpoint::CheckpointMeta;
 use scarce_core::optim::{Adam, AdamConfig, Optimizer};
 use scarce_core::{ops, Ctx, DType, Device, Error, Model, Params, Result, Stream, Tensor};
 use scarce_episodes::medmnist::{load_medmnist, Split};
-use scarce_ssl::{Encoder, LogisticRegression, SimClrConfig, Unlabelled};
+use scarce_ssl::{
+    fixmatch, Encoder, FixMatchConfig, Labelled, LogisticRegression, SimClrConfig, Unlabelled,
+};
 
 /// A labelled budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -76,16 +78,22 @@ pub enum Method {
     SimclrLpft,
     /// ProtoNet on the SimCLR encoder: cosine to the class means of the labelled features.
     SimclrProtonet,
+    /// FixMatch from scratch (Conv4 + linear, Adam 1e-3) on the labelled images and the pool.
+    FixmatchScratch,
+    /// FixMatch from the SimCLR encoder with the probe's head (Adam 1e-4).
+    FixmatchSimclr,
 }
 
 impl Method {
     /// Every method, in table order.
-    pub const ALL: [Method; 5] = [
+    pub const ALL: [Method; 7] = [
         Method::Conv4Scratch,
         Method::SimclrProbe,
         Method::SimclrFinetune,
         Method::SimclrLpft,
         Method::SimclrProtonet,
+        Method::FixmatchScratch,
+        Method::FixmatchSimclr,
     ];
 
     /// The row's name.
@@ -96,11 +104,13 @@ impl Method {
             Method::SimclrFinetune => "simclr_conv4_ft",
             Method::SimclrLpft => "simclr_conv4_lpft",
             Method::SimclrProtonet => "simclr_conv4_protonet",
+            Method::FixmatchScratch => "fixmatch_conv4_scratch",
+            Method::FixmatchSimclr => "fixmatch_simclr_conv4",
         }
     }
 
     fn needs_encoder(self) -> bool {
-        self != Method::Conv4Scratch
+        !matches!(self, Method::Conv4Scratch | Method::FixmatchScratch)
     }
 }
 
@@ -287,6 +297,9 @@ pub struct Config {
     pub scratch: (usize, f64, f64),
     /// Inverse regularisation of the probe (scikit-learn's C).
     pub probe_c: f64,
+    /// FixMatch's schedule (its `lr` is replaced: 1e-3 from scratch, 1e-4 from the encoder,
+    /// the rates of the supervised rows they extend).
+    pub fixmatch: FixMatchConfig,
     /// Folder for the pretrained encoders (reused when present and made with the same
     /// settings).
     pub cache: Option<PathBuf>,
@@ -305,6 +318,7 @@ impl Default for Config {
             finetune: (100, 1e-4),
             scratch: (200, 1e-3, 1e-4),
             probe_c: 1.0,
+            fixmatch: FixMatchConfig::default(),
             cache: None,
         }
     }
@@ -319,6 +333,11 @@ impl Config {
             simclr_steps: 4,
             finetune: (20, 1e-4),
             scratch: (20, 1e-3, 1e-4),
+            fixmatch: FixMatchConfig {
+                steps: 4,
+                unlabelled_batch: 32,
+                ..FixMatchConfig::default()
+            },
             ..Config::default()
         }
     }
@@ -491,9 +510,22 @@ impl FineTune<'_> {
             params: p.detach(),
             buffers,
         };
-        let z = enc.features(test, 256)?;
-        rows_f64(&ops::softmax(&head(&enc.params, &z)?, 1)?)
+        predict(&enc, l2, test)
     }
+}
+
+/// Test probabilities of an encoder whose weights hold a linear head `fc.*` (behind an L2
+/// normalisation when `l2`).
+fn predict(enc: &Encoder<Conv4>, l2: bool, test: &Tensor) -> Result<Vec<Vec<f64>>> {
+    let z = enc.features(test, 256)?;
+    let z = if l2 {
+        scarce_ssl::loss::l2_normalize(&z, 1e-12)?
+    } else {
+        z
+    };
+    let p = &enc.params;
+    let logits = ops::linear(&z, p.require("fc.weight")?, Some(p.require("fc.bias")?))?;
+    rows_f64(&ops::softmax(&logits, 1)?)
 }
 
 fn linear_init(rng: &Stream, classes: usize, dim: usize, device: &Device) -> Result<Params> {
@@ -696,11 +728,50 @@ pub fn run(
             for &method in &cfg.methods {
                 let started = Instant::now();
                 let rng = Stream::new(s, "label-efficiency-init").child(method.name());
+                let (mean, std) = data.mean_std;
+                let pool = Unlabelled {
+                    pixels: &data.train,
+                    sample_shape: &data.sample_shape,
+                    mean,
+                    std,
+                };
+                let per = data.per();
+                let labelled_px: Vec<f32> = idx
+                    .iter()
+                    .flat_map(|&i| data.train[i * per..(i + 1) * per].iter().copied())
+                    .collect();
+                let labelled = Labelled {
+                    pixels: &labelled_px,
+                    sample_shape: &data.sample_shape,
+                    labels: &labels,
+                    classes: data.classes,
+                };
+                let fixmatch_cfg = |lr: f64| FixMatchConfig {
+                    lr,
+                    seed: s,
+                    ..cfg.fixmatch.clone()
+                };
                 let probs = match method {
                     Method::Conv4Scratch => {
                         let mut p = model.init(&rng.child("conv4"), device)?;
                         p.insert_prefixed("", &linear_init(&rng, data.classes, 64, device)?);
                         ft.run(p, model.buffers(device)?, false, idx, cfg.scratch, s, &test)?
+                    }
+                    Method::FixmatchScratch => {
+                        let mut p = model.init(&rng.child("conv4"), device)?;
+                        p.insert_prefixed("", &linear_init(&rng, data.classes, 64, device)?);
+                        let cfg = fixmatch_cfg(cfg.scratch.1);
+                        let enc = fixmatch(
+                            model.clone(),
+                            p,
+                            model.buffers(device)?,
+                            false,
+                            labelled,
+                            pool,
+                            &cfg,
+                            device,
+                        )?;
+                        predict(&enc, false, &test)?
                     }
                     _ => {
                         let enc = encoder.as_ref().expect("pretrained above");
@@ -735,7 +806,29 @@ pub fn run(
                                 let (steps, lr) = cfg.finetune;
                                 ft.run(p, enc.buffers.clone(), l2, idx, (steps, lr, 0.0), s, &test)?
                             }
-                            Method::Conv4Scratch => unreachable!(),
+                            Method::FixmatchSimclr => {
+                                let probe = LogisticRegression::fit(
+                                    &support,
+                                    &labels,
+                                    data.classes,
+                                    cfg.probe_c,
+                                )?;
+                                let mut p = enc.params.clone();
+                                p.insert_prefixed("", &probe_as_linear(&probe, device)?);
+                                let cfg = fixmatch_cfg(cfg.finetune.1);
+                                let out = fixmatch(
+                                    model.clone(),
+                                    p,
+                                    enc.buffers.clone(),
+                                    true,
+                                    labelled,
+                                    pool,
+                                    &cfg,
+                                    device,
+                                )?;
+                                predict(&out, true, &test)?
+                            }
+                            Method::Conv4Scratch | Method::FixmatchScratch => unreachable!(),
                         }
                     }
                 };

@@ -46,6 +46,9 @@ pub struct ViewConfig {
     pub blur_sigma: (f64, f64),
     /// Standard deviation of additive Gaussian noise (0 = off).
     pub noise_std: f64,
+    /// Cutout: a square of this fraction of the in-plane side, at a random centre, set to
+    /// 0.5 (DeVries & Taylor 2017; 0 = off).
+    pub cutout: f64,
 }
 
 impl Default for ViewConfig {
@@ -65,6 +68,7 @@ impl Default for ViewConfig {
             blur_p: 0.5,
             blur_sigma: (0.1, 1.5),
             noise_std: 0.0,
+            cutout: 0.0,
         }
     }
 }
@@ -88,6 +92,30 @@ impl ViewConfig {
             blur_p: 0.0,
             blur_sigma: (0.1, 0.1),
             noise_std: 0.0,
+            cutout: 0.0,
+        }
+    }
+
+    /// FixMatch's strong view for grey-scale images: a fixed RandAugment-like policy of
+    /// every geometric and intensity operation at high magnitude — crop 35–100 %, ±30°,
+    /// shift ±12.5 %, brightness / contrast ±0.5 always, gamma, blur, noise — and Cutout of
+    /// half the side, as FixMatch (Sohn et al. 2020) ends its strong policy with.
+    pub fn strong() -> Self {
+        ViewConfig {
+            crop_area: (0.35, 1.0),
+            crop_ratio: (3.0 / 4.0, 4.0 / 3.0),
+            zoom: (1.0, 1.0),
+            shift: 0.125,
+            flip: true,
+            rotate: 30.0,
+            jitter_p: 1.0,
+            brightness: 0.5,
+            contrast: 0.5,
+            gamma: 0.4,
+            blur_p: 0.5,
+            blur_sigma: (0.1, 1.5),
+            noise_std: 0.03,
+            cutout: 0.5,
         }
     }
 
@@ -118,6 +146,7 @@ impl ViewConfig {
             ("contrast", self.contrast),
             ("gamma", self.gamma),
             ("noise_std", self.noise_std),
+            ("cutout", self.cutout),
         ] {
             if !(v >= 0.0 && v.is_finite()) {
                 return bad(name, "must be finite and non-negative");
@@ -272,6 +301,21 @@ fn one_view(
         let n = r.child("noise");
         for (i, v) in dst.iter_mut().enumerate() {
             *v += (cfg.noise_std * n.normal(i as u64)) as f32;
+        }
+    }
+    if cfg.cutout > 0.0 {
+        let half_w = (cfg.cutout * w as f64 / 2.0).round() as i64;
+        let half_h = (cfg.cutout * h as f64 / 2.0).round() as i64;
+        let cx = (r.uniform(16) * w as f64) as i64;
+        let cy = (r.uniform(17) * h as f64) as i64;
+        for o in dst.chunks_mut(vox) {
+            for z in 0..d {
+                for y in (cy - half_h).max(0)..(cy + half_h).min(h as i64) {
+                    for x in (cx - half_w).max(0)..(cx + half_w).min(w as i64) {
+                        o[z * plane + y as usize * w + x as usize] = 0.5;
+                    }
+                }
+            }
         }
     }
 }

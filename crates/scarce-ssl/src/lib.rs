@@ -5,6 +5,11 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+/// The README's examples, compiled and run as documentation tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub mod dino;
 pub mod ema;
 pub mod loss;
@@ -18,11 +23,13 @@ pub use loss::{
 };
 pub use mae::{mae_loss, patchify};
 pub mod encoder;
+pub mod fixmatch;
 pub mod head;
 pub mod probe;
 pub mod simclr;
 
 pub use encoder::Encoder;
+pub use fixmatch::{fixmatch, FixMatchConfig, Labelled};
 pub use head::ProjectionHead;
 pub use probe::LogisticRegression;
 pub use simclr::{pretrain, Pretrained, SimClrConfig, Unlabelled};
