@@ -28,7 +28,8 @@ pub struct ResNetConfig {
     pub blocks: [usize; 4],
     /// Input channels (1 for grey-scale scans).
     pub in_channels: usize,
-    /// Classes of the `fc` head.
+    /// Classes of the `fc` head; 0 = no head, `forward` gives the pooled features (timm's
+    /// `num_classes=0`: an encoder for self-supervised pretraining or a probe).
     pub num_classes: usize,
     /// The stem.
     pub stem: Stem,
@@ -71,14 +72,14 @@ impl ResNet {
     /// A ResNet of this shape.
     ///
     /// # Errors
-    /// When a count is zero.
+    /// When the channel count or a stage's block count is zero.
     pub fn new(config: ResNetConfig) -> Result<Self> {
-        if config.in_channels == 0 || config.num_classes == 0 || config.blocks.contains(&0) {
+        if config.in_channels == 0 || config.blocks.contains(&0) {
             return Err(Error::param(
                 "ResNetConfig",
                 format!(
-                    "in_channels {}, num_classes {} and every stage's block count {:?} must be positive",
-                    config.in_channels, config.num_classes, config.blocks
+                    "in_channels {} and every stage's block count {:?} must be positive",
+                    config.in_channels, config.blocks
                 ),
             ));
         }
@@ -114,18 +115,20 @@ impl ResNet {
             }
             cin = width;
         }
-        l.push(TensorSpec::new(
-            "fc.weight",
-            &[c.num_classes, 512],
-            Kind::LinearWeight,
-            512,
-        ));
-        l.push(TensorSpec::new(
-            "fc.bias",
-            &[c.num_classes],
-            Kind::LinearBias,
-            512,
-        ));
+        if c.num_classes > 0 {
+            l.push(TensorSpec::new(
+                "fc.weight",
+                &[c.num_classes, 512],
+                Kind::LinearWeight,
+                512,
+            ));
+            l.push(TensorSpec::new(
+                "fc.bias",
+                &[c.num_classes],
+                Kind::LinearBias,
+                512,
+            ));
+        }
         l
     }
 
@@ -209,6 +212,9 @@ impl Model for ResNet {
 
     fn forward(&self, p: &Params, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
         let f = self.features(p, x, ctx)?;
+        if self.config.num_classes == 0 {
+            return Ok(f);
+        }
         ops::linear(&f, p.require("fc.weight")?, Some(p.require("fc.bias")?))
     }
 }

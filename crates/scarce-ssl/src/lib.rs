@@ -32,4 +32,4 @@ pub use encoder::Encoder;
 pub use fixmatch::{fixmatch, FixMatchConfig, Labelled};
 pub use head::ProjectionHead;
 pub use probe::LogisticRegression;
-pub use simclr::{pretrain, Pretrained, SimClrConfig, Unlabelled};
+pub use simclr::{pretrain, Pretrained, SimClr, SimClrConfig, Unlabelled};

@@ -102,9 +102,87 @@ pub struct Pretrained<M> {
     pub wall_s: f64,
 }
 
+/// One SimCLR learner mid-training: encoder and head weights, their running statistics and
+/// the optimiser. [`pretrain`] drives it over a data set; [`SimClr::step`] is one update
+/// (what the benchmarks time).
+#[derive(Debug)]
+pub struct SimClr<M> {
+    model: M,
+    head: ProjectionHead,
+    params: Params,
+    enc_buffers: Params,
+    head_buffers: Params,
+    adam: Adam,
+    temperature: f64,
+}
+
+impl<M: Model> SimClr<M> {
+    /// Fresh weights for `model` (output `[B, feature_dim]`) and the projection head, drawn
+    /// from `cfg.seed`.
+    pub fn new(model: M, feature_dim: usize, cfg: &SimClrConfig, device: &Device) -> Result<Self> {
+        let head = ProjectionHead::new(feature_dim, cfg.head_hidden, cfg.head_out)?;
+        let root = Stream::new(cfg.seed, "simclr");
+        let mut p = model.init(&root.child("encoder"), device)?;
+        p.insert_prefixed("head.", &head.init(&root.child("head"), device)?);
+        Ok(SimClr {
+            enc_buffers: model.buffers(device)?,
+            head_buffers: head.buffers(device)?,
+            params: p.to_vars()?,
+            model,
+            head,
+            adam: Adam::new(AdamConfig {
+                lr: cfg.lr,
+                weight_decay: cfg.weight_decay,
+                ..Default::default()
+            })?,
+            temperature: cfg.temperature,
+        })
+    }
+
+    fn project(&mut self, x: &Tensor) -> Result<Tensor> {
+        let mut ctx = Ctx::train(std::mem::take(&mut self.enc_buffers));
+        let h = self.model.forward(&self.params, x, &mut ctx)?;
+        self.enc_buffers = ctx.buffers;
+        let mut hctx = Ctx::train(std::mem::take(&mut self.head_buffers));
+        let z = self.head.forward(&self.params.strip_prefix("head."), &h, &mut hctx)?;
+        self.head_buffers = hctx.buffers;
+        Ok(z)
+    }
+
+    /// One update on two normalised views of the same images; returns the NT-Xent loss.
+    pub fn step(&mut self, view0: &Tensor, view1: &Tensor) -> Result<f64> {
+        if view0.dims() != view1.dims() {
+            return Err(Error::shape("view1", format!("{:?}", view0.dims()), view1.dims()));
+        }
+        let z0 = self.project(view0)?;
+        let z1 = self.project(view1)?;
+        let loss = nt_xent(&z0, &z1, self.temperature)?;
+        let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+        let g = self.params.grads(&loss.backward()?)?;
+        self.adam.step(&mut self.params, &g)?;
+        Ok(value)
+    }
+
+    /// The encoder as it stands (the head left behind).
+    pub fn encoder(&self) -> Result<Encoder<M>>
+    where
+        M: Clone,
+    {
+        let mut params = Params::new();
+        for (name, t) in self.params.iter().filter(|(n, _)| !n.starts_with("head.")) {
+            params.insert(name.to_string(), t.detach());
+        }
+        Ok(Encoder {
+            model: self.model.clone(),
+            params,
+            buffers: self.enc_buffers.clone(),
+        })
+    }
+}
+
 /// Pretrains `model` (whose output is `[B, feature_dim]`) with SimCLR on `data`, calling
 /// `on_epoch` after every epoch.
-pub fn pretrain<M: Model>(
+pub fn pretrain<M: Model + Clone>(
     model: M,
     feature_dim: usize,
     data: Unlabelled<'_>,
@@ -116,10 +194,7 @@ pub fn pretrain<M: Model>(
     if cfg.batch_size < 2 || n < cfg.batch_size {
         return Err(Error::param(
             "SimClrConfig.batch_size",
-            format!(
-                "{} with {n} unlabelled images: need 2 <= batch_size <= images",
-                cfg.batch_size
-            ),
+            format!("{} with {n} unlabelled images: need 2 <= batch_size <= images", cfg.batch_size),
         ));
     }
     if !(data.std > 0.0) {
@@ -129,25 +204,11 @@ pub fn pretrain<M: Model>(
     if per == 0 || data.pixels.len() != n * per {
         return Err(Error::param(
             "Unlabelled.pixels",
-            format!(
-                "{} values are not a whole number of {:?} images",
-                data.pixels.len(),
-                data.sample_shape
-            ),
+            format!("{} values are not a whole number of {:?} images", data.pixels.len(), data.sample_shape),
         ));
     }
-    let head = ProjectionHead::new(feature_dim, cfg.head_hidden, cfg.head_out)?;
+    let mut learner = SimClr::new(model, feature_dim, cfg, device)?;
     let root = Stream::new(cfg.seed, "simclr");
-    let mut p = model.init(&root.child("encoder"), device)?;
-    p.insert_prefixed("head.", &head.init(&root.child("head"), device)?);
-    let mut p = p.to_vars()?;
-    let mut enc_buffers = model.buffers(device)?;
-    let mut head_buffers = head.buffers(device)?;
-    let mut adam = Adam::new(AdamConfig {
-        lr: cfg.lr,
-        weight_decay: cfg.weight_decay,
-        ..Default::default()
-    })?;
     let started = Instant::now();
     let mut losses = Vec::with_capacity(cfg.epochs);
     let mut shape = vec![cfg.batch_size];
@@ -168,30 +229,20 @@ pub fn pretrain<M: Model>(
             }
             // Views keyed by (epoch, image): a new pair every epoch.
             let view_seed = cfg.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            let mut z = Vec::with_capacity(2);
+            let mut x = Vec::with_capacity(2);
             for v in 0..2 {
                 let pix = views(&batch, data.sample_shape, &ids, v, view_seed, &cfg.views)
                     .map_err(|e| Error::param("SimClrConfig.views", e.to_string()))?;
-                let x = Tensor::from_vec(pix, shape.as_slice(), device)?
-                    .affine(1.0 / data.std, -data.mean / data.std)?;
-                let mut ctx = Ctx::train(std::mem::take(&mut enc_buffers));
-                let h = model.forward(&p, &x, &mut ctx)?;
-                enc_buffers = ctx.buffers;
-                let mut hctx = Ctx::train(std::mem::take(&mut head_buffers));
-                z.push(head.forward(&p.strip_prefix("head."), &h, &mut hctx)?);
-                head_buffers = hctx.buffers;
+                x.push(
+                    Tensor::from_vec(pix, shape.as_slice(), device)?
+                        .affine(1.0 / data.std, -data.mean / data.std)?,
+                );
             }
-            let loss = nt_xent(&z[0], &z[1], cfg.temperature)?;
-            total += loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-            let g = p.grads(&loss.backward()?)?;
-            adam.step(&mut p, &g)?;
+            total += learner.step(&x[0], &x[1])?;
         }
         let mean = total / steps as f64;
         if !mean.is_finite() {
-            return Err(Error::param(
-                "SimClrConfig.lr",
-                format!("the loss diverged at epoch {epoch}"),
-            ));
+            return Err(Error::param("SimClrConfig.lr", format!("the loss diverged at epoch {epoch}")));
         }
         losses.push(mean);
         on_epoch(EpochReport {
@@ -200,22 +251,8 @@ pub fn pretrain<M: Model>(
             elapsed_s: started.elapsed().as_secs_f64(),
         });
     }
-    let names: Vec<String> = p
-        .names()
-        .iter()
-        .filter(|n| !n.starts_with("head."))
-        .cloned()
-        .collect();
-    let mut params = Params::new();
-    for name in names {
-        params.insert(name.clone(), p.require(&name)?.detach());
-    }
     Ok(Pretrained {
-        encoder: Encoder {
-            model,
-            params,
-            buffers: enc_buffers,
-        },
+        encoder: learner.encoder()?,
         losses,
         wall_s: started.elapsed().as_secs_f64(),
     })
