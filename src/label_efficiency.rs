@@ -78,6 +78,12 @@ pub enum Method {
     SimclrLpft,
     /// ProtoNet on the SimCLR encoder: cosine to the class means of the labelled features.
     SimclrProtonet,
+    /// Self-training of the probe: the probe's pseudo-labels on the pool are kept where the
+    /// split-conformal prediction set (α = 0.1, calibrated by leave-one-out on the labelled
+    /// images) is a single class, and the probe is refitted on labelled + kept images.
+    SimclrSelftrain,
+    /// LP-FT whose head starts from the self-trained probe.
+    SimclrSelftrainLpft,
     /// FixMatch from scratch (Conv4 + linear, Adam 1e-3) on the labelled images and the pool.
     FixmatchScratch,
     /// FixMatch from the SimCLR encoder with the probe's head (Adam 1e-4).
@@ -86,12 +92,14 @@ pub enum Method {
 
 impl Method {
     /// Every method, in table order.
-    pub const ALL: [Method; 7] = [
+    pub const ALL: [Method; 9] = [
         Method::Conv4Scratch,
         Method::SimclrProbe,
         Method::SimclrFinetune,
         Method::SimclrLpft,
         Method::SimclrProtonet,
+        Method::SimclrSelftrain,
+        Method::SimclrSelftrainLpft,
         Method::FixmatchScratch,
         Method::FixmatchSimclr,
     ];
@@ -104,6 +112,8 @@ impl Method {
             Method::SimclrFinetune => "simclr_conv4_ft",
             Method::SimclrLpft => "simclr_conv4_lpft",
             Method::SimclrProtonet => "simclr_conv4_protonet",
+            Method::SimclrSelftrain => "simclr_conv4_selftrain",
+            Method::SimclrSelftrainLpft => "simclr_conv4_selftrain_lpft",
             Method::FixmatchScratch => "fixmatch_conv4_scratch",
             Method::FixmatchSimclr => "fixmatch_simclr_conv4",
         }
@@ -789,15 +799,31 @@ pub fn run(
                             Method::SimclrProtonet => {
                                 protonet(&support, &labels, data.classes, test_f)?
                             }
-                            Method::SimclrLpft | Method::SimclrFinetune => {
+                            Method::SimclrSelftrain => {
+                                self_train(&support, &labels, data.classes, cfg.probe_c, train_f)?
+                                    .predict_proba(test_f)?
+                            }
+                            Method::SimclrLpft
+                            | Method::SimclrFinetune
+                            | Method::SimclrSelftrainLpft => {
                                 let mut p = enc.params.clone();
-                                let (head, l2) = if method == Method::SimclrLpft {
-                                    let probe = LogisticRegression::fit(
-                                        &support,
-                                        &labels,
-                                        data.classes,
-                                        cfg.probe_c,
-                                    )?;
+                                let (head, l2) = if method != Method::SimclrFinetune {
+                                    let probe = if method == Method::SimclrLpft {
+                                        LogisticRegression::fit(
+                                            &support,
+                                            &labels,
+                                            data.classes,
+                                            cfg.probe_c,
+                                        )?
+                                    } else {
+                                        self_train(
+                                            &support,
+                                            &labels,
+                                            data.classes,
+                                            cfg.probe_c,
+                                            train_f,
+                                        )?
+                                    };
                                     (probe_as_linear(&probe, device)?, true)
                                 } else {
                                     (linear_init(&rng, data.classes, 64, device)?, false)
@@ -853,6 +879,50 @@ pub fn run(
         draws,
         pretrain,
     })
+}
+
+/// Miscoverage of the conformal pseudo-label filter, fixed a priori.
+const SELF_TRAIN_ALPHA: f64 = 0.1;
+
+/// The probe refitted on the labelled features plus the pool features whose conformal set
+/// (leave-one-out calibration on the labelled set) is a single class.
+fn self_train(
+    support: &[Vec<f64>],
+    labels: &[usize],
+    classes: usize,
+    c: f64,
+    pool: &[Vec<f64>],
+) -> Result<LogisticRegression> {
+    let probe = LogisticRegression::fit(support, labels, classes, c)?;
+    // Leave-one-out probability of each labelled image's true class.
+    let mut p_true = Vec::with_capacity(support.len());
+    for i in 0..support.len() {
+        let (xs, ys): (Vec<Vec<f64>>, Vec<usize>) = support
+            .iter()
+            .zip(labels)
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, (x, &y))| (x.clone(), y))
+            .unzip();
+        let fit = LogisticRegression::fit(&xs, &ys, classes, c)?;
+        p_true.push(fit.predict_proba(std::slice::from_ref(&support[i]))?[0][labels[i]]);
+    }
+    let qhat = scarce_ssl::pseudo::conformal_threshold(&p_true, SELF_TRAIN_ALPHA)?;
+    let kept = scarce_ssl::pseudo::singleton_labels(&probe.predict_proba(pool)?, qhat);
+    let mut xs = support.to_vec();
+    let mut ys = labels.to_vec();
+    for (x, l) in pool.iter().zip(kept) {
+        if let Some(l) = l {
+            xs.push(x.clone());
+            ys.push(l);
+        }
+    }
+    tracing::debug!(
+        "self-training kept {} of {} pool images",
+        xs.len() - support.len(),
+        pool.len()
+    );
+    LogisticRegression::fit(&xs, &ys, classes, c)
 }
 
 /// ProtoNet with cosine similarity on L2-normalised features: softmax over

@@ -37,7 +37,13 @@ fn bench_encoder<M: Model>(c: &mut Criterion, name: &str, model: M, dim: usize, 
 }
 
 fn simclr_step(c: &mut Criterion) {
-    bench_encoder(c, "conv4_b256", Conv4::new(Conv4Config::default()).unwrap(), 64, 256);
+    bench_encoder(
+        c,
+        "conv4_b256",
+        Conv4::new(Conv4Config::default()).unwrap(),
+        64,
+        256,
+    );
     let resnet = ResNet::new(ResNetConfig::resnet18(1, 0, Stem::Small)).unwrap();
     bench_encoder(c, "resnet18_28_b256", resnet, 512, 512);
 }

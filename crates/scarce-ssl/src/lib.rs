@@ -26,6 +26,7 @@ pub mod encoder;
 pub mod fixmatch;
 pub mod head;
 pub mod probe;
+pub mod pseudo;
 pub mod simclr;
 
 pub use encoder::Encoder;

@@ -144,7 +144,9 @@ impl<M: Model> SimClr<M> {
         let h = self.model.forward(&self.params, x, &mut ctx)?;
         self.enc_buffers = ctx.buffers;
         let mut hctx = Ctx::train(std::mem::take(&mut self.head_buffers));
-        let z = self.head.forward(&self.params.strip_prefix("head."), &h, &mut hctx)?;
+        let z = self
+            .head
+            .forward(&self.params.strip_prefix("head."), &h, &mut hctx)?;
         self.head_buffers = hctx.buffers;
         Ok(z)
     }
@@ -152,7 +154,11 @@ impl<M: Model> SimClr<M> {
     /// One update on two normalised views of the same images; returns the NT-Xent loss.
     pub fn step(&mut self, view0: &Tensor, view1: &Tensor) -> Result<f64> {
         if view0.dims() != view1.dims() {
-            return Err(Error::shape("view1", format!("{:?}", view0.dims()), view1.dims()));
+            return Err(Error::shape(
+                "view1",
+                format!("{:?}", view0.dims()),
+                view1.dims(),
+            ));
         }
         let z0 = self.project(view0)?;
         let z1 = self.project(view1)?;
@@ -194,7 +200,10 @@ pub fn pretrain<M: Model + Clone>(
     if cfg.batch_size < 2 || n < cfg.batch_size {
         return Err(Error::param(
             "SimClrConfig.batch_size",
-            format!("{} with {n} unlabelled images: need 2 <= batch_size <= images", cfg.batch_size),
+            format!(
+                "{} with {n} unlabelled images: need 2 <= batch_size <= images",
+                cfg.batch_size
+            ),
         ));
     }
     if !(data.std > 0.0) {
@@ -204,7 +213,11 @@ pub fn pretrain<M: Model + Clone>(
     if per == 0 || data.pixels.len() != n * per {
         return Err(Error::param(
             "Unlabelled.pixels",
-            format!("{} values are not a whole number of {:?} images", data.pixels.len(), data.sample_shape),
+            format!(
+                "{} values are not a whole number of {:?} images",
+                data.pixels.len(),
+                data.sample_shape
+            ),
         ));
     }
     let mut learner = SimClr::new(model, feature_dim, cfg, device)?;
@@ -242,7 +255,10 @@ pub fn pretrain<M: Model + Clone>(
         }
         let mean = total / steps as f64;
         if !mean.is_finite() {
-            return Err(Error::param("SimClrConfig.lr", format!("the loss diverged at epoch {epoch}")));
+            return Err(Error::param(
+                "SimClrConfig.lr",
+                format!("the loss diverged at epoch {epoch}"),
+            ));
         }
         losses.push(mean);
         on_epoch(EpochReport {
