@@ -41,6 +41,13 @@ struct Args {
     /// SimCLR pretraining epochs.
     #[arg(long)]
     simclr_epochs: Option<usize>,
+    /// Transfer: use this saved Conv4 encoder (e.g. `<out>/cache/simclr_conv4_pneumoniamnist.safetensors`)
+    /// instead of pretraining on the pool; its rows are named after --encoder-label.
+    #[arg(long)]
+    encoder: Option<PathBuf>,
+    /// The name the transferred encoder's rows take in place of `simclr`.
+    #[arg(long, default_value = "transfer")]
+    encoder_label: String,
     /// One K, two draws, short schedules (a smoke run of a few minutes).
     #[arg(long)]
     quick: bool,
@@ -117,6 +124,7 @@ fn run_cli() -> Result<(), Box<dyn std::error::Error>> {
         cfg.simclr.epochs = e;
     }
     cfg.cache = Some(args.out.join("cache"));
+    cfg.transfer = args.encoder.map(|f| (args.encoder_label.clone(), f));
     let data = Data::load(&file)?;
     let out = args.out.join(&data.name);
     std::fs::create_dir_all(&out)?;

@@ -313,6 +313,10 @@ pub struct Config {
     /// Folder for the pretrained encoders (reused when present and made with the same
     /// settings).
     pub cache: Option<PathBuf>,
+    /// Transfer instead of pretraining on the pool: a Conv4 encoder saved by
+    /// `scarce_ssl::Encoder::save` (e.g. the SimCLR encoder of another data set), and the
+    /// label that replaces `simclr` in the encoder rows' names.
+    pub transfer: Option<(String, PathBuf)>,
 }
 
 impl Default for Config {
@@ -330,6 +334,7 @@ impl Default for Config {
             probe_c: 1.0,
             fixmatch: FixMatchConfig::default(),
             cache: None,
+            transfer: None,
         }
     }
 }
@@ -594,7 +599,13 @@ fn pretrain_cached(
         .map(|dir| dir.join(format!("simclr_conv4_{}.safetensors", data.name)));
     if let Some(f) = file.as_ref().filter(|f| f.is_file()) {
         let (enc, meta) = Encoder::load(model.clone(), f, device)?;
-        if meta.config == settings {
+        // Settings compared as values, so a setting added since (at its default) still
+        // matches the file.
+        let same = serde_json::from_value::<SimClrConfig>(meta.config["simclr"].clone())
+            .is_ok_and(|c| c == simclr)
+            && meta.config["sample_shape"] == settings["sample_shape"]
+            && meta.config["images"] == settings["images"];
+        if same {
             let losses: Vec<f64> = meta
                 .extra
                 .get("losses")
@@ -711,12 +722,22 @@ pub fn run(
         model: model.clone(),
         device,
     };
-    let (encoder, pretrain) = if cfg.methods.iter().any(|m| m.needs_encoder()) {
-        let mut cb = |r| progress.epoch(r);
-        let (e, i) = pretrain_cached(data, cfg, device, &mut cb)?;
-        (Some(e), Some(i))
-    } else {
-        (None, None)
+    let needs_encoder = cfg.methods.iter().any(|m| m.needs_encoder());
+    let (encoder, pretrain) = match &cfg.transfer {
+        Some((_, file)) if needs_encoder => {
+            let (e, _) = Encoder::load(model.clone(), file, device)?;
+            (Some(e), None)
+        }
+        _ if needs_encoder => {
+            let mut cb = |r| progress.epoch(r);
+            let (e, i) = pretrain_cached(data, cfg, device, &mut cb)?;
+            (Some(e), Some(i))
+        }
+        _ => (None, None),
+    };
+    let row_name = |m: Method| match &cfg.transfer {
+        Some((label, _)) if m.needs_encoder() => m.name().replace("simclr", label),
+        _ => m.name().to_string(),
     };
     // Frozen features of the whole training split and the test split, L2-normalised.
     let frozen = match &encoder {
@@ -861,7 +882,7 @@ pub fn run(
                 let (auroc, bacc) = score(&probs, &data.test_labels, data.classes)?;
                 let row = Row {
                     dataset: data.name.clone(),
-                    method: method.name().into(),
+                    method: row_name(method),
                     k: budget.to_string(),
                     draw: s,
                     auroc,

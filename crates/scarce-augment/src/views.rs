@@ -48,6 +48,7 @@ pub struct ViewConfig {
     pub noise_std: f64,
     /// Cutout: a square of this fraction of the in-plane side, at a random centre, set to
     /// 0.5 (DeVries & Taylor 2017; 0 = off).
+    #[serde(default)]
     pub cutout: f64,
 }
 
