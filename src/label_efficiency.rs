@@ -641,7 +641,7 @@ fn pretrain_cached(
         },
         &simclr,
         device,
-        |r| on_epoch(r),
+        on_epoch,
     )?;
     if let Some(f) = &file {
         if let Some(dir) = f.parent() {

@@ -180,7 +180,7 @@ fn gamma(alpha: f64, rng: &Stream) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
+    use candle_core::{DType, Device};
 
     #[test]
     fn beta_draws_have_the_right_mean_and_variance() {

@@ -280,8 +280,8 @@ mod tests {
             let rows = if k == 2 { vec![1] } else { (0..k).collect() };
             for (r, &class) in rows.iter().enumerate() {
                 let resid = |i: usize| p[i][class] - (y[i] == class) as u8 as f64;
-                for j in 0..3 {
-                    let g = m.coef[r][j] + c * (0..30).map(|i| resid(i) * x[i][j]).sum::<f64>();
+                for (j, w) in m.coef[r].iter().enumerate() {
+                    let g = w + c * (0..30).map(|i| resid(i) * x[i][j]).sum::<f64>();
                     assert!(g.abs() < 1e-8, "class {class} weight {j}: gradient {g}");
                 }
                 let gb: f64 = c * (0..30).map(resid).sum::<f64>();

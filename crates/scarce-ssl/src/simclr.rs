@@ -206,7 +206,7 @@ pub fn pretrain<M: Model + Clone>(
             ),
         ));
     }
-    if !(data.std > 0.0) {
+    if data.std.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
         return Err(Error::param("Unlabelled.std", "must be > 0"));
     }
     let per: usize = data.sample_shape.iter().product();
