@@ -10,11 +10,13 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+pub mod byol;
 pub mod dino;
 pub mod ema;
 pub mod loss;
 pub mod mae;
 
+pub use byol::{Byol, ByolConfig};
 pub use dino::{Dino, DinoConfig};
 pub use ema::{cosine_schedule, update_momentum};
 pub use loss::{
