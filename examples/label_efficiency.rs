@@ -48,6 +48,10 @@ struct Args {
     /// The name the transferred encoder's rows take in place of `simclr`.
     #[arg(long, default_value = "transfer")]
     encoder_label: String,
+    /// Rows of an earlier run on the same data set (its `rows.json`) to put in the report
+    /// beside this run's, e.g. Conv4 from scratch for the paired differences.
+    #[arg(long)]
+    merge: Option<PathBuf>,
     /// One K, two draws, short schedules (a smoke run of a few minutes).
     #[arg(long)]
     quick: bool,
@@ -146,8 +150,33 @@ fn run_cli() -> Result<(), Box<dyn std::error::Error>> {
         epochs: cfg.simclr.epochs,
     };
     let started = std::time::Instant::now();
-    let report = run(&data, &cfg, &Device::Cpu, &mut bars)?;
+    let mut report = run(&data, &cfg, &Device::Cpu, &mut bars)?;
     bars.rows.finish();
+    if let Some(f) = &args.merge {
+        let earlier: Vec<Row> = serde_json::from_slice(&std::fs::read(f)?)
+            .map_err(|e| format!("{}: {e}", f.display()))?;
+        if let Some(r) = earlier.iter().find(|r| r.dataset != data.name) {
+            return Err(format!(
+                "{} holds rows of `{}`, not `{}`",
+                f.display(),
+                r.dataset,
+                data.name
+            )
+            .into());
+        }
+        // Earlier rows first (their methods lead the table); this run's replace duplicates.
+        let mut rows: Vec<Row> = earlier
+            .into_iter()
+            .filter(|e| {
+                !report
+                    .rows
+                    .iter()
+                    .any(|r| r.method == e.method && r.k == e.k && r.draw == e.draw)
+            })
+            .collect();
+        rows.append(&mut report.rows);
+        report.rows = rows;
+    }
     let mut md = report.markdown();
     md.push_str(&format!(
         "\nTotal {:.0} s on the CPU ({} threads).\n",

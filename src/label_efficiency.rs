@@ -359,7 +359,7 @@ impl Config {
 }
 
 /// One (method, budget, draw) result.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Row {
     /// The data set.
     pub dataset: String,

@@ -1,7 +1,8 @@
 //! `simclr_step`: one SimCLR update — two views of 256 images of 1×28×28 through the encoder
 //! and lightly's projection head, NT-Xent (T = 0.5), backward, Adam — with a Conv4-64 encoder
 //! (head 64→256→128) and a ResNet-18 with the MedMNIST 3×3 stem (head 512→512→128).
-//! `simclr_views`: drawing the two views of 256 images. The same workloads as
+//! `simclr_views`: drawing the two views of 256 images. `dino_step`: one DINO update with a
+//! Conv4-64 student and EMA teacher, head 64→512→1024, 2 global + 4 local views of 64 images. The same workloads as
 //! `scripts/bench/simclr_step.py` (PyTorch + lightly) for side-by-side figures.
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -9,7 +10,7 @@ use scarce_augment::views::{views, ViewConfig};
 use scarce_core::backbone::{Conv4, Conv4Config};
 use scarce_core::{DType, Device, Model, Stream, Tensor};
 use scarce_models::{ResNet, ResNetConfig, Stem};
-use scarce_ssl::{SimClr, SimClrConfig};
+use scarce_ssl::{DinoConfig, DinoLearner, DinoTrainConfig, SimClr, SimClrConfig};
 
 const BATCH: usize = 256;
 
@@ -61,5 +62,32 @@ fn simclr_views(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, simclr_step, simclr_views);
+fn dino_step(c: &mut Criterion) {
+    let dev = Device::Cpu;
+    let cfg = DinoTrainConfig {
+        loss: DinoConfig {
+            output_dim: 1024,
+            ..DinoConfig::default()
+        },
+        hidden: 512,
+        ..DinoTrainConfig::default()
+    };
+    let model = Conv4::new(Conv4Config::default()).unwrap();
+    let mut learner = DinoLearner::new(model, 64, &cfg, &dev).unwrap();
+    let v = |i: u64| {
+        Stream::new(i, "views")
+            .normal_tensor((64, 1, 28, 28), 0.0, 1.0, DType::F32, &dev)
+            .unwrap()
+    };
+    let global = [v(0), v(1)];
+    let local = [v(2), v(3), v(4), v(5)];
+    let mut group = c.benchmark_group("dino_step");
+    group.sample_size(10);
+    group.bench_function("conv4_b64_2g4l", |b| {
+        b.iter(|| learner.step(&global, &local).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, simclr_step, simclr_views, dino_step);
 criterion_main!(benches);

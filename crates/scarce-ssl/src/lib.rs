@@ -12,12 +12,14 @@ struct ReadmeDoctests;
 
 pub mod byol;
 pub mod dino;
+pub mod dino_train;
 pub mod ema;
 pub mod loss;
 pub mod mae;
 
 pub use byol::{Byol, ByolConfig};
 pub use dino::{Dino, DinoConfig};
+pub use dino_train::{DinoLearner, DinoTrainConfig};
 pub use ema::{cosine_schedule, update_momentum};
 pub use loss::{
     barlow_twins, fixmatch_unlabelled, negative_cosine, nt_xent, soft_cross_entropy, vicreg,
