@@ -1,7 +1,8 @@
 //! Learning from unlabelled images: the self-supervised objectives (SimCLR's NT-Xent,
 //! BYOL / SimSiam's negative cosine, DINO, Barlow Twins, VICReg, MAE), EMA teachers and their
-//! cosine momentum schedule, FixMatch's pseudo-label loss, SimCLR pretraining over any
-//! `scarce_core::Model`, and the logistic-regression probe that reads an encoder out.
+//! cosine momentum schedule, SimCLR, BYOL / SimSiam and DINO learners over any
+//! `scarce_core::Model`, FixMatch, conformal pseudo-labels, and the logistic-regression
+//! probe that reads an encoder out.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
