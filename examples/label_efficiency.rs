@@ -52,6 +52,10 @@ struct Args {
     /// beside this run's, e.g. Conv4 from scratch for the paired differences.
     #[arg(long)]
     merge: Option<PathBuf>,
+    /// Write the report (tables and chart) of this rows file (a `rows.json`, e.g. merged
+    /// by --merge) and stop; a `pretrain.json` beside it adds the pretraining line.
+    #[arg(long)]
+    report_from: Option<PathBuf>,
     /// One K, two draws, short schedules (a smoke run of a few minutes).
     #[arg(long)]
     quick: bool,
@@ -87,8 +91,34 @@ impl Progress for Bars {
     }
 }
 
+/// The tables and chart of an existing rows file, written beside it.
+fn report_only(rows_file: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    let rows: Vec<Row> = serde_json::from_slice(&std::fs::read(rows_file)?)
+        .map_err(|e| format!("{}: {e}", rows_file.display()))?;
+    let dir = rows_file.parent().unwrap_or(std::path::Path::new("."));
+    let pretrain = std::fs::read(dir.join("pretrain.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let report = scarce::label_efficiency::Report {
+        dataset: rows.first().map(|r| r.dataset.clone()).ok_or("no rows")?,
+        rows,
+        draws: Default::default(),
+        pretrain,
+    };
+    let md = report.markdown();
+    std::fs::write(dir.join("report.md"), &md)?;
+    scarce::eval::plot::Figure::new(1, (900, 560))
+        .chart(report.chart())
+        .save_svg(&dir.join("auroc_vs_k.svg"))?;
+    println!("{md}");
+    Ok(())
+}
+
 fn run_cli() -> Result<(), Box<dyn std::error::Error>> {
     let args: Args = clap::Parser::parse();
+    if let Some(f) = &args.report_from {
+        return report_only(f);
+    }
     let file = match (&args.dataset, &args.data) {
         (_, Some(f)) => f.clone(),
         (Some(name), None) => {

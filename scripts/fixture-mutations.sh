@@ -28,6 +28,7 @@ targets=(
     "scarce-gen audit"
     "scarce-eval metrics_fixtures"
     "scarce-models backbone_fixtures"
+    "scarce-ssl ssl_fixtures"
 )
 # Build every target once, quietly.
 for t in "${targets[@]}"; do

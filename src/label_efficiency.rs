@@ -378,7 +378,7 @@ pub struct Row {
 }
 
 /// What SimCLR pretraining did.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PretrainInfo {
     /// Epochs run.
     pub epochs: usize,
@@ -1061,6 +1061,10 @@ impl Report {
             out.push_str(&format!("| {m} |"));
             for k in &ks {
                 let c = self.cell(&m, k);
+                if c.is_empty() {
+                    out.push_str(" not run |");
+                    continue;
+                }
                 let (a, ah) = mean_t95(&c.iter().map(|r| r.auroc).collect::<Vec<_>>());
                 let (b, bh) = mean_t95(&c.iter().map(|r| r.balanced_accuracy).collect::<Vec<_>>());
                 out.push_str(&format!(
@@ -1094,6 +1098,10 @@ impl Report {
                                 .map(|x| r.auroc - x.auroc)
                         })
                         .collect();
+                    if diffs.is_empty() {
+                        out.push_str(" not run |");
+                        continue;
+                    }
                     let (d, h) = mean_t95(&diffs);
                     let mark = if d - h > 0.0 { " (above 0)" } else { "" };
                     out.push_str(&format!(" {d:+.3} ± {h:.3}{mark} |"));
@@ -1112,7 +1120,11 @@ impl Report {
             out.push_str(&format!("| {m} |"));
             for k in &ks {
                 let c = self.cell(&m, k);
-                let t = c.iter().map(|r| r.wall_s).sum::<f64>() / c.len().max(1) as f64;
+                if c.is_empty() {
+                    out.push_str(" not run |");
+                    continue;
+                }
+                let t = c.iter().map(|r| r.wall_s).sum::<f64>() / c.len() as f64;
                 out.push_str(&format!(" {t:.1} |"));
             }
             out.push('\n');
@@ -1161,6 +1173,9 @@ impl Report {
             let mut bars = Vec::new();
             for (k, x) in &ks {
                 let c = self.cell(m, k);
+                if c.is_empty() {
+                    continue;
+                }
                 let (a, h) = mean_t95(&c.iter().map(|r| r.auroc).collect::<Vec<_>>());
                 // Offset the methods a little so their bars do not hide one another.
                 let x = x + 0.012 * i as f64 - 0.03;
