@@ -257,11 +257,9 @@ impl Data {
     /// The labelled training indices of draw `seed` at `budget`: class by class, the
     /// first K of a fixed permutation of the class (nested over K).
     pub fn draw(&self, seed: u64, budget: Budget) -> Result<Vec<usize>> {
-        if budget == Budget::All {
-            return Ok((0..self.train_labels.len()).collect());
-        }
-        let Budget::PerClass(k) = budget else {
-            unreachable!()
+        let k = match budget {
+            Budget::All => return Ok((0..self.train_labels.len()).collect()),
+            Budget::PerClass(k) => k,
         };
         let mut out = Vec::new();
         for c in 0..self.classes {
@@ -805,8 +803,9 @@ pub fn run(
                         predict(&enc, false, &test)?
                     }
                     _ => {
-                        let enc = encoder.as_ref().expect("pretrained above");
-                        let (train_f, test_f) = frozen.as_ref().expect("computed above");
+                        let missing = || Error::param("method", "no encoder was pretrained");
+                        let enc = encoder.as_ref().ok_or_else(missing)?;
+                        let (train_f, test_f) = frozen.as_ref().ok_or_else(missing)?;
                         let support: Vec<Vec<f64>> =
                             idx.iter().map(|&i| train_f[i].clone()).collect();
                         match method {
@@ -875,7 +874,12 @@ pub fn run(
                                 )?;
                                 predict(&out, true, &test)?
                             }
-                            Method::Conv4Scratch | Method::FixmatchScratch => unreachable!(),
+                            Method::Conv4Scratch | Method::FixmatchScratch => {
+                                return Err(Error::param(
+                                    "method",
+                                    "a scratch method has no encoder",
+                                ))
+                            }
                         }
                     }
                 };
@@ -987,6 +991,16 @@ fn protonet(
         .collect())
 }
 
+/// The rest of a table's header row after `| method |`: one column per budget, then the
+/// separator row.
+fn budget_header(ks: &[String]) -> String {
+    let mut h: String = ks.iter().map(|k| format!(" K = {k} |")).collect();
+    h.push_str("\n| --- |");
+    h.push_str(&" --- |".repeat(ks.len()));
+    h.push('\n');
+    h
+}
+
 /// Mean and 95 % Student-t half-width (n − 1 degrees of freedom; NaN for one value).
 pub fn mean_t95(v: &[f64]) -> (f64, f64) {
     let n = v.len();
@@ -1051,12 +1065,7 @@ impl Report {
     pub fn markdown(&self) -> String {
         let ks = self.budgets();
         let mut out = format!("### {}\n\nTest AUROC, mean ± 95 % t-interval over draws (balanced accuracy below it)\n\n| method |", self.dataset);
-        for k in &ks {
-            out.push_str(&format!(" K = {k} |"));
-        }
-        out.push_str("\n| --- |");
-        out.push_str(&" --- |".repeat(ks.len()));
-        out.push('\n');
+        out.push_str(&budget_header(&ks));
         for m in self.methods() {
             out.push_str(&format!("| {m} |"));
             for k in &ks {
@@ -1079,12 +1088,7 @@ impl Report {
             out.push_str(&format!(
                 "\nPaired AUROC difference against `{base}` (same draws), mean ± 95 % t-interval\n\n| method |"
             ));
-            for k in &ks {
-                out.push_str(&format!(" K = {k} |"));
-            }
-            out.push_str("\n| --- |");
-            out.push_str(&" --- |".repeat(ks.len()));
-            out.push('\n');
+            out.push_str(&budget_header(&ks));
             for m in self.methods().into_iter().filter(|m| m != base) {
                 out.push_str(&format!("| {m} |"));
                 for k in &ks {
@@ -1110,12 +1114,7 @@ impl Report {
             }
         }
         out.push_str("\nWall time per draw (seconds, mean)\n\n| method |");
-        for k in &ks {
-            out.push_str(&format!(" K = {k} |"));
-        }
-        out.push_str("\n| --- |");
-        out.push_str(&" --- |".repeat(ks.len()));
-        out.push('\n');
+        out.push_str(&budget_header(&ks));
         for m in self.methods() {
             out.push_str(&format!("| {m} |"));
             for k in &ks {

@@ -163,18 +163,17 @@ fn gamma(alpha: f64, rng: &Stream) -> f64 {
     }
     let d = alpha - 1.0 / 3.0;
     let c = 1.0 / (9.0 * d).sqrt();
-    for k in 0.. {
+    // Rejection sampling: each proposal is accepted with probability above 0.95.
+    let mut k = 0;
+    loop {
         let z = rng.normal(2 * k);
         let v = (1.0 + c * z).powi(3);
-        if v <= 0.0 {
-            continue;
-        }
         let u = rng.uniform(2 * k + 1).max(f64::MIN_POSITIVE);
-        if u.ln() < 0.5 * z * z + d - d * v + d * v.ln() {
+        if v > 0.0 && u.ln() < 0.5 * z * z + d - d * v + d * v.ln() {
             return d * v;
         }
+        k += 1;
     }
-    unreachable!("the rejection loop returns")
 }
 
 #[cfg(test)]

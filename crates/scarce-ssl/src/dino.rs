@@ -123,7 +123,7 @@ impl Dino {
             }
         }
         let loss = total
-            .expect("n_terms > 0")
+            .ok_or_else(|| Error::param("student", "no pair of different views to compare"))?
             .affine(-1.0 / (n_terms * b) as f64, 0.0)?;
         let batch_center = teacher.reshape((nt * b, d))?.mean(0)?;
         let m = self.config.center_momentum;
